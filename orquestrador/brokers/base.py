@@ -1,0 +1,266 @@
+"""The broker interface every adapter implements, and the pieces they share.
+
+A broker moves opaque bytes between named queues; it knows nothing of envelopes. The worker
+runtime sits on top and decides what to ack, retry or dead-letter. Every adapter keeps the
+delivery contract of DESIGN.md, proven by ``tests/contract``:
+
+1. ``publish`` returns only once the broker holds the message durably.
+2. A message leaves its queue only when a consumer acks it.
+3. An unacked message returns to the queue after the visibility timeout, unless its consumer
+   keeps sending ``heartbeat()``.
+4. ``Delivery.attempt`` is the broker's own delivery count (1 on first delivery), so it
+   survives worker restarts.
+5. Queues can be inspected, peeked without consuming, purged, and dead letters replayed.
+
+Dead letters live in ``<queue>.dlq``. They carry the original body untouched; the reason, the
+error type and the attempt count travel in headers (``DLQ_*`` below), so a replay publishes
+exactly what was first sent.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from orquestrador.errors import ConfigError
+
+DLQ_SUFFIX = ".dlq"
+DLQ_REASON = "orq-dlq-reason"
+DLQ_ERROR_TYPE = "orq-dlq-error-type"
+DLQ_ATTEMPTS = "orq-dlq-attempts"
+DLQ_QUEUE = "orq-dlq-queue"
+DLQ_AT = "orq-dlq-at"
+DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT)
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(\.dlq)?$")
+
+EventCallback = Callable[[bytes], Awaitable[None] | None]
+
+
+def validate_queue_name(name: str) -> str:
+    """Queue names must be portable across NATS subjects, Redis keys and AMQP queues."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ConfigError(
+            f"invalid queue name {name!r}: use letters, digits, '_' or '-' (at most 200), "
+            "optionally followed by '.dlq'"
+        )
+    return name
+
+
+def dlq_of(queue: str) -> str:
+    return queue if queue.endswith(DLQ_SUFFIX) else queue + DLQ_SUFFIX
+
+
+def origin_of(dlq: str) -> str:
+    return dlq[: -len(DLQ_SUFFIX)] if dlq.endswith(DLQ_SUFFIX) else dlq
+
+
+def dead_letter_headers(
+    headers: dict[str, str] | None, *, queue: str, reason: str, error_type: str, attempts: int
+) -> dict[str, str]:
+    out = {k: v for k, v in (headers or {}).items() if k not in DLQ_HEADERS}
+    out.update(
+        {
+            DLQ_REASON: reason[:2000],
+            DLQ_ERROR_TYPE: error_type,
+            DLQ_ATTEMPTS: str(attempts),
+            DLQ_QUEUE: queue,
+            DLQ_AT: datetime.now(UTC).isoformat(),
+        }
+    )
+    return out
+
+
+def strip_dead_letter_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (headers or {}).items() if k not in DLQ_HEADERS}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message seen without being consumed (peek), with the broker's id for it."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What `orq queues` shows. ``None`` means the broker cannot tell."""
+
+    queue: str
+    depth: int  # waiting to be delivered
+    in_flight: int  # delivered, not yet acked
+    dead_letters: int  # in <queue>.dlq
+    consumers: int | None = None
+    oldest_age: float | None = None  # seconds
+
+
+class Delivery(abc.ABC):
+    """One delivered message. Exactly one of ack / nack / dead_letter settles it."""
+
+    body: bytes
+    headers: dict[str, str]
+    queue: str
+    attempt: int  # the broker's delivery count, 1-based
+    message_id: str | None  # broker-level id if the publisher set one
+
+    @abc.abstractmethod
+    async def ack(self) -> None:
+        """The job is done: remove the message for good."""
+
+    @abc.abstractmethod
+    async def nack(self, delay: float = 0.0) -> None:
+        """Give it back for another attempt after ``delay`` seconds, without blocking the caller."""
+
+    @abc.abstractmethod
+    async def heartbeat(self) -> None:
+        """Still working: push the visibility timeout forward."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
+        """Move the message to ``<queue>.dlq`` (durably) and then remove it from ``queue``."""
+
+
+class Consumer(abc.ABC):
+    """A pull consumer on one queue, shared by every worker of that queue."""
+
+    @abc.abstractmethod
+    async def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Up to ``max_messages``; an empty list when nothing arrives within ``timeout``."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop fetching. Unsettled deliveries go back to the queue (now or at their timeout)."""
+
+
+class Broker(abc.ABC):
+    """A connection to one broker. Create with :func:`orquestrador.brokers.connect`."""
+
+    scheme: ClassVar[str]
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection; raise BrokerUnavailable with a clear line if it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def declare(self, queue: str) -> None:
+        """Make sure ``queue`` and ``queue.dlq`` exist; idempotent."""
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Return once the broker holds the message durably."""
+
+    async def publish_many(
+        self, queue: str, items: Iterable[tuple[bytes, str | None]], *, window: int = 256
+    ) -> int:
+        """Publish many messages with up to ``window`` confirmations in flight at once."""
+        pending: set[asyncio.Task[None]] = set()
+        count = 0
+        for body, message_id in items:
+            pending.add(asyncio.ensure_future(self.publish(queue, body, message_id=message_id)))
+            count += 1
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+        if pending:
+            for task in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(task, BaseException):
+                    raise task
+        return count
+
+    @abc.abstractmethod
+    async def consume(
+        self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16
+    ) -> Consumer: ...
+
+    @abc.abstractmethod
+    async def stats(self, queue: str) -> QueueStats: ...
+
+    @abc.abstractmethod
+    async def peek(self, queue: str, limit: int = 10) -> list[Message]:
+        """The oldest ``limit`` messages, left where they are."""
+
+    @abc.abstractmethod
+    async def purge(self, queue: str) -> int:
+        """Drop every waiting message; returns how many were dropped."""
+
+    @abc.abstractmethod
+    async def queues(self) -> list[str]:
+        """Names of the queues this toolkit declared on the broker (dead-letter queues too)."""
+
+    async def replay(self, queue: str, *, limit: int | None = None) -> int:
+        """Move dead letters of ``queue`` back onto it (publish first, then ack the dead letter)."""
+        source = dlq_of(queue)
+        target = origin_of(queue)
+        consumer = await self.consume(source, visibility_timeout=30.0, prefetch=64)
+        moved = 0
+        try:
+            while limit is None or moved < limit:
+                want = 64 if limit is None else min(64, limit - moved)
+                batch = await consumer.fetch(want, timeout=0.5)
+                if not batch:
+                    break
+                for delivery in batch:
+                    await self.publish(
+                        target, delivery.body, headers=strip_dead_letter_headers(delivery.headers)
+                    )
+                    await delivery.ack()
+                    moved += 1
+        finally:
+            await consumer.close()
+        return moved
+
+    async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
+        """Best-effort lifecycle event (not durable). Default: dropped."""
+
+    async def subscribe_events(
+        self, subject: str, callback: EventCallback
+    ) -> Callable[[], Awaitable[None]]:
+        """Receive best-effort events; returns an async unsubscribe. Default: none arrive."""
+
+        async def _noop() -> None:
+            return None
+
+        return _noop
+
+    async def __aenter__(self) -> Broker:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = [
+    "DLQ_ATTEMPTS",
+    "DLQ_ERROR_TYPE",
+    "DLQ_QUEUE",
+    "DLQ_REASON",
+    "Broker",
+    "Consumer",
+    "Delivery",
+    "Message",
+    "QueueStats",
+    "dead_letter_headers",
+    "dlq_of",
+    "origin_of",
+    "strip_dead_letter_headers",
+    "validate_queue_name",
+]

@@ -1,0 +1,173 @@
+"""Wire format v1: the JSON envelope every producer and worker exchanges.
+
+The four fields of the interface note (``correlation_id``, ``tipo_evento``, ``payload``,
+``timestamp``) are the whole contract; a message published by hand with plain pika or nats-py
+is a valid job. Our own fields are optional on read, and fields we do not know are kept when an
+envelope is re-encoded, so newer producers can talk to older workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orquestrador.errors import EnvelopeError, PayloadTooLarge
+
+TipoEvento = Literal["iniciar_coleta", "resultado_coleta", "iniciar_execucao", "resultado_execucao"]
+TIPOS_EVENTO: tuple[str, ...] = TipoEvento.__args__  # type: ignore[attr-defined]
+RESULTADO_DE: dict[str, str] = {
+    "iniciar_coleta": "resultado_coleta",
+    "iniciar_execucao": "resultado_execucao",
+}
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_RESULTS_QUEUE = "orquestrador_resultados"
+VERSAO = 1
+
+
+class Erro(BaseModel):
+    """Why a job failed: the exception type and its message (plus any extra detail)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tipo: str
+    mensagem: str
+
+
+class Envelope(BaseModel):
+    """One message of a job chain. Immutable so a delivered envelope is never edited in place."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    correlation_id: str = Field(min_length=1, max_length=200)
+    tipo_evento: TipoEvento
+    payload: dict[str, Any]
+    timestamp: datetime
+    message_id: str | None = Field(default=None, min_length=1, max_length=200)
+    causation_id: str | None = None
+    alvo: str | None = None
+    responder_para: str | None = None
+    tentativa: int | None = Field(default=None, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    versao: int = VERSAO
+    status: Literal["ok", "erro"] | None = None
+    erro: Erro | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # A naive timestamp is ambiguous across machines; the contract is UTC.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def is_request(self) -> bool:
+        return self.tipo_evento in RESULTADO_DE
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """Fields this version does not know, kept for forward compatibility."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def with_changes(self, **changes: Any) -> Envelope:
+        return self.model_copy(update=changes)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def nova(
+    tipo_evento: TipoEvento,
+    payload: dict[str, Any],
+    *,
+    alvo: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    responder_para: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Envelope:
+    """A fresh envelope with its ids and timestamp filled in."""
+    return Envelope(
+        correlation_id=correlation_id or new_id(),
+        tipo_evento=tipo_evento,
+        payload=payload,
+        timestamp=now(),
+        message_id=new_id(),
+        causation_id=causation_id,
+        alvo=alvo,
+        responder_para=responder_para,
+        headers=headers or {},
+    )
+
+
+def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Serialise for the wire, refusing envelopes the brokers (or readers) should not carry."""
+    body = envelope.model_dump_json(exclude_none=True).encode()
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(
+            f"envelope of {envelope.tipo_evento} for {envelope.alvo or '?'} is "
+            f"{_size(len(body))}, over the {_size(max_bytes)} limit: send a reference "
+            "(URL, file path) instead of the data, or raise max_message_bytes"
+        )
+    return body
+
+
+def decode(body: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """Read wire bytes; any problem becomes :class:`EnvelopeError` with a one-line reason."""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"message is {_size(len(body))}, over the {_size(max_bytes)} limit")
+    try:
+        envelope = Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        raise EnvelopeError(_reason(exc)) from None
+    if envelope.message_id is None:
+        # Hand-published messages have no id; derive a stable one so redeliveries dedupe.
+        envelope = envelope.with_changes(message_id=content_id(body))
+    return envelope
+
+
+def content_id(body: bytes) -> str:
+    return str(uuid.UUID(bytes=hashlib.sha256(body).digest()[:16], version=5))
+
+
+def _reason(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] in ("json_invalid", "json_type"):
+        return f"not valid JSON: {first['msg']}"
+    if first["type"] == "model_type" or (first["loc"] == () and first["type"] != "json_invalid"):
+        return (
+            "not an envelope: expected a JSON object with "
+            "correlation_id, tipo_evento, payload, timestamp"
+        )
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "envelope"
+        parts.append(f"{where}: {err['msg']}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "not a valid envelope: " + "; ".join(parts) + more
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_RESULTS_QUEUE",
+    "RESULTADO_DE",
+    "TIPOS_EVENTO",
+    "Envelope",
+    "Erro",
+    "TipoEvento",
+    "decode",
+    "encode",
+    "nova",
+]

@@ -1,0 +1,98 @@
+"""Every error the toolkit raises, in one tree.
+
+::
+
+    OrquestradorError
+    ├── ConfigError                 bad URL, option or setting: fix the configuration
+    ├── EnvelopeError               bytes that are not a valid v1 envelope (carries the reason)
+    │   └── PayloadTooLarge         an envelope over the size limit, refused before publishing
+    ├── BrokerError                 the broker failed or refused something
+    │   ├── BrokerUnavailable       cannot reach the broker at all
+    │   └── EmbeddedServerError     the embedded nats-server could not start or be found
+    ├── PluginError                 a plugin is missing, registered twice or badly declared
+    ├── JobTimeout                  Job.wait() ran out of time (the job may still finish)
+    └── HandlerSignal               control flow raised by handlers, never an error to report
+        ├── Retry                   try again later, optionally after `delay` seconds
+        └── PermanentFailure        do not retry: dead-letter now
+
+Adapters translate driver exceptions at their boundary (``raise BrokerError(...) from exc``),
+so users catch one family whatever broker they run on. Messages say what happened and what to
+do, and never contain a password or token (see :func:`orquestrador.settings.redact_url`).
+"""
+
+from __future__ import annotations
+
+
+class OrquestradorError(Exception):
+    """Base of every error raised by orquestrador."""
+
+
+class ConfigError(OrquestradorError, ValueError):
+    """A URL, option or setting is invalid; the message says which and how to fix it."""
+
+
+class EnvelopeError(OrquestradorError, ValueError):
+    """Bytes that cannot be read as a v1 envelope; ``reason`` is what goes to the dead letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PayloadTooLarge(EnvelopeError):
+    """An envelope bigger than the configured limit; refused before it reaches the broker."""
+
+
+class BrokerError(OrquestradorError):
+    """The broker failed or refused an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached; check the URL and that the server runs."""
+
+
+class EmbeddedServerError(BrokerError):
+    """The embedded nats-server could not be started, found or attached to."""
+
+
+class PluginError(OrquestradorError):
+    """A plugin is unknown, registered twice, or declared with bad options."""
+
+
+class JobTimeout(OrquestradorError, TimeoutError):
+    """``Job.wait`` gave up; the job itself is not cancelled and may still finish."""
+
+
+class HandlerSignal(Exception):
+    """Raised by a handler to steer delivery; not reported as a failure of the toolkit."""
+
+
+class Retry(HandlerSignal):
+    """Ask for another attempt later, e.g. when a site says 429.
+
+    ``delay`` (seconds) overrides the exponential backoff for this attempt.
+    """
+
+    def __init__(self, message: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentFailure(HandlerSignal):
+    """The job can never succeed (bad input, forbidden program): dead-letter it without retries."""
+
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "EmbeddedServerError",
+    "EnvelopeError",
+    "HandlerSignal",
+    "JobTimeout",
+    "OrquestradorError",
+    "PayloadTooLarge",
+    "PermanentFailure",
+    "PluginError",
+    "Retry",
+]
