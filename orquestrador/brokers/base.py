@@ -44,10 +44,10 @@ EventCallback = Callable[[bytes], Awaitable[None] | None]
 
 def validate_queue_name(name: str) -> str:
     """Queue names must be portable across NATS subjects, Redis keys and AMQP queues."""
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name) or name.endswith("__dlq"):
         raise ConfigError(
             f"invalid queue name {name!r}: use letters, digits, '_' or '-' (at most 200), "
-            "optionally followed by '.dlq'"
+            "optionally followed by '.dlq' (a name may not end in '__dlq')"
         )
     return name
 
@@ -200,6 +200,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def purge(self, queue: str) -> int:
         """Drop every waiting message; returns how many were dropped."""
+
+    @abc.abstractmethod
+    async def delete(self, queue: str) -> None:
+        """Remove ``queue`` and ``queue.dlq`` with everything in them."""
 
     @abc.abstractmethod
     async def queues(self) -> list[str]:

@@ -247,6 +247,11 @@ class MemoryBroker(Broker):
             q.waiting.clear()
             return dropped
 
+    async def delete(self, queue: str) -> None:
+        with self._space.lock:
+            self._space.queues.pop(queue, None)
+            self._space.queues.pop(dlq_of(queue), None)
+
     async def queues(self) -> list[str]:
         with self._space.lock:
             return sorted(self._space.queues)

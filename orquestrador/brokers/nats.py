@@ -1,0 +1,380 @@
+"""NATS JetStream adapter (nats-py).
+
+Mapping: each queue is a JetStream stream ``ORQ_<queue>`` (``.dlq`` becomes ``__dlq``) whose
+only subject is the queue name itself, so a message published by hand on ``escavador_x`` is a
+job. Streams use work-queue retention and file storage; one durable pull consumer, ``workers``,
+is shared by every worker of the queue. The visibility timeout is the consumer's AckWait,
+``heartbeat()`` is ``in_progress()``, ``nack(delay)`` is ``nak(delay)``, and the attempt is
+JetStream's ``num_delivered``. MaxDeliver is unlimited: the worker runtime dead-letters itself,
+because JetStream would otherwise leave an exhausted message silently in the stream.
+``publish`` waits for the PubAck and sets ``Nats-Msg-Id`` so duplicates within the stream's
+duplicate window are dropped by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from orquestrador.brokers.base import (
+    DLQ_SUFFIX,
+    Broker,
+    Consumer,
+    Delivery,
+    EventCallback,
+    Message,
+    QueueStats,
+    dead_letter_headers,
+    dlq_of,
+    validate_queue_name,
+)
+from orquestrador.errors import BrokerError, BrokerUnavailable
+from orquestrador.settings import redact_url
+
+log = logging.getLogger(__name__)
+
+STREAM_PREFIX = "ORQ_"
+DURABLE = "workers"
+_MSG_ID = "Nats-Msg-Id"
+
+
+def stream_name(queue: str) -> str:
+    validate_queue_name(queue)
+    if queue.endswith(DLQ_SUFFIX):
+        return STREAM_PREFIX + queue[: -len(DLQ_SUFFIX)] + "__dlq"
+    return STREAM_PREFIX + queue
+
+
+def queue_name(stream: str) -> str | None:
+    if not stream.startswith(STREAM_PREFIX):
+        return None
+    base = stream[len(STREAM_PREFIX) :]
+    return base[: -len("__dlq")] + DLQ_SUFFIX if base.endswith("__dlq") else base
+
+
+def _public_headers(msg: Msg) -> dict[str, str]:
+    return {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
+
+
+class NatsDelivery(Delivery):
+    def __init__(self, broker: NatsBroker, queue: str, msg: Msg) -> None:
+        self._broker = broker
+        self._msg = msg
+        self.body = msg.data
+        self.headers = _public_headers(msg)
+        self.queue = queue
+        self.attempt = msg.metadata.num_delivered or 1
+        self.message_id = (msg.headers or {}).get(_MSG_ID)
+
+    async def ack(self) -> None:
+        try:
+            await self._msg.ack_sync(timeout=self._broker.request_timeout)
+        except nats.js.errors.NotFoundError:
+            pass  # already gone
+        except nats.errors.Error as exc:
+            raise BrokerError(f"ack failed on {self.queue}: {exc}") from exc
+
+    async def nack(self, delay: float = 0.0) -> None:
+        try:
+            await self._msg.nak(delay=delay if delay > 0 else None)
+        except nats.errors.Error as exc:
+            raise BrokerError(f"nack failed on {self.queue}: {exc}") from exc
+
+    async def heartbeat(self) -> None:
+        try:
+            await self._msg.in_progress()
+        except nats.errors.Error as exc:
+            raise BrokerError(f"heartbeat failed on {self.queue}: {exc}") from exc
+
+    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
+        headers = dead_letter_headers(
+            self.headers, queue=self.queue, reason=reason, error_type=error_type,
+            attempts=self.attempt,
+        )  # fmt: skip
+        await self._broker.publish(dlq_of(self.queue), self.body, headers=headers)
+        await self.ack()
+
+
+class NatsConsumer(Consumer):
+    def __init__(self, broker: NatsBroker, queue: str, visibility: float, prefetch: int) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._visibility = visibility
+        self._prefetch = prefetch
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._generation = -1
+
+    async def _subscription(self) -> JetStreamContext.PullSubscription:
+        # After a reconnect the server may have lost the consumer (or the stream); re-create it.
+        if self._sub is None or self._generation != self._broker.reconnects:
+            self._generation = self._broker.reconnects
+            await self._broker._ensure_consumer(self._queue, self._visibility)
+            if self._sub is not None:
+                await _quietly(self._sub.unsubscribe())
+            self._sub = await self._broker.js.pull_subscribe_bind(
+                durable=DURABLE, stream=stream_name(self._queue),
+                pending_msgs_limit=max(1024, self._prefetch * 4),
+            )  # fmt: skip
+        return self._sub
+
+    async def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        try:
+            sub = await self._subscription()
+            msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []  # nothing arrived: an empty batch, not an error
+        except nats.js.errors.NotFoundError:
+            self._sub = None
+            return []
+        except nats.errors.Error as exc:
+            self._sub = None
+            raise BrokerError(f"fetch from {self._queue} failed: {exc}") from exc
+        return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await _quietly(self._sub.unsubscribe())
+            self._sub = None
+
+
+class NatsBroker(Broker):
+    scheme = "nats"
+
+    def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
+        self.url = url
+        self.request_timeout = request_timeout
+        self.reconnects = 0
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._declared: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"NatsBroker({redact_url(self.url)!r})"
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BrokerError("NATS broker is not connected: call connect() first")
+        return self._js
+
+    async def connect(self) -> None:
+        async def on_error(exc: Exception) -> None:
+            log.debug("nats client error: %s", exc)
+
+        async def on_reconnect() -> None:
+            self.reconnects += 1
+            self._declared.clear()
+            log.warning("reconnected to %s", redact_url(self.url))
+
+        try:
+            self._nc = await nats.connect(
+                self.url,
+                name="orquestrador",
+                connect_timeout=3,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                reconnected_cb=on_reconnect,
+            )
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            raise BrokerUnavailable(
+                f"cannot reach NATS at {redact_url(self.url)}: {exc or type(exc).__name__}; "
+                "is the server running (orq broker status)?"
+            ) from None
+        self._js = self._nc.jetstream(timeout=self.request_timeout)
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await _quietly(self._nc.drain())
+        self._nc = None
+        self._js = None
+
+    async def declare(self, queue: str) -> None:
+        for name in (queue, dlq_of(queue)):
+            if name in self._declared:
+                continue
+            config = api.StreamConfig(
+                name=stream_name(name),
+                subjects=[name],
+                retention=api.RetentionPolicy.WORK_QUEUE,
+                storage=api.StorageType.FILE,
+                duplicate_window=120.0,
+            )
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                # Exists with other settings (e.g. created by an older version): use it as it is.
+                log.warning("stream %s exists with other settings: %s", config.name, exc)
+            except nats.errors.Error as exc:
+                raise BrokerError(f"cannot declare {name}: {exc}") from exc
+            self._declared.add(name)
+
+    async def _ensure_consumer(self, queue: str, visibility: float) -> None:
+        await self.declare(queue)
+        config = api.ConsumerConfig(
+            durable_name=DURABLE,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=visibility,
+            max_deliver=-1,
+            max_ack_pending=-1,
+            filter_subject=queue,
+        )
+        try:
+            await self.js.add_consumer(stream_name(queue), config)
+        except nats.js.errors.BadRequestError:
+            # Exists with another ack wait: update it so the newest worker's setting wins.
+            await self.js.add_consumer(stream_name(queue), config)
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot create consumer on {queue}: {exc}") from exc
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await self.declare(queue)
+        hdrs = dict(headers or {})
+        if message_id:
+            hdrs[_MSG_ID] = message_id
+        try:
+            await self.js.publish(queue, body, headers=hdrs or None, stream=stream_name(queue))
+        except nats.errors.MaxPayloadError as exc:
+            raise BrokerError(f"message too large for NATS on {queue}: {exc}") from exc
+        except nats.errors.Error as exc:
+            raise BrokerError(f"publish to {queue} failed: {exc}") from exc
+
+    async def consume(
+        self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16
+    ) -> Consumer:
+        consumer = NatsConsumer(self, queue, visibility_timeout, prefetch)
+        await consumer._subscription()
+        return consumer
+
+    async def stats(self, queue: str) -> QueueStats:
+        await self.declare(queue)
+        try:
+            info = await self.js.stream_info(stream_name(queue))
+            dead = 0
+            if not queue.endswith(DLQ_SUFFIX):
+                dead = (await self.js.stream_info(stream_name(dlq_of(queue)))).state.messages
+            ack_pending = waiting = 0
+            try:
+                cinfo = await self.js.consumer_info(stream_name(queue), DURABLE)
+                ack_pending = cinfo.num_ack_pending or 0
+                waiting = cinfo.num_waiting or 0
+            except nats.js.errors.NotFoundError:
+                pass
+            oldest = None
+            if info.state.messages:
+                first = await self.js.get_msg(stream_name(queue), seq=info.state.first_seq,
+                                              subject=queue, next=True)  # fmt: skip
+                oldest = _age(first)
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot read stats of {queue}: {exc}") from exc
+        return QueueStats(
+            queue=queue,
+            depth=max(0, info.state.messages - ack_pending),
+            in_flight=ack_pending,
+            dead_letters=dead,
+            consumers=waiting,
+            oldest_age=oldest,
+        )
+
+    async def peek(self, queue: str, limit: int = 10) -> list[Message]:
+        await self.declare(queue)
+        out: list[Message] = []
+        seq = 1
+        try:
+            while len(out) < limit:
+                raw = await self.js.get_msg(stream_name(queue), seq=seq, subject=queue, next=True)
+                out.append(
+                    Message(
+                        raw.data or b"",
+                        {k: v for k, v in (raw.headers or {}).items() if not k.startswith("Nats-")},
+                        str(raw.seq),
+                    )
+                )
+                seq = (raw.seq or seq) + 1
+        except nats.js.errors.NotFoundError:
+            pass
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot peek {queue}: {exc}") from exc
+        return out
+
+    async def purge(self, queue: str) -> int:
+        await self.declare(queue)
+        try:
+            before = (await self.js.stream_info(stream_name(queue))).state.messages
+            await self.js.purge_stream(stream_name(queue))
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot purge {queue}: {exc}") from exc
+        return before
+
+    async def delete(self, queue: str) -> None:
+        for name in (queue, dlq_of(queue)):
+            self._declared.discard(name)
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_stream(stream_name(name))
+
+    async def queues(self) -> list[str]:
+        try:
+            infos = await self.js.streams_info()
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot list streams: {exc}") from exc
+        names = (queue_name(i.config.name) for i in infos if i.config.name)
+        return sorted(n for n in names if n)
+
+    async def publish_event(self, subject: str, body: bytes) -> None:
+        if self._nc is None:
+            return
+        try:
+            await self._nc.publish(subject, body)
+        except nats.errors.Error as exc:
+            log.debug("event not sent: %s", exc)
+
+    async def subscribe_events(
+        self, subject: str, callback: EventCallback
+    ) -> Callable[[], Awaitable[None]]:
+        if self._nc is None:
+            raise BrokerError("NATS broker is not connected: call connect() first")
+
+        async def handler(msg: Msg) -> None:
+            result = callback(msg.data)
+            if asyncio.iscoroutine(result):
+                await result
+
+        sub = await self._nc.subscribe(subject, cb=handler)
+
+        async def unsubscribe() -> None:
+            await _quietly(sub.unsubscribe())
+
+        return unsubscribe
+
+
+def _age(raw: Any) -> float | None:
+    stamp = getattr(raw, "time", None)
+    if isinstance(stamp, datetime):
+        return (datetime.now(UTC) - stamp).total_seconds()
+    return None
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        log.debug("ignored during cleanup: %s", exc)
