@@ -143,10 +143,7 @@ def _reason(exc: ValidationError) -> str:
     if first["type"] in ("json_invalid", "json_type"):
         return f"not valid JSON: {first['msg']}"
     if first["type"] == "model_type" or (first["loc"] == () and first["type"] != "json_invalid"):
-        return (
-            "not an envelope: expected a JSON object with "
-            "correlation_id, tipo_evento, payload, timestamp"
-        )
+        return "not an envelope: expected a JSON object with correlation_id, tipo_evento, payload, timestamp"
     parts = []
     for err in errors[:3]:
         where = ".".join(str(p) for p in err["loc"]) or "envelope"

@@ -234,9 +234,7 @@ class Broker(abc.ABC):
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
         """Best-effort lifecycle event (not durable). Default: dropped."""
 
-    async def subscribe_events(
-        self, subject: str, callback: EventCallback
-    ) -> Callable[[], Awaitable[None]]:
+    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         """Receive best-effort events; returns an async unsubscribe. Default: none arrive."""
 
         async def _noop() -> None:

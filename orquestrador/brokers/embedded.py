@@ -122,9 +122,7 @@ def _start(root: Path, timeout: float) -> EmbeddedServer:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedServerError(
-                f"nats-server exited with code {proc.returncode}; see {log_file}"
-            )
+            raise EmbeddedServerError(f"nats-server exited with code {proc.returncode}; see {log_file}")
         url = _read_ports(ports_file)
         if url is not None:
             port = int(url.rsplit(":", 1)[1])

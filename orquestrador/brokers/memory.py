@@ -206,13 +206,9 @@ class MemoryBroker(Broker):
         validate_queue_name(queue)
         with self._space.lock:
             seq = next(self._space.seq)
-            self._space.queue(queue).waiting[seq] = _Entry(
-                seq, bytes(body), dict(headers or {}), message_id
-            )
+            self._space.queue(queue).waiting[seq] = _Entry(seq, bytes(body), dict(headers or {}), message_id)
 
-    async def consume(
-        self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16
-    ) -> Consumer:
+    async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         await self.declare(queue)
         with self._space.lock:
             self._space.queue(queue).consumers += 1
@@ -262,9 +258,7 @@ class MemoryBroker(Broker):
         for loop, callback in listeners:
             loop.call_soon_threadsafe(_invoke, callback, body)
 
-    async def subscribe_events(
-        self, subject: str, callback: EventCallback
-    ) -> Callable[[], Awaitable[None]]:
+    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         item = (asyncio.get_running_loop(), callback)
         with self._space.lock:
             self._space.listeners.setdefault(subject, []).append(item)

@@ -258,9 +258,7 @@ class NatsBroker(Broker):
         except nats.errors.Error as exc:
             raise BrokerError(f"publish to {queue} failed: {exc}") from exc
 
-    async def consume(
-        self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16
-    ) -> Consumer:
+    async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         consumer = NatsConsumer(self, queue, visibility_timeout, prefetch)
         await consumer._subscription()
         return consumer
@@ -347,9 +345,7 @@ class NatsBroker(Broker):
         except nats.errors.Error as exc:
             log.debug("event not sent: %s", exc)
 
-    async def subscribe_events(
-        self, subject: str, callback: EventCallback
-    ) -> Callable[[], Awaitable[None]]:
+    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         if self._nc is None:
             raise BrokerError("NATS broker is not connected: call connect() first")
 

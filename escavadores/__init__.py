@@ -1,0 +1,1 @@
+"""Built-in escavadores (scrapers). Each module registers one plugin when imported."""

@@ -1,0 +1,1 @@
+"""Built-in executores. Each module registers one plugin when imported."""

@@ -1,0 +1,260 @@
+"""The synchronous API for scripts and notebooks: ``Orquestrador``, ``Job`` and ``Lote``.
+
+Every call runs the asyncio core on a private loop thread, so it works the same in a plain
+script and inside Jupyter's running loop. pandas is imported only by the methods that return
+DataFrames, so workers that import the package stay small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orquestrador import envelope as wire
+from orquestrador.envelope import Envelope, TipoEvento
+from orquestrador.errors import JobTimeout
+from orquestrador.loop_thread import LoopThread
+from orquestrador.orchestrator import AsyncOrquestrador
+from orquestrador.settings import redact_url
+from orquestrador.store import FINAIS, JobRow
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Job:
+    """One launched envelope. Its state lives in the store, so it is never stale."""
+
+    def __init__(self, orq: Orquestrador, envelope: Envelope) -> None:
+        self._orq = orq
+        self.message_id: str = envelope.message_id or ""
+        self.correlation_id: str = envelope.correlation_id
+        self.alvo: str | None = envelope.alvo
+        self.tipo_evento: str = envelope.tipo_evento
+
+    def _row(self) -> JobRow | None:
+        return self._orq._core.store.job(self.message_id)
+
+    @property
+    def status(self) -> str:
+        """unknown, queued, running, ok, erro or dead-lettered."""
+        row = self._row()
+        return "unknown" if row is None else row.estado
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAIS
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The handler's result once the job is ok; None before (or on failure)."""
+        row = self._row()
+        return row.resultado if row is not None and row.estado == "ok" else None
+
+    @property
+    def erro(self) -> dict[str, Any] | None:
+        row = self._row()
+        return row.erro if row is not None else None
+
+    @property
+    def tentativa(self) -> int | None:
+        row = self._row()
+        return row.tentativa if row is not None else None
+
+    def wait(self, timeout: float | None = None) -> Job:
+        """Block until the job is final; raises JobTimeout (the job goes on) if it takes longer."""
+        try:
+            self._orq._loop.run(self._orq._core.esperar(self.message_id, timeout))
+        except TimeoutError:
+            raise JobTimeout(
+                f"job {self.message_id} ({self.alvo}) not finished after {timeout}s; "
+                f"status {self.status!r}. Is a worker running for it (orq worker ...)?"
+            ) from None
+        return self
+
+    def __repr__(self) -> str:
+        return f"Job(alvo={self.alvo!r}, correlation_id={self.correlation_id!r}, status={self.status!r})"
+
+
+class Lote:
+    """A batch of jobs launched together."""
+
+    def __init__(self, orq: Orquestrador, jobs: list[Job]) -> None:
+        self._orq = orq
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    def __getitem__(self, index: int) -> Job:
+        return self.jobs[index]
+
+    def contagem(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        counts = self._orq._core.store.count_by_state([j.message_id for j in self.jobs])
+        known = sum(counts.values())
+        if known < len(self.jobs):
+            counts["unknown"] = len(self.jobs) - known
+        return counts
+
+    @property
+    def done(self) -> bool:
+        counts = self.contagem()
+        return sum(counts.get(s, 0) for s in FINAIS) == len(self.jobs)
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.1) -> Lote:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeout(f"batch of {len(self)} not finished after {timeout}s: {self.contagem()}")
+            time.sleep(poll)
+        return self
+
+    def resultados(self) -> pd.DataFrame:
+        ids = {j.message_id for j in self.jobs}
+        frame = self._orq.resultados()
+        return frame[frame["message_id"].isin(ids)].reset_index(drop=True)
+
+    def __repr__(self) -> str:
+        return f"Lote({len(self)} jobs: {self.contagem()})"
+
+
+class Orquestrador:
+    """Launch jobs and read their results, from a script or a notebook.
+
+    ``url`` picks the broker (``nats://``, ``redis://``, ``amqp://``, ``memory://``); without one,
+    ``ORQ_BROKER_URL`` or else the embedded NATS server is used. ``responder_para`` names this
+    orchestrator's results queue: give each person or project sharing a broker its own.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        responder_para: str | None = None,
+        home: str | Path | None = None,
+        max_message_bytes: int = wire.DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._loop = LoopThread()
+        self._core = AsyncOrquestrador(
+            url,
+            responder_para=responder_para,
+            home=Path(home) if home is not None else None,
+            max_message_bytes=max_message_bytes,
+        )
+        try:
+            self._loop.run(self._core.start())
+        except BaseException:
+            self._loop.run(self._core.close())
+            self._loop.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return redact_url(self._core.url or "")
+
+    @property
+    def responder_para(self) -> str:
+        return self._core.responder_para
+
+    def __repr__(self) -> str:
+        return f"Orquestrador(url={self.url!r}, responder_para={self.responder_para!r})"
+
+    def __enter__(self) -> Orquestrador:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.loop.is_closed():
+            self._loop.run(self._core.close())
+            self._loop.stop()
+
+    # -- launching -------------------------------------------------------------------------
+
+    def iniciar_coleta(
+        self, escavador: str, payload: dict[str, Any], *, correlation_id: str | None = None
+    ) -> Job:
+        """Ask escavador ``escavador`` to collect; returns at once with a Job to watch."""
+        return self._iniciar("iniciar_coleta", escavador, payload, correlation_id)
+
+    def iniciar_execucao(
+        self, executor: str, payload: dict[str, Any], correlation_id: str | None = None
+    ) -> Job:
+        """Ask executor ``executor`` to act; pass a coleta's correlation_id to chain them."""
+        return self._iniciar("iniciar_execucao", executor, payload, correlation_id)
+
+    def _iniciar(
+        self, tipo: TipoEvento, alvo: str, payload: dict[str, Any], correlation_id: str | None
+    ) -> Job:
+        env = self._loop.run(self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id))
+        return Job(self, env)
+
+    def iniciar_coletas(
+        self, escavador: str, payloads: Iterable[dict[str, Any]], *, progress: bool = True
+    ) -> Lote:
+        """Launch many coletas (a list, a generator, or a DataFrame column of dicts)."""
+        return self._lote("iniciar_coleta", escavador, payloads, progress)
+
+    def iniciar_execucoes(
+        self, executor: str, payloads: Iterable[dict[str, Any]], *, progress: bool = True
+    ) -> Lote:
+        return self._lote("iniciar_execucao", executor, payloads, progress)
+
+    def _lote(self, tipo: TipoEvento, alvo: str, payloads: Iterable[dict[str, Any]], progress: bool) -> Lote:
+        items = list(payloads)
+        if not progress:
+            envs = self._loop.run(self._core.iniciar_lote(tipo, alvo, items))
+            return Lote(self, [Job(self, e) for e in envs])
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
+            envs = self._loop.run(
+                self._core.iniciar_lote(tipo, alvo, items, on_progress=lambda n: bar.advance(task, n))
+            )
+        return Lote(self, [Job(self, e) for e in envs])
+
+    def job(self, message_id: str) -> Job | None:
+        row = self._core.store.job(message_id)
+        if row is None:
+            return None
+        env = wire.Envelope(
+            correlation_id=row.correlation_id, tipo_evento=row.tipo_evento,  # type: ignore[arg-type]
+            payload={}, timestamp=wire.now(), message_id=row.message_id, alvo=row.alvo,
+        )  # fmt: skip
+        return Job(self, env)
+
+    # -- analysis --------------------------------------------------------------------------
+
+    def resultados(
+        self,
+        alvo: str | None = None,
+        *,
+        status: str | list[str] | None = None,
+        desde: datetime | None = None,
+        ate: datetime | None = None,
+    ) -> pd.DataFrame:
+        """One row per job, payload and result flattened into columns; typed times."""
+        from orquestrador.analysis import jobs_frame
+
+        rows = self._core.store.jobs(
+            alvo=alvo,
+            estado=status,
+            desde=desde.timestamp() if desde else None,
+            ate=ate.timestamp() if ate else None,
+        )
+        return jobs_frame(rows)
+
+    def rastrear(self, correlation_id: str) -> pd.DataFrame:
+        """Every envelope and lifecycle event of one chain, in time order."""
+        from orquestrador.analysis import trace_frame
+
+        return trace_frame(self._core.store.trace(correlation_id))

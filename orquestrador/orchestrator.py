@@ -1,0 +1,246 @@
+"""The asyncio orchestrator core: publish jobs, collect their results into the store.
+
+``AsyncOrquestrador`` is the source of truth; :class:`orquestrador.facade.Orquestrador` wraps it
+for scripts and notebooks. Results are read from this orchestrator's results queue
+(``responder_para``) and acked only after the store committed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from orquestrador import envelope as wire
+from orquestrador import settings
+from orquestrador.brokers import Broker, create_broker, resolve_url
+from orquestrador.brokers.base import Delivery
+from orquestrador.envelope import Envelope, TipoEvento
+from orquestrador.errors import BrokerError, EnvelopeError
+from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
+from orquestrador.eventos import EventoJob
+from orquestrador.plugins import queue_for
+from orquestrador.store import FINAIS, JobRow, Store
+
+log = logging.getLogger("orquestrador")
+
+KIND_OF: dict[str, str] = {"iniciar_coleta": "escavador", "iniciar_execucao": "executor"}
+
+
+class AsyncOrquestrador:
+    """Launches jobs and records their results; one per notebook, script or service."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        responder_para: str | None = None,
+        home: Path | None = None,
+        max_message_bytes: int = wire.DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._requested_url = url
+        self.url: str | None = None
+        self.responder_para = settings.results_queue(responder_para) or wire.DEFAULT_RESULTS_QUEUE
+        self.home = home or settings.home()
+        self.max_message_bytes = max_message_bytes
+        self.store = Store(self.home / "orquestrador.db")
+        self.broker: Broker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._events: list[EventoJob] = []
+        self._unsubscribe: Callable[[], Any] | None = None
+        self.listeners: list[Callable[[list[str]], None]] = []
+
+    async def start(self) -> None:
+        """Connect, and start collecting results and lifecycle events."""
+        self.url = await asyncio.to_thread(resolve_url, self._requested_url)
+        broker = create_broker(self.url)
+        await broker.connect()
+        self.broker = broker
+        await broker.declare(self.responder_para)
+        consumer_started = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._collect(consumer_started)))
+        await consumer_started.wait()
+        self._unsubscribe = await broker.subscribe_events(EVENTS_SUBJECT, self._on_event)
+        self._tasks.append(asyncio.create_task(self._flush_events()))
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._unsubscribe is not None:
+            with contextlib.suppress(BrokerError):
+                await self._unsubscribe()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._write_events()
+        if self.broker is not None:
+            await self.broker.close()
+        self.store.close()
+
+    def _broker(self) -> Broker:
+        if self.broker is None:
+            raise BrokerError("the orchestrator is not started")
+        return self.broker
+
+    # -- launching -------------------------------------------------------------------------
+
+    def _envelope(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payload: dict[str, Any],
+        correlation_id: str | None,
+        causation_id: str | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[Envelope, bytes]:
+        if not isinstance(payload, dict):
+            raise EnvelopeError(f"payload must be a dict (JSON object), got {type(payload).__name__}")
+        env = wire.nova(
+            tipo, payload, alvo=alvo, correlation_id=correlation_id, causation_id=causation_id,
+            responder_para=self.responder_para, headers=headers,
+        )  # fmt: skip
+        return env, wire.encode(env, max_bytes=self.max_message_bytes)
+
+    async def iniciar(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payload: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope:
+        """Publish one ``iniciar_*`` envelope; returns once the broker holds it durably."""
+        fila = queue_for(KIND_OF[tipo], alvo)
+        env, body = self._envelope(tipo, alvo, payload, correlation_id, causation_id, headers)
+        self.store.record_sent([env], fila)
+        try:
+            await self._broker().publish(fila, body, message_id=env.message_id)
+        except BaseException:
+            self.store.forget([env.message_id or ""])
+            raise
+        return env
+
+    async def iniciar_lote(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        chunk: int = 500,
+    ) -> list[Envelope]:
+        """Publish many jobs, pipelined; each chunk is recorded before it is sent."""
+        fila = queue_for(KIND_OF[tipo], alvo)
+        sent: list[Envelope] = []
+        batch: list[tuple[Envelope, bytes]] = []
+        for payload in payloads:
+            batch.append(self._envelope(tipo, alvo, payload, None, None, None))
+            if len(batch) >= chunk:
+                sent += await self._send_chunk(fila, batch, on_progress)
+                batch = []
+        if batch:
+            sent += await self._send_chunk(fila, batch, on_progress)
+        return sent
+
+    async def _send_chunk(
+        self,
+        fila: str,
+        batch: list[tuple[Envelope, bytes]],
+        on_progress: Callable[[int], None] | None,
+    ) -> list[Envelope]:
+        envelopes = [env for env, _ in batch]
+        self.store.record_sent(envelopes, fila)
+        try:
+            await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
+        except BaseException:
+            # Some of the chunk may be out; the broker's dedup makes a re-launch of them safe.
+            log.error("batch publish to %s failed; %d jobs of this chunk unconfirmed", fila, len(batch))
+            raise
+        if on_progress is not None:
+            on_progress(len(batch))
+        return envelopes
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def esperar(self, message_id: str, timeout: float | None = None) -> JobRow | None:
+        """Wait until the job reaches a final state; None if it is not known at all."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(message_id, []).append(future)
+        try:
+            row = self.store.job(message_id)
+            if row is None or row.estado in FINAIS:
+                return row
+            await asyncio.wait_for(future, timeout)
+            return self.store.job(message_id)
+        finally:
+            waiters = self._waiters.get(message_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(message_id, None)
+
+    def _wake(self, finished: list[str]) -> None:
+        for message_id in finished:
+            for future in self._waiters.pop(message_id, []):
+                if not future.done():
+                    future.set_result(None)
+        for listener in self.listeners:
+            listener(finished)
+
+    # -- collecting results and events -----------------------------------------------------
+
+    async def _collect(self, started: asyncio.Event) -> None:
+        broker = self._broker()
+        consumer = await broker.consume(self.responder_para, visibility_timeout=60.0, prefetch=256)
+        started.set()
+        try:
+            while not self._closing.is_set():
+                try:
+                    batch = await consumer.fetch(256, timeout=0.5)
+                except BrokerError as exc:
+                    log.warning("reading results failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if batch:
+                    await self._record(batch)
+        finally:
+            await consumer.close()
+
+    async def _record(self, batch: list[Delivery]) -> None:
+        good: list[tuple[Delivery, Envelope]] = []
+        for delivery in batch:
+            try:
+                env = wire.decode(delivery.body, max_bytes=self.max_message_bytes)
+                if env.is_request:
+                    raise EnvelopeError(f"{env.tipo_evento} sent to a results queue")
+            except EnvelopeError as exc:
+                log.warning("dead-lettering bad result on %s: %s", delivery.queue, exc.reason)
+                await delivery.dead_letter(exc.reason, error_type=type(exc).__name__)
+                continue
+            good.append((delivery, env))
+        finished = self.store.record_results([env for _, env in good]) if good else []
+        await asyncio.gather(*(d.ack() for d, _ in good), return_exceptions=True)
+        if finished:
+            self._wake(finished)
+
+    def _on_event(self, body: bytes) -> None:
+        event = EventoJob.decode(body)
+        if event is not None:
+            self._events.append(event)
+
+    async def _flush_events(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self._write_events()
+
+    def _write_events(self) -> None:
+        if self._events:
+            events, self._events = self._events, []
+            self.store.record_events(events)

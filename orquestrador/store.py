@@ -1,0 +1,319 @@
+"""The orchestrator's record of every job: SQLite under ``.orquestrador/`` by default.
+
+Results go to disk, not to lists in memory, so memory stays flat however many jobs run and a
+restarted notebook still sees earlier results. A job is recorded once per ``message_id`` and
+its result once, however often a result is redelivered; states only move forward.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orquestrador.envelope import Envelope
+from orquestrador.eventos import EventoJob
+
+ESTADOS = ("unknown", "queued", "running", "ok", "erro", "dead-lettered")
+FINAIS = ("ok", "erro", "dead-lettered")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    message_id TEXT PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    tipo_evento TEXT NOT NULL,
+    alvo TEXT,
+    fila TEXT,
+    payload TEXT,
+    estado TEXT NOT NULL,
+    enviado_em REAL,
+    iniciado_em REAL,
+    concluido_em REAL,
+    tentativa INTEGER,
+    worker TEXT,
+    resultado TEXT,
+    erro TEXT,
+    result_id TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
+CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
+CREATE TABLE IF NOT EXISTS envelopes (
+    message_id TEXT PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    causation_id TEXT,
+    tipo_evento TEXT NOT NULL,
+    alvo TEXT,
+    status TEXT,
+    tentativa INTEGER,
+    timestamp REAL NOT NULL,
+    recorded_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS envelopes_correlation ON envelopes(correlation_id);
+CREATE TABLE IF NOT EXISTS eventos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    correlation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    evento TEXT NOT NULL,
+    alvo TEXT,
+    worker TEXT,
+    tentativa INTEGER,
+    at REAL NOT NULL,
+    detalhe TEXT
+);
+CREATE INDEX IF NOT EXISTS eventos_correlation ON eventos(correlation_id);
+"""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    message_id: str
+    correlation_id: str
+    tipo_evento: str
+    alvo: str | None
+    estado: str
+    enviado_em: float | None
+    iniciado_em: float | None
+    concluido_em: float | None
+    tentativa: int | None
+    worker: str | None
+    resultado: dict[str, Any] | None
+    erro: dict[str, Any] | None
+
+
+class Store:
+    """Thread-safe: one SQLite connection per thread, WAL so readers never block the writer."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def record_sent(self, envelopes: Sequence[Envelope], fila: str) -> None:
+        now = time.time()
+        with _transaction(self._conn()) as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO jobs (message_id, correlation_id, tipo_evento, alvo, fila,"
+                " payload, estado, enviado_em) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                [
+                    (e.message_id, e.correlation_id, e.tipo_evento, e.alvo, fila,
+                     json.dumps(e.payload), e.timestamp.timestamp())
+                    for e in envelopes
+                ],
+            )  # fmt: skip
+            self._insert_envelopes(conn, envelopes, now)
+
+    def forget(self, message_ids: Iterable[str]) -> None:
+        """Undo ``record_sent`` for envelopes the broker refused."""
+        ids = [(m,) for m in message_ids]
+        with _transaction(self._conn()) as conn:
+            conn.executemany("DELETE FROM jobs WHERE message_id = ?", ids)
+            conn.executemany("DELETE FROM envelopes WHERE message_id = ?", ids)
+
+    def record_results(self, results: Sequence[Envelope]) -> list[str]:
+        """Store results; returns the message_ids of the jobs that reached a final state now."""
+        finished: list[str] = []
+        now = time.time()
+        with _transaction(self._conn()) as conn:
+            self._insert_envelopes(conn, results, now)
+            for env in results:
+                if env.causation_id is None:
+                    continue
+                estado = _estado_of(env)
+                values = (
+                    estado, env.timestamp.timestamp(), env.tentativa,
+                    (env.extras.get("worker")), json.dumps(env.payload),
+                    env.erro.model_dump_json() if env.erro else None, env.message_id,
+                )  # fmt: skip
+                cur = conn.execute(
+                    "UPDATE jobs SET estado = ?, concluido_em = ?, tentativa = ?, worker = ?,"
+                    " resultado = ?, erro = ?, result_id = ? WHERE message_id = ?"
+                    " AND estado NOT IN ('ok', 'erro', 'dead-lettered')",
+                    (*values, env.causation_id),
+                )
+                if cur.rowcount:
+                    finished.append(env.causation_id)
+                    continue
+                # A job we did not launch (published by hand, or by another tool): keep it too.
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO jobs (estado, concluido_em, tentativa, worker, resultado,"
+                    " erro, result_id, message_id, correlation_id, tipo_evento, alvo)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, env.causation_id, env.correlation_id,
+                     _request_of(env.tipo_evento), env.alvo),
+                )  # fmt: skip
+                if cur.rowcount:
+                    finished.append(env.causation_id)
+        return finished
+
+    def record_events(self, events: Sequence[EventoJob]) -> None:
+        with _transaction(self._conn()) as conn:
+            conn.executemany(
+                # Events of other orchestrators' jobs share the subject; keep only ours.
+                "INSERT INTO eventos (correlation_id, message_id, evento, alvo, worker, tentativa,"
+                " at, detalhe) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM jobs WHERE message_id = ?)",
+                [
+                    (e.correlation_id, e.message_id, e.evento, e.alvo, e.worker, e.tentativa,
+                     e.at, json.dumps(e.detalhe, default=str), e.message_id)
+                    for e in events
+                ],
+            )  # fmt: skip
+            for e in events:
+                if e.evento == "iniciado":
+                    conn.execute(
+                        "UPDATE jobs SET estado = 'running', iniciado_em = COALESCE(iniciado_em, ?),"
+                        " worker = ?, tentativa = ? WHERE message_id = ? AND estado = 'queued'",
+                        (e.at, e.worker, e.tentativa, e.message_id),
+                    )
+
+    def _insert_envelopes(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope], now: float) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO envelopes (message_id, correlation_id, causation_id,"
+            " tipo_evento, alvo, status, tentativa, timestamp, recorded_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.message_id, e.correlation_id, e.causation_id, e.tipo_evento, e.alvo, e.status,
+                 e.tentativa, e.timestamp.timestamp(), now, e.model_dump_json(exclude_none=True))
+                for e in envelopes
+            ],
+        )  # fmt: skip
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def job(self, message_id: str) -> JobRow | None:
+        row = self._conn().execute("SELECT * FROM jobs WHERE message_id = ?", (message_id,))
+        found = row.fetchone()
+        return None if found is None else _job_row(found)
+
+    def jobs(
+        self,
+        *,
+        alvo: str | None = None,
+        estado: str | Sequence[str] | None = None,
+        desde: float | None = None,
+        ate: float | None = None,
+        correlation_id: str | None = None,
+    ) -> list[sqlite3.Row]:
+        where, args = [], []
+        if alvo is not None:
+            where.append("alvo = ?")
+            args.append(alvo)
+        if estado is not None:
+            states = [estado] if isinstance(estado, str) else list(estado)
+            where.append(f"estado IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if desde is not None:
+            where.append("COALESCE(enviado_em, concluido_em) >= ?")
+            args.append(desde)
+        if ate is not None:
+            where.append("COALESCE(enviado_em, concluido_em) < ?")
+            args.append(ate)
+        if correlation_id is not None:
+            where.append("correlation_id = ?")
+            args.append(correlation_id)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._conn().execute(sql + " ORDER BY rowid", args).fetchall()
+
+    def count_by_state(self, message_ids: Sequence[str] | None = None) -> dict[str, int]:
+        if message_ids is None:
+            rows = self._conn().execute("SELECT estado, COUNT(*) FROM jobs GROUP BY estado")
+            return {r[0]: r[1] for r in rows}
+        counts: dict[str, int] = {}
+        for i in range(0, len(message_ids), 500):
+            chunk = list(message_ids[i : i + 500])
+            rows = self._conn().execute(
+                f"SELECT estado, COUNT(*) FROM jobs WHERE message_id IN ({','.join('?' * len(chunk))})"
+                " GROUP BY estado",
+                chunk,
+            )
+            for estado, n in rows:
+                counts[estado] = counts.get(estado, 0) + n
+        return counts
+
+    def trace(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Every envelope and lifecycle event of a chain, oldest first."""
+        conn = self._conn()
+        rows: list[dict[str, Any]] = []
+        for r in conn.execute(
+            "SELECT * FROM envelopes WHERE correlation_id = ? ORDER BY timestamp", (correlation_id,)
+        ):
+            body = json.loads(r["body"])
+            rows.append({
+                "momento": r["timestamp"], "tipo": "envelope", "evento": r["tipo_evento"],
+                "message_id": r["message_id"], "causation_id": r["causation_id"],
+                "alvo": r["alvo"], "status": r["status"], "tentativa": r["tentativa"],
+                "worker": body.get("worker"), "detalhe": body.get("erro"),
+            })  # fmt: skip
+        for r in conn.execute(
+            "SELECT * FROM eventos WHERE correlation_id = ? ORDER BY at", (correlation_id,)
+        ):
+            rows.append({
+                "momento": r["at"], "tipo": "evento", "evento": r["evento"],
+                "message_id": r["message_id"], "causation_id": None, "alvo": r["alvo"],
+                "status": None, "tentativa": r["tentativa"], "worker": r["worker"],
+                "detalhe": json.loads(r["detalhe"]) if r["detalhe"] else None,
+            })  # fmt: skip
+        rows.sort(key=lambda row: row["momento"])
+        return rows
+
+
+def _estado_of(env: Envelope) -> str:
+    if env.status == "erro":
+        return (
+            "dead-lettered"
+            if env.erro is not None and (env.erro.model_extra or {}).get("fila_dlq")
+            else "erro"
+        )
+    return "ok"
+
+
+def _request_of(tipo_resultado: str) -> str:
+    return tipo_resultado.replace("resultado_", "iniciar_")
+
+
+def _job_row(row: sqlite3.Row) -> JobRow:
+    return JobRow(
+        message_id=row["message_id"], correlation_id=row["correlation_id"],
+        tipo_evento=row["tipo_evento"], alvo=row["alvo"], estado=row["estado"],
+        enviado_em=row["enviado_em"], iniciado_em=row["iniciado_em"],
+        concluido_em=row["concluido_em"], tentativa=row["tentativa"], worker=row["worker"],
+        resultado=json.loads(row["resultado"]) if row["resultado"] else None,
+        erro=json.loads(row["erro"]) if row["erro"] else None,
+    )  # fmt: skip
+
+
+class _transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,388 @@
+"""The worker runtime: fetch, run the handler, answer, and settle every delivery exactly once.
+
+One loop per plugin queue fetches as many messages as it has free slots. Each delivery goes
+through the same steps:
+
+1. **intake** — decode and check the envelope; anything invalid goes straight to ``<fila>.dlq``
+   with the reason (a worker never crashes on input);
+2. **run** — the handler, async on the loop or sync in a thread pool, with a timeout, while a
+   heartbeat task owned by the runtime (not the handler) renews the lease;
+3. **settle** — on success publish the ``resultado_*`` durably *then* ack; on failure nack with
+   exponential backoff and jitter, or, after ``max_tentativas`` or a permanent failure, answer
+   with ``status: erro`` and dead-letter it.
+
+The attempt number is the broker's own delivery count, so it survives worker restarts. On
+SIGINT/SIGTERM the worker stops fetching, lets in-flight jobs finish for ``drain_timeout``
+seconds, releases the rest (nack) and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from orquestrador import envelope as wire
+from orquestrador.brokers.base import Broker, Delivery
+from orquestrador.context import Contexto, JobLogger
+from orquestrador.envelope import Envelope, Erro
+from orquestrador.errors import (
+    BrokerError,
+    EnvelopeError,
+    PayloadTooLarge,
+    PermanentFailure,
+    Retry,
+)
+from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
+from orquestrador.eventos import Evento, EventoJob
+from orquestrador.plugins import Plugin
+
+log = logging.getLogger("orquestrador.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs; a plugin's own options (decorator) win over these defaults."""
+
+    concurrency: int = 8
+    max_tentativas: int = 5
+    visibility_timeout: float = 30.0
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    timeout: float | None = None
+    drain_timeout: float = 30.0
+    fetch_timeout: float = 1.0
+    max_message_bytes: int = wire.DEFAULT_MAX_BYTES
+    results_queue: str = wire.DEFAULT_RESULTS_QUEUE
+
+    def backoff(self, tentativa: int) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, tentativa - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class _Job:
+    plugin: Plugin
+    delivery: Delivery
+    envelope: Envelope
+    log: JobLogger
+
+
+class Worker:
+    """Serves one or more plugins from one broker connection."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        plugins: Sequence[Plugin],
+        options: WorkerOptions | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        if not plugins:
+            raise ValueError("a worker needs at least one plugin")
+        self.broker = broker
+        self.plugins = list(plugins)
+        self.options = options or WorkerOptions()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = asyncio.Event()
+        self._cancel = threading.Event()
+        threads = sum(self._concurrency(p) for p in self.plugins if not p.is_async)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="orq-job")
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to drain: stop fetching, finish in-flight jobs, then return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop` (or a signal, with :meth:`run_until_signal`)."""
+        try:
+            await asyncio.gather(*(self._serve(p) for p in self.plugins))
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s received: draining (finishing in-flight jobs)", sig.name)
+        self.stop()
+
+    def _concurrency(self, plugin: Plugin) -> int:
+        return plugin.concurrency or self.options.concurrency
+
+    def _max_tentativas(self, plugin: Plugin) -> int:
+        return plugin.max_tentativas or self.options.max_tentativas
+
+    # -- fetch loop ------------------------------------------------------------------------
+
+    async def _serve(self, plugin: Plugin) -> None:
+        limit = self._concurrency(plugin)
+        consumer = await self.broker.consume(
+            plugin.fila, visibility_timeout=self.options.visibility_timeout, prefetch=limit
+        )
+        log.info("serving %s (concurrency %d) as %s", plugin.fila, limit, self.worker_id)
+        running: set[asyncio.Task[None]] = set()
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                free = limit - len(running)
+                if free <= 0:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    batch = await consumer.fetch(free, timeout=self.options.fetch_timeout)
+                    failures = 0
+                except BrokerError as exc:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    log.warning("fetch from %s failed (%s); retrying in %.1fs", plugin.fila, exc, delay)
+                    await self._sleep_unless_stopping(delay)
+                    continue
+                for delivery in batch:
+                    task = asyncio.create_task(self._handle(plugin, delivery))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            await self._drain(running)
+        finally:
+            await consumer.close()
+
+    async def _drain(self, running: set[asyncio.Task[None]]) -> None:
+        if not running:
+            return
+        log.info("waiting up to %.0fs for %d in-flight jobs", self.options.drain_timeout, len(running))
+        _, pending = await asyncio.wait(running, timeout=self.options.drain_timeout)
+        if pending:
+            self._cancel.set()
+            for task in pending:
+                task.cancel()  # _handle releases the delivery (nack) when cancelled
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep_unless_stopping(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    # -- one delivery ----------------------------------------------------------------------
+
+    async def _handle(self, plugin: Plugin, delivery: Delivery) -> None:
+        job = await self._intake(plugin, delivery)
+        if job is None:
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        self._emit(job, "iniciado")
+        try:
+            result = await self._run(job)
+        except asyncio.CancelledError:
+            job.log.warning("released unfinished at shutdown; it will be redelivered")
+            with contextlib.suppress(BrokerError):
+                await delivery.nack()
+            raise
+        except PermanentFailure as exc:
+            await self._give_up(job, exc)
+        except Exception as exc:
+            await self._retry_or_give_up(job, exc)
+        else:
+            await self._succeed(job, result)
+        finally:
+            heartbeat.cancel()
+
+    async def _intake(self, plugin: Plugin, delivery: Delivery) -> _Job | None:
+        try:
+            env = wire.decode(delivery.body, max_bytes=self.options.max_message_bytes)
+        except EnvelopeError as exc:
+            await self._dead_letter_raw(delivery, exc.reason, type(exc).__name__)
+            return None
+        if env.tipo_evento != plugin.tipo_evento:
+            await self._dead_letter_raw(
+                delivery,
+                f"tipo_evento {env.tipo_evento!r} cannot be handled on {plugin.fila} "
+                f"(expects {plugin.tipo_evento!r})",
+                "EnvelopeError",
+            )
+            return None
+        bound = JobLogger(
+            log,
+            {"correlation_id": env.correlation_id, "message_id": env.message_id,
+             "alvo": plugin.nome, "tentativa": delivery.attempt},
+        )  # fmt: skip
+        return _Job(plugin, delivery, env, bound)
+
+    async def _dead_letter_raw(self, delivery: Delivery, reason: str, error_type: str) -> None:
+        log.warning("dead-lettering malformed message on %s: %s", delivery.queue, reason)
+        try:
+            await delivery.dead_letter(reason, error_type=error_type)
+        except BrokerError as exc:
+            log.error("could not dead-letter (will be redelivered): %s", exc)
+            with contextlib.suppress(BrokerError):
+                await delivery.nack(self.options.backoff(delivery.attempt))
+
+    async def _heartbeat(self, job: _Job) -> None:
+        interval = max(0.05, self.options.visibility_timeout / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job.delivery.heartbeat()
+            except BrokerError as exc:
+                job.log.warning("heartbeat failed: %s", exc)
+
+    async def _run(self, job: _Job) -> dict[str, Any]:
+        plugin, env = job.plugin, job.envelope
+        payload: Any = env.payload
+        if plugin.schema is not None:
+            try:
+                payload = plugin.schema.model_validate(env.payload)
+            except ValidationError as exc:
+                raise PermanentFailure(f"invalid payload for {plugin.nome}: {exc}") from None
+        args: tuple[Any, ...] = (payload,)
+        if plugin.takes_context:
+            args = (payload, self._context(job))
+        timeout = plugin.timeout or self.options.timeout
+        if plugin.is_async:
+            call = plugin.handler(*args)
+        else:
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(self._pool, functools.partial(plugin.handler, *args))
+        result = await asyncio.wait_for(call, timeout=timeout)
+        if result is None:
+            return {}
+        if isinstance(result, dict):
+            return result
+        if hasattr(result, "model_dump"):  # a pydantic model
+            return result.model_dump(mode="json")
+        return {"valor": result}
+
+    def _context(self, job: _Job) -> Contexto:
+        loop = asyncio.get_running_loop()
+
+        def on_progress(fraction: float, note: str | None) -> None:
+            loop.call_soon_threadsafe(self._emit, job, "progresso", {"fracao": fraction, "nota": note})
+
+        return Contexto(
+            correlation_id=job.envelope.correlation_id,
+            message_id=job.envelope.message_id or "",
+            tentativa=job.delivery.attempt,
+            alvo=job.plugin.nome,
+            log=job.log,
+            cancelado=self._cancel,
+            _on_progress=on_progress,
+        )
+
+    # -- settling --------------------------------------------------------------------------
+
+    async def _succeed(self, job: _Job, result: dict[str, Any]) -> None:
+        try:
+            await self._answer(job, "ok", result, None)
+        except PayloadTooLarge as exc:
+            await self._give_up(job, PermanentFailure(f"result refused: {exc}"))
+            return
+        except BrokerError as exc:
+            job.log.warning("result not published (%s); job will be retried", exc)
+            await self._nack(job, self.options.backoff(job.delivery.attempt))
+            return
+        try:
+            await job.delivery.ack()
+        except BrokerError as exc:  # the result is out; a redelivery only repeats it
+            job.log.warning("ack failed after the result was published: %s", exc)
+        self._emit(job, "concluido")
+
+    async def _retry_or_give_up(self, job: _Job, exc: Exception) -> None:
+        attempt = job.delivery.attempt
+        if attempt >= self._max_tentativas(job.plugin):
+            await self._give_up(job, exc)
+            return
+        delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
+        delay = self.options.backoff(attempt) if delay is None else delay
+        job.log.info("attempt %d failed (%s: %s); retry in %.2fs", attempt,
+                     type(exc).__name__, exc, delay)  # fmt: skip
+        self._emit(job, "retry", {"erro": _erro(exc).model_dump(), "atraso": delay})
+        await self._nack(job, delay)
+
+    async def _give_up(self, job: _Job, exc: BaseException) -> None:
+        erro = _erro(exc, fila_dlq=job.delivery.queue + ".dlq")
+        job.log.error("dead-lettered after %d attempt(s): %s: %s", job.delivery.attempt,
+                      erro.tipo, erro.mensagem)  # fmt: skip
+        try:
+            await self._answer(job, "erro", {}, erro)
+            await job.delivery.dead_letter(f"{erro.tipo}: {erro.mensagem}", error_type=erro.tipo)
+        except BrokerError as err:
+            job.log.error("could not dead-letter (will be redelivered): %s", err)
+            await self._nack(job, self.options.backoff(job.delivery.attempt))
+            return
+        self._emit(job, "dead_letter", {"erro": erro.model_dump()})
+
+    async def _nack(self, job: _Job, delay: float) -> None:
+        try:
+            await job.delivery.nack(delay)
+        except BrokerError as exc:  # the lease will expire and the broker redelivers
+            job.log.warning("nack failed: %s", exc)
+
+    async def _answer(self, job: _Job, status: str, payload: dict[str, Any], erro: Erro | None) -> None:
+        env = job.envelope
+        headers = {k: v for k, v in env.headers.items() if k in ("traceparent", "tracestate")}
+        resultado = Envelope(
+            correlation_id=env.correlation_id,
+            tipo_evento=wire.RESULTADO_DE[env.tipo_evento],  # type: ignore[arg-type]
+            payload=payload,
+            timestamp=wire.now(),
+            message_id=wire.new_id(),
+            causation_id=env.message_id,
+            alvo=job.plugin.nome,
+            tentativa=job.delivery.attempt,
+            headers=headers,
+            status=status,  # type: ignore[arg-type]
+            erro=erro,
+            worker=self.worker_id,
+        )
+        body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
+        queue = env.responder_para or self.options.results_queue
+        await self.broker.publish(queue, body, message_id=resultado.message_id)
+
+    def _emit(self, job: _Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
+        event = EventoJob(
+            evento=evento,
+            correlation_id=job.envelope.correlation_id,
+            message_id=job.envelope.message_id or "",
+            alvo=job.plugin.nome,
+            worker=self.worker_id,
+            tentativa=job.delivery.attempt,
+            detalhe=detalhe or {},
+        )
+        task = asyncio.create_task(self._publish_event(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _publish_event(self, event: EventoJob) -> None:
+        try:
+            await asyncio.wait_for(self.broker.publish_event(EVENTS_SUBJECT, event.encode()), 2)
+        except (BrokerError, TimeoutError) as exc:
+            log.debug("lifecycle event dropped: %s", exc)
+
+
+def _erro(exc: BaseException, **extra: Any) -> Erro:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return Erro(tipo="TimeoutError", mensagem="handler timed out", **extra)
+    return Erro(tipo=type(exc).__name__, mensagem=str(exc)[:2000] or type(exc).__name__, **extra)
