@@ -131,7 +131,12 @@ class NatsConsumer(Consumer):
     async def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         try:
             sub = await self._subscription()
-            msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
+            # nats-py's fetch(n) lingers until n messages or the timeout; to hand the first
+            # message over at once, wait for one, then take whatever else is already there.
+            msgs = await sub.fetch(batch=1, timeout=max(timeout, 0.01))
+            if max_messages > 1:
+                with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+                    msgs += await sub.fetch(batch=max_messages - 1, timeout=0.02)
         except (TimeoutError, nats.errors.TimeoutError):
             return []  # nothing arrived: an empty batch, not an error
         except nats.js.errors.NotFoundError:
