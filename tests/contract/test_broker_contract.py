@@ -113,9 +113,7 @@ async def test_dead_letter_keeps_body_and_reason_and_can_be_replayed(broker: Bro
     consumer = await broker.consume(queue, visibility_timeout=5.0)
     [delivery] = await consumer.fetch(1, timeout=2)
 
-    await delivery.dead_letter(
-        "not a valid envelope: tipo_evento missing", error_type="EnvelopeError"
-    )
+    await delivery.dead_letter("not a valid envelope: tipo_evento missing", error_type="EnvelopeError")
 
     stats = await broker.stats(queue)
     assert (stats.depth, stats.in_flight, stats.dead_letters) == (0, 0, 1)
