@@ -1,0 +1,117 @@
+"""Foundation scenarios against a real JetStream server with real worker processes."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+
+from orquestrador import Orquestrador
+from tests.workers import start_worker, wait_for
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+def suffix() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def orq(nats_url: str):  # type: ignore[no-untyped-def]
+    with Orquestrador(nats_url, responder_para=f"res_{uuid.uuid4().hex[:10]}") as o:
+        yield o
+
+
+def test_200_jobs_over_two_worker_processes_come_back_exactly_once(orq, nats_url, suffix):
+    workers = [start_worker(nats_url, "eco", suffix, concurrency=8) for _ in range(2)]
+    try:
+        lote = orq.iniciar_coletas(f"eco_{suffix}", [{"i": i} for i in range(200)], progress=False)
+        lote.wait(60)
+    finally:
+        codes = [w.stop() for w in workers]
+
+    frame = orq.resultados(alvo=f"eco_{suffix}")
+    assert len(frame) == 200
+    assert frame["message_id"].is_unique
+    assert set(frame["status"]) == {"ok"}
+    assert sorted(frame["resultado.eco.i"]) == list(range(200))
+    assert (frame["tentativa"] == 1).all()
+    assert frame["duracao"].dt.total_seconds().gt(0).all()
+    assert codes == [0, 0], "workers drain and exit cleanly on SIGTERM"
+
+
+def test_jobs_of_a_sigkilled_worker_are_finished_by_another(orq, nats_url, suffix):
+    first = start_worker(nats_url, "lento", suffix, concurrency=4, visibility_timeout=2)
+    lote = orq.iniciar_coletas(f"lento_{suffix}", [{"segundos": 3}] * 4, progress=False)
+    wait_for(lambda: lote.contagem().get("running") == 4, timeout=20)
+
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    second = start_worker(nats_url, "lento", suffix, concurrency=4, visibility_timeout=2)
+    try:
+        lote.wait(40)
+    finally:
+        second.stop()
+
+    frame = lote.resultados()
+    assert list(frame["status"]) == ["ok"] * 4
+    assert set(frame["resultado.pid"]) == {second.pid}, "finished by the surviving worker"
+    assert (frame["tentativa"] >= 2).all(), "the attempt count comes from JetStream"
+
+
+def test_long_job_blocked_in_c_keeps_its_lease(orq, nats_url, suffix):
+    # 5 s of time.sleep with a 1 s visibility timeout: only runtime heartbeats prevent a redelivery.
+    worker = start_worker(nats_url, "lento", suffix, concurrency=2, visibility_timeout=1)
+    try:
+        job = orq.iniciar_coleta(f"lento_{suffix}", {"segundos": 5}).wait(30)
+    finally:
+        worker.stop()
+    assert job.status == "ok"
+    assert job.tentativa == 1
+
+
+def test_sigterm_drains_the_job_in_flight_before_exiting(orq, nats_url, suffix):
+    worker = start_worker(nats_url, "lento", suffix, concurrency=1)
+    job = orq.iniciar_coleta(f"lento_{suffix}", {"segundos": 2})
+    wait_for(lambda: job.status == "running", timeout=20)
+
+    code = worker.stop()
+
+    assert code == 0
+    assert job.wait(10).status == "ok"
+    assert "draining" in worker.output()
+
+
+def test_status_distinguishes_unknown_queued_and_done(orq, nats_url, suffix):
+    job = orq.iniciar_coleta(f"eco_{suffix}", {"x": 1})
+    assert job.status == "queued"
+    assert orq.job(str(uuid.uuid4())) is None
+
+    worker = start_worker(nats_url, "eco", suffix)
+    try:
+        job.wait(30)
+    finally:
+        worker.stop()
+    assert job.status == "ok"
+    assert job.result == {"eco": {"x": 1}, "pid": worker.pid, "tentativa": 1}
+
+
+def test_trace_shows_the_chain_in_time_order(orq, nats_url, suffix):
+    worker = start_worker(nats_url, "eco", suffix)
+    try:
+        job = orq.iniciar_coleta(f"eco_{suffix}", {"x": 1}).wait(30)
+        wait_for(lambda: _complete(orq.rastrear(job.correlation_id)), timeout=10)
+        trace = orq.rastrear(job.correlation_id)
+    finally:
+        worker.stop()
+    envelopes = trace[trace["tipo"] == "envelope"]
+    assert list(envelopes["evento"]) == ["iniciar_coleta", "resultado_coleta"]
+    assert envelopes.iloc[1]["causation_id"] == job.message_id
+    assert trace["momento"].is_monotonic_increasing
+    assert "iniciado" in set(trace["evento"])
+
+
+def _complete(trace) -> bool:  # type: ignore[no-untyped-def]
+    return {"iniciado", "resultado_coleta"} <= set(trace["evento"])
