@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -35,11 +36,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
@@ -62,7 +61,6 @@ GROUP = "workers"
 QUEUES_KEY = "orq:queues"
 DEFAULT_MAXLEN = 1_000_000
 DEDUP_SECONDS = 120
-_LIVE_RETRY = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8)  # rides out ~10 s outages
 _STALE_CONSUMER_MS = 3_600_000  # consumers idle this long with nothing pending are forgotten
 
 _MOVE_DUE = """
@@ -153,18 +151,22 @@ def _text(value: Any) -> str:
 
 
 def _is_nogroup(exc: BaseException) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+    return isinstance(exc, rexc.ResponseError) and "NOGROUP" in str(exc)  # also inside pipelines
 
 
 @contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """Translate driver exceptions at the boundary, so callers catch one family."""
+def _errors(what: str, *, nogroup_ok: bool = False) -> Iterator[None]:
+    """Translate driver exceptions at the boundary, so callers catch one family.
+
+    ``nogroup_ok``: the queue was purged or deleted meanwhile, so there is nothing to settle.
+    """
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         raise BrokerUnavailable(f"{what}: lost the Redis connection ({exc})") from exc
-    except RedisError as exc:
-        raise BrokerError(f"{what}: {exc}") from exc
+    except rexc.RedisError as exc:
+        if not (nogroup_ok and _is_nogroup(exc)):
+            raise BrokerError(f"{what}: {exc}") from exc
 
 
 def _fields(body: bytes, headers: dict[str, str] | None, message_id: str | None) -> dict[str, Any]:
@@ -177,11 +179,8 @@ def _fields(body: bytes, headers: dict[str, str] | None, message_id: str | None)
 
 
 def _body(fields: dict[bytes, bytes]) -> bytes:
-    # ``b`` is ours; the others let an entry XADDed by hand still be a job.
-    for name in (b"b", b"body", b"data", b"payload", b"message"):
-        if name in fields:
-            return fields[name]
-    return next(iter(fields.values()), b"")
+    # ``b`` is ours; an entry XADDed by hand with a single field of any name is a job too.
+    return fields[b"b"] if b"b" in fields else next(iter(fields.values()), b"")
 
 
 def _headers(fields: dict[bytes, bytes]) -> dict[str, str]:
@@ -211,12 +210,8 @@ class RedisDelivery(Delivery):
     async def _settle(self, what: str, pipe: Any) -> None:
         pipe.xack(stream_key(self.queue), GROUP, self._id)
         pipe.xdel(stream_key(self.queue), self._id)
-        try:
-            with _errors(f"{what} on {self.queue} failed"):
-                await pipe.execute()
-        except BrokerError as exc:
-            if not _is_nogroup(exc.__cause__ or exc):
-                raise  # NOGROUP: the queue was purged/deleted meanwhile, nothing left to settle
+        with _errors(f"{what} on {self.queue} failed", nogroup_ok=True):
+            await pipe.execute()
 
     async def ack(self) -> None:
         """XACK + XDEL atomically: done entries leave the stream, so it holds only backlog."""
@@ -243,13 +238,9 @@ class RedisDelivery(Delivery):
 
     async def _reclaim_own(self, *, back_date: bool, what: str) -> None:
         args = [GROUP, self._id, self._consumer.name, self._delivered, "1" if back_date else "0"]
-        try:
-            with _errors(f"{what} on {self.queue} failed"):
-                owned = await self._broker.scripts["reclaim"](keys=[stream_key(self.queue)], args=args)
-        except BrokerError as exc:
-            if not _is_nogroup(exc.__cause__ or exc):
-                raise
-            owned = 0
+        owned = 0
+        with _errors(f"{what} on {self.queue} failed", nogroup_ok=True):
+            owned = await self._broker.scripts["reclaim"](keys=[stream_key(self.queue)], args=args)
         if not owned:
             log.debug("%s ignored: %s %s was redelivered elsewhere", what, self.queue, self._id)
 
@@ -357,10 +348,7 @@ class RedisBroker(Broker):
         raw_maxlen = query.pop("maxlen", None)
         self._client_url = urlunsplit(parts._replace(query=urlencode(query)))
         chosen = maxlen if maxlen is not None else raw_maxlen
-        try:
-            self.maxlen = int(chosen) if chosen is not None else DEFAULT_MAXLEN
-        except ValueError:
-            self.maxlen = 0
+        self.maxlen = int(chosen) if str(chosen).isdigit() else 0 if chosen else DEFAULT_MAXLEN
         if self.maxlen <= 0:
             raise ConfigError(f"invalid maxlen {chosen!r} in {redact_url(url)}: use a positive int")
         self._password = parts.password
@@ -384,6 +372,8 @@ class RedisBroker(Broker):
         return int(time.time() * 1000 + self._clock_offset_ms)
 
     async def connect(self) -> None:
+        if self._redis is not None:
+            return
         where = redact_url(self.url)
         try:
             client = aioredis.Redis.from_url(
@@ -397,22 +387,21 @@ class RedisBroker(Broker):
             before = time.time()
             seconds, micros = await client.time()
             self._clock_offset_ms = seconds * 1000 + micros / 1000 - (before + time.time()) * 500
-        except (RedisError, OSError) as exc:
+        except TypeError as exc:  # an unknown ?option= reaches the connection class
             await client.aclose()
-            if isinstance(exc, AuthenticationError) or "AUTH" in str(exc).upper():
+            raise ConfigError(f"unsupported option in Redis URL {where}: {self._scrub(exc)}") from None
+        except (rexc.RedisError, OSError) as exc:
+            await client.aclose()
+            if isinstance(exc, rexc.AuthenticationError) or "AUTH" in str(exc).upper():
                 hint = "check the user and password in the URL"
             else:
                 hint = "is the server running?"
             raise BrokerUnavailable(f"cannot reach Redis at {where}: {self._scrub(exc)}; {hint}") from None
-        client.set_retry(_LIVE_RETRY)
+        client.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8))  # ~10 s outages
         self._redis = client
-        self.scripts = {
-            "move": client.register_script(_MOVE_DUE),
-            "reclaim": client.register_script(_RECLAIM_OWN),
-            "publish": client.register_script(_PUBLISH_ONCE),
-            "reap": client.register_script(_REAP),
-            "purge": client.register_script(_PURGE),
-        }
+        scripts = {"move": _MOVE_DUE, "reclaim": _RECLAIM_OWN, "publish": _PUBLISH_ONCE}
+        scripts |= {"reap": _REAP, "purge": _PURGE}
+        self.scripts = {name: client.register_script(src) for name, src in scripts.items()}  # EVALSHA
 
     def _scrub(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split()) or type(exc).__name__  # always one line
@@ -422,7 +411,7 @@ class RedisBroker(Broker):
         for unsubscribe in list(self._subscriptions):
             await unsubscribe()
         if self._redis is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(rexc.RedisError, OSError):
                 await self._redis.aclose()
         self._redis = None
 
@@ -434,7 +423,7 @@ class RedisBroker(Broker):
             with _errors(f"cannot declare {name}"):
                 try:
                     await self.redis.xgroup_create(stream_key(name), GROUP, "0", mkstream=True)
-                except ResponseError as exc:
+                except rexc.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
                 await self.redis.sadd(QUEUES_KEY, name)
@@ -470,19 +459,14 @@ class RedisBroker(Broker):
     ) -> int:
         """Pipelined: ``window`` XADDs per round trip instead of one connection per message."""
         await self.declare(queue)
-        count = 0
-        chunk: list[tuple[bytes, str | None]] = []
-        for item in [*items, None]:
-            if item is not None:
-                chunk.append(item)
-            if chunk and (item is None or len(chunk) >= window):
-                with _errors(f"publish to {queue} failed"):
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for body, message_id in chunk:
-                            await self._xadd(pipe, queue, body, message_id, None)
-                        await pipe.execute()
-                count += len(chunk)
-                chunk = []
+        count, it = 0, iter(items)
+        while chunk := list(itertools.islice(it, max(1, window))):
+            with _errors(f"publish to {queue} failed"):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for body, message_id in chunk:
+                        await self._xadd(pipe, queue, body, message_id, None)
+                    await pipe.execute()
+            count += len(chunk)
         return count
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
@@ -497,7 +481,7 @@ class RedisBroker(Broker):
             return int(await self.scripts["reap"](keys=[stream_key(queue)], args=[GROUP, min_idle_ms, name]))
 
     async def stats(self, queue: str) -> QueueStats:
-        await self.declare(queue)
+        await self.declare(queue, force=True)  # also repairs a group deleted behind our back
         key = stream_key(queue)
         is_dlq = queue.endswith(DLQ_SUFFIX)
         with _errors(f"cannot read stats of {queue}"):
@@ -551,7 +535,7 @@ class RedisBroker(Broker):
             return
         try:
             await self._redis.publish("orq:ev:" + subject, body)
-        except (RedisError, OSError) as exc:
+        except (rexc.RedisError, OSError) as exc:
             log.debug("event not sent: %s", exc)
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
@@ -583,9 +567,9 @@ class RedisBroker(Broker):
         async def unsubscribe() -> None:
             self._subscriptions.discard(unsubscribe)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            with contextlib.suppress(asyncio.CancelledError, rexc.RedisError, OSError):
                 await task
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(rexc.RedisError, OSError):
                 await pubsub.aclose()
 
         self._subscriptions.add(unsubscribe)
