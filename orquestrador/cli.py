@@ -36,6 +36,11 @@ app.add_typer(broker_app, name="broker")
 console = Console()
 err = Console(stderr=True)
 
+
+def _wide() -> Console:
+    """Piped output (logs, scripts) gets tables wide enough for full ids, not 80 columns."""
+    return console if console.is_terminal else Console(width=160)
+
 BrokerOpt = Annotated[
     str | None,
     typer.Option("--broker", "-b", help="Broker URL (default: $ORQ_BROKER_URL, else embedded NATS)."),
@@ -66,9 +71,7 @@ def demo(
     """Scrape a local demo site through the broker with real workers; exit 0 if all came back ok."""
     from orquestrador.demo import run_demo
 
-    # Piped output (CI logs) gets a table wide enough for full correlation_ids.
-    out = console if console.is_terminal else Console(width=130)
-    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=out)
+    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=_wide())
     raise typer.Exit(0 if ok else 1)
 
 
@@ -196,7 +199,7 @@ def trace(
             str(r["tentativa"] or ""), r["worker"] or "",
             json.dumps(r["detalhe"], ensure_ascii=False) if r["detalhe"] else "",
         )  # fmt: skip
-    console.print(table, markup=False)
+    _wide().print(table, markup=False)
 
 
 @broker_app.command("status")
@@ -235,7 +238,7 @@ def main() -> None:
     try:
         app()
     except OrquestradorError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -187,7 +187,9 @@ class NatsBroker(Broker):
                 self.url,
                 name="orquestrador",
                 connect_timeout=3,
-                max_reconnect_attempts=-1,
+                # nats-py uses one setting for the first connect and for reconnects: fail the
+                # first connect fast (a clear error for a wrong URL), then never give up.
+                max_reconnect_attempts=2,
                 reconnect_time_wait=0.5,
                 allow_reconnect=True,
                 error_cb=on_error,
@@ -198,6 +200,7 @@ class NatsBroker(Broker):
                 f"cannot reach NATS at {redact_url(self.url)}: {exc or type(exc).__name__}; "
                 "is the server running (orq broker status)?"
             ) from None
+        self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream(timeout=self.request_timeout)
 
     async def close(self) -> None:
