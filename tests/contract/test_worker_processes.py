@@ -1,16 +1,33 @@
-"""Foundation scenarios against a real JetStream server with real worker processes."""
+"""Real worker processes on every real broker: scale-out, SIGKILL takeover, leases, drain.
+
+The in-memory broker is left out: it cannot cross processes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 
 import pytest
 
 from orquestrador import Orquestrador
+from orquestrador.brokers import connect
+from tests.conftest import adapter_available, broker_url_for
 from tests.workers import start_worker, wait_for
 
-pytestmark = pytest.mark.nats
+REAL_BROKERS = [
+    pytest.param("nats", marks=pytest.mark.nats),
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+]
+
+
+@pytest.fixture(params=REAL_BROKERS)
+def url(request: pytest.FixtureRequest) -> str:
+    if not adapter_available(request.param):
+        pytest.skip(f"the {request.param} adapter has not landed yet")
+    return broker_url_for(request.param, request)
 
 
 @pytest.fixture
@@ -19,13 +36,23 @@ def suffix() -> str:
 
 
 @pytest.fixture
-def orq(nats_url: str):  # type: ignore[no-untyped-def]
-    with Orquestrador(nats_url, responder_para=f"res_{uuid.uuid4().hex[:10]}") as o:
+def orq(url: str, suffix: str):  # type: ignore[no-untyped-def]
+    with Orquestrador(url, responder_para=f"res_{suffix}") as o:
         yield o
+    queues = [f"escavador_eco_{suffix}", f"escavador_lento_{suffix}", f"res_{suffix}"]
+    asyncio.run(_delete(url, queues))
 
 
-def test_200_jobs_over_two_worker_processes_come_back_exactly_once(orq, nats_url, suffix):
-    workers = [start_worker(nats_url, "eco", suffix, concurrency=8) for _ in range(2)]
+async def _delete(url: str, queues: list[str]) -> None:
+    """Shared servers stay as found: drop the queues this test created."""
+    broker = await connect(url)
+    for queue in queues:
+        await broker.delete(queue)
+    await broker.close()
+
+
+def test_200_jobs_over_two_worker_processes_come_back_exactly_once(orq, url, suffix):
+    workers = [start_worker(url, "eco", suffix, concurrency=8) for _ in range(2)]
     try:
         lote = orq.iniciar_coletas(f"eco_{suffix}", [{"i": i} for i in range(200)], progress=False)
         lote.wait(60)
@@ -42,14 +69,14 @@ def test_200_jobs_over_two_worker_processes_come_back_exactly_once(orq, nats_url
     assert codes == [0, 0], "workers drain and exit cleanly on SIGTERM"
 
 
-def test_jobs_of_a_sigkilled_worker_are_finished_by_another(orq, nats_url, suffix):
-    first = start_worker(nats_url, "lento", suffix, concurrency=4, visibility_timeout=2)
+def test_jobs_of_a_sigkilled_worker_are_finished_by_another(orq, url, suffix):
+    first = start_worker(url, "lento", suffix, concurrency=4, visibility_timeout=2)
     lote = orq.iniciar_coletas(f"lento_{suffix}", [{"segundos": 3}] * 4, progress=False)
     wait_for(lambda: lote.contagem().get("running") == 4, timeout=20)
 
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
-    second = start_worker(nats_url, "lento", suffix, concurrency=4, visibility_timeout=2)
+    second = start_worker(url, "lento", suffix, concurrency=4, visibility_timeout=2)
     try:
         lote.wait(40)
     finally:
@@ -61,9 +88,9 @@ def test_jobs_of_a_sigkilled_worker_are_finished_by_another(orq, nats_url, suffi
     assert (frame["tentativa"] >= 2).all(), "the attempt count comes from JetStream"
 
 
-def test_long_job_blocked_in_c_keeps_its_lease(orq, nats_url, suffix):
+def test_long_job_blocked_in_c_keeps_its_lease(orq, url, suffix):
     # 5 s of time.sleep with a 1 s visibility timeout: only runtime heartbeats prevent a redelivery.
-    worker = start_worker(nats_url, "lento", suffix, concurrency=2, visibility_timeout=1)
+    worker = start_worker(url, "lento", suffix, concurrency=2, visibility_timeout=1)
     try:
         job = orq.iniciar_coleta(f"lento_{suffix}", {"segundos": 5}).wait(30)
     finally:
@@ -72,8 +99,8 @@ def test_long_job_blocked_in_c_keeps_its_lease(orq, nats_url, suffix):
     assert job.tentativa == 1
 
 
-def test_sigterm_drains_the_job_in_flight_before_exiting(orq, nats_url, suffix):
-    worker = start_worker(nats_url, "lento", suffix, concurrency=1)
+def test_sigterm_drains_the_job_in_flight_before_exiting(orq, url, suffix):
+    worker = start_worker(url, "lento", suffix, concurrency=1)
     job = orq.iniciar_coleta(f"lento_{suffix}", {"segundos": 2})
     wait_for(lambda: job.status == "running", timeout=20)
 
@@ -84,12 +111,12 @@ def test_sigterm_drains_the_job_in_flight_before_exiting(orq, nats_url, suffix):
     assert "draining" in worker.output()
 
 
-def test_status_distinguishes_unknown_queued_and_done(orq, nats_url, suffix):
+def test_status_distinguishes_unknown_queued_and_done(orq, url, suffix):
     job = orq.iniciar_coleta(f"eco_{suffix}", {"x": 1})
     assert job.status == "queued"
     assert orq.job(str(uuid.uuid4())) is None
 
-    worker = start_worker(nats_url, "eco", suffix)
+    worker = start_worker(url, "eco", suffix)
     try:
         job.wait(30)
     finally:
@@ -98,8 +125,8 @@ def test_status_distinguishes_unknown_queued_and_done(orq, nats_url, suffix):
     assert job.result == {"eco": {"x": 1}, "pid": worker.pid, "tentativa": 1}
 
 
-def test_trace_shows_the_chain_in_time_order(orq, nats_url, suffix):
-    worker = start_worker(nats_url, "eco", suffix)
+def test_trace_shows_the_chain_in_time_order(orq, url, suffix):
+    worker = start_worker(url, "eco", suffix)
     try:
         job = orq.iniciar_coleta(f"eco_{suffix}", {"x": 1}).wait(30)
         wait_for(lambda: _complete(orq.rastrear(job.correlation_id)), timeout=10)
