@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -43,6 +44,8 @@ class Plugin:
     max_tentativas: int | None = None
     schema: type[BaseModel] | None = None
     takes_context: bool = field(default=False)
+    rate_limit: float | None = None  # jobs per second per rate key (per domain for escavadores)
+    rate_key: Callable[[dict[str, Any]], str | None] | None = None
 
     @property
     def fila(self) -> str:
@@ -55,6 +58,15 @@ class Plugin:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.handler) or inspect.isasyncgenfunction(self.handler)
+
+
+def domain_of(payload: dict[str, Any]) -> str | None:
+    """The default rate key: the host of ``payload["url"]``, so each site is limited on its own."""
+    url = payload.get("url")
+    if not isinstance(url, str):
+        return None
+    host = urlsplit(url).hostname
+    return host.lower() if host else None
 
 
 def queue_for(kind: str, nome: str) -> str:
@@ -151,6 +163,8 @@ def _decorator(
     timeout: float | None,
     max_tentativas: int | None,
     schema: type[BaseModel] | None,
+    rate_limit: float | None = None,
+    rate_key: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[F], F]:
     queue_for(kind, nome)
     from orquestrador.brokers.base import validate_queue_name
@@ -162,11 +176,14 @@ def _decorator(
         raise PluginError(f"{kind} {nome!r}: max_tentativas must be >= 1, got {max_tentativas}")
     if timeout is not None and timeout <= 0:
         raise PluginError(f"{kind} {nome!r}: timeout must be > 0 seconds, got {timeout}")
+    if rate_limit is not None and rate_limit <= 0:
+        raise PluginError(f"{kind} {nome!r}: rate_limit must be > 0 jobs per second, got {rate_limit}")
 
     def wrap(fn: F) -> F:
         registry.register(
             Plugin(kind, nome, fn, _origin(fn), concurrency, timeout, max_tentativas, schema,
-                   takes_context=_takes_context(fn))
+                   takes_context=_takes_context(fn), rate_limit=rate_limit,
+                   rate_key=rate_key or (domain_of if rate_limit and kind == "escavador" else None))
         )  # fmt: skip
         return fn
 
@@ -180,10 +197,17 @@ def escavador(
     timeout: float | None = None,
     max_tentativas: int | None = None,
     schema: type[BaseModel] | None = None,
+    rate_limit: float | None = None,
+    rate_key: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[F], F]:
-    """Register a scraper: ``fn(payload)`` or ``fn(payload, ctx)``, sync or async, -> dict."""
+    """Register a scraper: ``fn(payload)`` or ``fn(payload, ctx)``, sync or async, -> dict.
+
+    ``rate_limit`` (jobs per second) is per domain of ``payload["url"]`` unless ``rate_key``
+    says otherwise, and is shared by every worker where the broker holds shared state.
+    """
     return _decorator("escavador", nome, concurrency=concurrency, timeout=timeout,
-                      max_tentativas=max_tentativas, schema=schema)  # fmt: skip
+                      max_tentativas=max_tentativas, schema=schema, rate_limit=rate_limit,
+                      rate_key=rate_key)  # fmt: skip
 
 
 def executor(
@@ -193,7 +217,10 @@ def executor(
     timeout: float | None = None,
     max_tentativas: int | None = None,
     schema: type[BaseModel] | None = None,
+    rate_limit: float | None = None,
+    rate_key: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[F], F]:
     """Register an executor: ``fn(payload)`` or ``fn(payload, ctx)``, sync or async, -> dict."""
     return _decorator("executor", nome, concurrency=concurrency, timeout=timeout,
-                      max_tentativas=max_tentativas, schema=schema)  # fmt: skip
+                      max_tentativas=max_tentativas, schema=schema, rate_limit=rate_limit,
+                      rate_key=rate_key)  # fmt: skip

@@ -257,6 +257,7 @@ class Worker:
                 payload = plugin.schema.model_validate(env.payload)
             except ValidationError as exc:
                 raise PermanentFailure(f"invalid payload for {plugin.nome}: {exc}") from None
+        await self._respect_rate_limit(job)
         args: tuple[Any, ...] = (payload,)
         if plugin.takes_context:
             args = (payload, self._context(job))
@@ -274,6 +275,17 @@ class Worker:
         if hasattr(result, "model_dump"):  # a pydantic model
             return result.model_dump(mode="json")
         return {"valor": result}
+
+    async def _respect_rate_limit(self, job: _Job) -> None:
+        plugin = job.plugin
+        if not plugin.rate_limit:
+            return
+        key = plugin.rate_key(job.envelope.payload) if plugin.rate_key else None
+        slot = f"{plugin.fila}:{key or '*'}"
+        wait = await self.broker.reserve_slot(slot, 1.0 / plugin.rate_limit)
+        if wait > 0:
+            job.log.debug("rate limit %s: waiting %.2fs", slot, wait)
+            await asyncio.sleep(wait)
 
     def _context(self, job: _Job) -> Contexto:
         loop = asyncio.get_running_loop()

@@ -22,6 +22,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +42,9 @@ DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(\.dlq)?$")
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
+
+_LOCAL_SLOTS: dict[str, float] = {}
+_LOCAL_SLOTS_LOCK = threading.Lock()
 
 
 def validate_queue_name(name: str) -> str:
@@ -230,6 +235,19 @@ class Broker(abc.ABC):
         finally:
             await consumer.close()
         return moved
+
+    async def reserve_slot(self, key: str, interval: float) -> float:
+        """Reserve the next free slot of ``key``, ``interval`` seconds after the previous one.
+
+        Returns how long to wait for it. Rate limits (e.g. per scraped domain) call this; brokers
+        that can hold shared state (Redis, NATS KV) share slots across every worker process and
+        machine. This default is per process: with it, N workers allow N times the rate.
+        """
+        with _LOCAL_SLOTS_LOCK:
+            now = time.time()
+            slot = max(_LOCAL_SLOTS.get(key, 0.0), now)
+            _LOCAL_SLOTS[key] = slot + interval
+        return slot - now
 
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
         """Best-effort lifecycle event (not durable). Default: dropped."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +47,8 @@ from orquestrador.settings import redact_url
 log = logging.getLogger(__name__)
 
 STREAM_PREFIX = "ORQ_"
+RATE_LIMIT_BUCKET = "ORQ_RATELIMIT"
+_KV_KEY = re.compile(r"[^-/_=.a-zA-Z0-9]")
 DURABLE = "workers"
 _MSG_ID = "Nats-Msg-Id"
 
@@ -163,6 +167,7 @@ class NatsBroker(Broker):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._declared: set[str] = set()
+        self._kv: Any = None
 
     def __repr__(self) -> str:
         return f"NatsBroker({redact_url(self.url)!r})"
@@ -344,6 +349,33 @@ class NatsBroker(Broker):
             raise BrokerError(f"cannot list streams: {exc}") from exc
         names = (queue_name(i.config.name) for i in infos if i.config.name)
         return sorted(n for n in names if n)
+
+    async def reserve_slot(self, key: str, interval: float) -> float:
+        """Slots live in the KV bucket ORQ_RATELIMIT, updated with compare-and-set: shared by
+        every worker on this server. Clocks of worker machines are assumed roughly in sync."""
+        name = _KV_KEY.sub("_", key).strip(".") or "_"
+        try:
+            if self._kv is None:
+                self._kv = await self.js.create_key_value(bucket=RATE_LIMIT_BUCKET, history=1, ttl=3600)
+            for _ in range(50):
+                now = time.time()
+                try:
+                    entry = await self._kv.get(name)
+                    slot, revision = max(float(entry.value or b"0"), now), entry.revision
+                except nats.js.errors.KeyNotFoundError:
+                    slot, revision = now, None
+                value = repr(slot + interval).encode()
+                try:
+                    if revision is None:
+                        await self._kv.create(name, value)
+                    else:
+                        await self._kv.update(name, value, last=revision)
+                    return slot - now
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another worker took this slot; read again
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot reserve a rate-limit slot for {key}: {exc}") from exc
+        raise BrokerError(f"rate-limit slot for {key} kept changing under contention")
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         if self._nc is None:

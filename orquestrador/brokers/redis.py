@@ -63,6 +63,16 @@ DEFAULT_MAXLEN = 1_000_000
 DEDUP_SECONDS = 120
 _STALE_CONSUMER_MS = 3_600_000  # consumers idle this long with nothing pending are forgotten
 
+_RESERVE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local interval = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], slot + interval, 'PX', interval + 60000)
+return slot - now
+"""
+
 _MOVE_DUE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -400,7 +410,7 @@ class RedisBroker(Broker):
         client.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8))  # ~10 s outages
         self._redis = client
         scripts = {"move": _MOVE_DUE, "reclaim": _RECLAIM_OWN, "publish": _PUBLISH_ONCE}
-        scripts |= {"reap": _REAP, "purge": _PURGE}
+        scripts |= {"reap": _REAP, "purge": _PURGE, "slot": _RESERVE_SLOT}
         self.scripts = {name: client.register_script(src) for name, src in scripts.items()}  # EVALSHA
 
     def _scrub(self, exc: BaseException) -> str:
@@ -529,6 +539,12 @@ class RedisBroker(Broker):
     async def queues(self) -> list[str]:
         with _errors("cannot list queues"):
             return sorted(_text(n) for n in await self.redis.smembers(QUEUES_KEY))
+
+    async def reserve_slot(self, key: str, interval: float) -> float:
+        """Slots live in ``orq:rl:<key>`` on the server's clock: shared by every worker."""
+        with _errors(f"reserve a rate-limit slot for {key}"):
+            waited = await self.scripts["slot"](keys=[f"orq:rl:{key}"], args=[max(1, int(interval * 1000))])
+        return int(waited) / 1000
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         if self._redis is None:
