@@ -41,6 +41,7 @@ def _wide() -> Console:
     """Piped output (logs, scripts) gets tables wide enough for full ids, not 80 columns."""
     return console if console.is_terminal else Console(width=160)
 
+
 BrokerOpt = Annotated[
     str | None,
     typer.Option("--broker", "-b", help="Broker URL (default: $ORQ_BROKER_URL, else embedded NATS)."),
@@ -79,12 +80,13 @@ def _run_worker(
     kind: Kind,
     name: str,
     broker: str | None,
-    concurrency: int,
     modules: list[str],
-    max_tentativas: int,
+    overrides: dict[str, Any],
     visibility_timeout: float,
     log_level: str,
 ) -> None:
+    import dataclasses
+
     from orquestrador.brokers import connect, resolve_url
     from orquestrador.worker import Worker, WorkerOptions
 
@@ -96,10 +98,15 @@ def _run_worker(
             importlib.import_module(module)
         except ImportError as exc:
             raise OrquestradorError(f"cannot import module {module!r}: {exc}") from None
-    plugin = registry.get(kind, name)
-    options = WorkerOptions(
-        concurrency=concurrency, max_tentativas=max_tentativas, visibility_timeout=visibility_timeout
+    # Options given on the command line win over the plugin's decorator, which wins over defaults.
+    plugin = dataclasses.replace(
+        registry.get(kind, name), **{k: v for k, v in overrides.items() if v is not None}
     )
+    if plugin.rate_limit and plugin.rate_key is None and kind == "escavador":
+        from orquestrador.plugins import domain_of
+
+        plugin = dataclasses.replace(plugin, rate_key=domain_of)
+    options = WorkerOptions(visibility_timeout=visibility_timeout)
     url = resolve_url(broker)
 
     async def serve() -> None:
@@ -117,19 +124,31 @@ def _worker_command(kind: Kind) -> Any:
     def command(
         name: Annotated[str, typer.Argument(help="The plugin name, e.g. http.")],
         broker: BrokerOpt = None,
-        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 8,
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", "-c", min=1, help="Jobs at once [plugin's, else 8].")
+        ] = None,
         module: Annotated[
             list[str] | None,
             typer.Option("--module", "-m", help="Import this module first (registers plugins)."),
         ] = None,
-        max_tentativas: Annotated[int, typer.Option(min=1, help="Attempts before the DLQ.")] = 5,
+        max_tentativas: Annotated[
+            int | None, typer.Option(min=1, help="Attempts before the DLQ [plugin's, else 5].")
+        ] = None,
+        timeout: Annotated[
+            float | None, typer.Option(min=0.001, help="Seconds a job may run [plugin's, else none].")
+        ] = None,
+        rate_limit: Annotated[
+            float | None,
+            typer.Option(min=0.001, help="Jobs per second (per domain for escavadores) [plugin's]."),
+        ] = None,
         visibility_timeout: Annotated[
             float, typer.Option(min=0.5, help="Seconds before a dead worker's job is redelivered.")
         ] = 30.0,
         log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING…")] = "INFO",
     ) -> None:
-        _run_worker(kind, name, broker, concurrency, module or [], max_tentativas,
-                    visibility_timeout, log_level)  # fmt: skip
+        overrides = {"concurrency": concurrency, "max_tentativas": max_tentativas,
+                     "timeout": timeout, "rate_limit": rate_limit}  # fmt: skip
+        _run_worker(kind, name, broker, module or [], overrides, visibility_timeout, log_level)
 
     command.__doc__ = f"Serve {kind}_NAME until SIGINT/SIGTERM (then drain and exit)."
     return command
