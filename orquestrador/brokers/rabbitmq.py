@@ -1,0 +1,562 @@
+"""RabbitMQ adapter (pika's asyncio connection adapter).
+
+Mapping. Every queue is a durable classic queue of the same name on the default exchange, so
+the routing key is the queue name, as in the interface note, and a message published there by
+hand with plain pika is a job. Messages are persistent (delivery_mode 2) and ``publish`` returns
+once the broker's publisher confirm arrived; confirms are pipelined (one future per delivery tag
+on one confirm channel, see :mod:`.rabbitmq_channel`), so ``publish_many`` keeps hundreds in
+flight. ``<queue>.dlq`` is a second durable queue: ``dead_letter`` publishes the body there with
+``dead_letter_headers`` (confirmed) and only then acks. A queue that already exists with other
+properties (e.g. non-durable, declared as in the interface note) is used as it is, with one
+warning: the 406 closes the channel, a new one declares it passively.
+
+Threading. No extra thread: pika's ``AsyncioConnection`` runs on the event loop that called
+``connect()`` and its callbacks resolve futures there, so a broker belongs to that loop (the
+sync facade gives it its own). One connection carries a confirm channel for publishing, an admin
+channel for declares and stats, and one channel per consumer, so closing a consumer, or a worker
+dying, hands exactly its unacked messages back to the queue.
+
+Attempts. Classic queues keep no delivery count (quorum queues do, but there every peek adds
+one to it for good, and their counters lag right after a requeue). The count travels in the
+``x-orq-attempts`` header: attempts already made before this copy was written; ``attempt`` is
+that plus one. The broker marks every message it hands out again as redelivered (``nack()``,
+an expired lease, a consumer that died or lost its connection); before a handler sees such a
+message the consumer *restamps* it: it publishes a copy with the count plus one (confirmed),
+then acks the original. So the attempt grows on every redelivery, repeated crashes included,
+and a message that kills every worker reaches ``max_tentativas`` instead of looping forever.
+A restamped message moves to the back of the queue. Dead-letter queues are not restamped.
+
+Leases. RabbitMQ itself only redelivers when a channel closes, so each fetched delivery gets a
+client-side lease of ``visibility_timeout``: unless ``heartbeat()`` renews it or the delivery is
+settled in time, the adapter nacks it back to the queue (if its consumer is not fetching at
+that moment, the consumer first cancels its subscription so that another consumer gets it).
+Settling a delivery whose lease expired raises BrokerError; a ``nack`` of it is a no-op.
+
+Delayed retry. ``nack(delay)`` publishes a copy (count plus one) to ``<queue>.retry.<ms>``, a
+durable queue with ``x-message-ttl`` = ms that dead-letters to ``""``/``<queue>``, waits for the
+confirm, then acks the original. Delays are rounded up to two significant digits, so jittered
+backoffs share a few buckets; a bucket removes itself (``x-expires``) ten minutes after its last
+use. Waiting copies are not counted in ``stats().depth``.
+
+Registry. AMQP 0-9-1 cannot list queues and the management plugin may be off, so the names this
+toolkit declares are appended to ``orq.registry``, a stream queue every process shares (``+q``
+declared, ``~q.retry.N`` a bucket, ``-q`` deleted). ``queues()`` reads it from the start up to a
+marker it appends first, and keeps the names that still exist (passive declare).
+
+Inspection. ``depth`` and ``consumers`` come from a passive declare, ``dead_letters`` from the
+dlq's; ``in_flight`` counts this process's unsettled deliveries on the queue (fetched, buffered
+or being restamped); other processes' unacked messages are invisible without the management
+API. ``peek`` has no browse in AMQP 0-9-1: it ``basic_get``s up to ``limit`` messages on a
+separate channel and closes it, which puts them back in place but marks them redelivered, so
+when they are consumed they count one more attempt and go to the back. ``oldest_age`` is None.
+
+Connection loss. The connection is re-opened with exponential backoff (0.2 s to 5 s, jittered).
+Publishes that lost their channel before the confirm are sent again (so a duplicate is possible,
+as with every at-least-once broker; ``message_id`` tells) or raise BrokerError after
+``publish_timeout``; consumers subscribe again on their next fetch; event subscriptions are
+re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika import spec
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+from orquestrador.brokers.base import (
+    DLQ_SUFFIX,
+    Broker,
+    Consumer,
+    EventCallback,
+    Message,
+    QueueStats,
+    dlq_of,
+    validate_queue_name,
+)
+from orquestrador.brokers.rabbitmq_channel import (
+    ATTEMPTS_HEADER,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+    AsyncChannel,
+    ChannelClosed,
+    ConfirmPublisher,
+    Nacked,
+    RabbitMQConsumer,
+    RabbitMQDelivery,
+    Returned,
+    T,
+    open_connection,
+    public_headers,
+    short_reason,
+    translate,
+)
+from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
+from orquestrador.settings import redact_url
+
+log = logging.getLogger(__name__)
+
+# pika logs each expected failure (a refused connection, a 406 handled here) at ERROR, several
+# lines deep; this adapter reports every failure itself in one line, so pika stays quiet unless
+# the application configured its logger.
+if logging.getLogger("pika").level == logging.NOTSET:
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+REGISTRY = "orq.registry"
+EVENTS_EXCHANGE = "orq.eventos"
+BUCKET_GRACE_MS = 600_000
+PERSISTENT = spec.BasicProperties(delivery_mode=2)
+
+
+def bucket_ms(delay: float) -> int:
+    """Milliseconds of the retry bucket for ``delay``: rounded up to two significant digits."""
+    ms = max(1, math.ceil(delay * 1000))
+    step = 10 ** max(0, len(str(ms)) - 2)
+    return -(-ms // step) * step
+
+
+def bucket_name(queue: str, delay: float) -> str:
+    return f"{queue}.retry.{bucket_ms(delay)}"
+
+
+class RabbitMQBroker(Broker):
+    scheme = "amqp"
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.publish_timeout = publish_timeout
+        try:
+            self._params = pika.URLParameters(url)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
+        self._params.client_properties = {"connection_name": "orquestrador"}
+        self.consumers: set[RabbitMQConsumer] = set()
+        self._conn: AsyncioConnection | None = None
+        self._ready = asyncio.Event()
+        self._started = self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._publisher: ConfirmPublisher | None = None
+        self._publisher_lock = asyncio.Lock()
+        self._admin: AsyncChannel | None = None
+        self._admin_lock = asyncio.Lock()
+        self._declared: set[str] = set()
+        self._declaring: dict[str, asyncio.Future[None]] = {}
+        self._buckets: set[str] = set()
+        self._events: AsyncChannel | None = None
+        self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
+        self._event_tasks: set[asyncio.Future[None]] = set()
+        self._registry = _Registry(self)
+
+    def __repr__(self) -> str:
+        return f"RabbitMQBroker({redact_url(self.url)!r})"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.is_open
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self.connected:
+            return
+        self._closing = False
+        await self._open()
+        self._started = True
+
+    async def _open(self) -> None:
+        try:
+            conn = await open_connection(self._params, self._lost, self.connect_timeout)
+        except (pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            where = redact_url(self.url)
+            if isinstance(
+                exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError
+            ):
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {where} refused the login: {short_reason(exc)}"
+                ) from None
+            reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
+            raise BrokerUnavailable(
+                f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
+            ) from None
+        if self._closing:
+            conn.close()
+            raise BrokerError("the RabbitMQ broker was closed while connecting")
+        self._conn = conn
+        self._ready.set()
+
+    def _lost(self, conn: AsyncioConnection, reason: BaseException) -> None:
+        if conn is not self._conn:
+            return
+        self._conn = self._publisher = self._admin = self._events = None
+        self._ready.clear()
+        if self._closing:
+            return
+        log.warning(
+            "lost the connection to RabbitMQ at %s (%s); reconnecting",
+            redact_url(self.url),
+            short_reason(reason),
+        )
+        self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay, failures = 0.2, 0
+        while not self._closing:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                await self._open()
+            except BrokerError as exc:
+                failures += 1
+                if failures in (1, 5) or failures % 20 == 0:
+                    log.warning("%s (attempt %d); still retrying", exc, failures)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.warning("reconnected to RabbitMQ at %s", redact_url(self.url))
+            for resubscribe in list(self._subscriptions):
+                with contextlib.suppress(BrokerError, ChannelClosed):
+                    await resubscribe()
+            return
+
+    async def connection(self) -> AsyncioConnection:
+        """The open connection, waiting for a reconnect in progress (up to ``connect_timeout``)."""
+        if self._conn is not None and self._conn.is_open:
+            return self._conn
+        if self._closing or not self._started:
+            raise BrokerError("RabbitMQ broker is not connected: call connect() first")
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"lost the connection to RabbitMQ at {redact_url(self.url)} and could not reconnect "
+                f"within {self.connect_timeout:.0f}s; is the server running?"
+            ) from None
+        return await self.connection()
+
+    async def open_channel(self) -> AsyncChannel:
+        return await translate(AsyncChannel.open(await self.connection()), "cannot open a RabbitMQ channel")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        for consumer in list(self.consumers):
+            with contextlib.suppress(BrokerError, ChannelClosed):
+                await asyncio.wait_for(consumer.close(), 10)
+        conn, self._conn = self._conn, None
+        self._publisher = self._admin = self._events = None
+        self._ready.clear()
+        if conn is not None and not (conn.is_closing or conn.is_closed):
+            conn.close()
+            for _ in range(100):
+                if conn.is_closed:
+                    break
+                await asyncio.sleep(0.02)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def _confirm_channel(self) -> ConfirmPublisher:
+        publisher = self._publisher
+        if publisher is not None and publisher.usable:
+            return publisher
+        async with self._publisher_lock:
+            if self._publisher is None or not self._publisher.usable:
+                conn = await self.connection()
+                self._publisher = await translate(
+                    ConfirmPublisher.open(conn), "cannot open the publish channel"
+                )
+            return self._publisher
+
+    async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None:
+        """Publish and wait for the confirm; resend after a lost channel until ``publish_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        delay, refused = 0.05, 0
+        while True:
+            try:
+                publisher = await self._confirm_channel()
+                await publisher.publish(routing_key, body, props)
+                return
+            except Nacked as exc:
+                raise BrokerError(f"RabbitMQ did not take the message for {routing_key} (nack)") from exc
+            except Returned as exc:
+                refused += 1
+                if refused > 2 or routing_key not in self._declared:
+                    raise BrokerError(f"publish to {routing_key} failed: the queue does not exist") from exc
+                self.forget(routing_key)
+                await self.declare(routing_key)
+            except ChannelClosed as exc:
+                refused += 1 if exc.code else 0
+                if refused > 2 or loop.time() > deadline:
+                    raise BrokerError(f"publish to {routing_key} failed: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await self.declare(queue)
+        props = spec.BasicProperties(
+            delivery_mode=2, message_id=message_id, headers=dict(headers) if headers else None
+        )
+        await self.send(queue, body, props)
+
+    # -- queues ----------------------------------------------------------------------------
+
+    async def admin(self, op: Callable[[AsyncChannel], Awaitable[T]]) -> T:
+        """Run ``op`` on the admin channel, one at a time, so a 404/406 is the caller's own."""
+        async with self._admin_lock:
+            for attempt in (1, 2):
+                if self._admin is None or self._admin.closed is not None:
+                    self._admin = await self.open_channel()
+                try:
+                    return await op(self._admin)
+                except ChannelClosed as exc:
+                    if exc.code or attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    async def _declare_one(self, name: str, arguments: dict[str, Any] | None = None) -> None:
+        try:
+            await self.admin(lambda ch: ch.declare(name, arguments=arguments))
+        except ChannelClosed as exc:
+            if exc.code == PRECONDITION_FAILED:
+                log.warning(
+                    "queue %s already exists with other properties (%s); using it as it is", name, exc.text
+                )
+                await translate(
+                    self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot use queue {name}"
+                )
+            elif exc.code == RESOURCE_LOCKED:
+                raise BrokerError(f"queue {name} is exclusive to another connection") from exc
+            else:
+                raise BrokerError(f"cannot declare queue {name}: {exc}") from exc
+
+    async def declare(self, queue: str) -> None:
+        validate_queue_name(queue)
+        if queue in self._declared:
+            return
+        pending = self._declaring.get(queue)
+        if pending is None:
+            pending = self._declaring[queue] = asyncio.ensure_future(self._declare_pair(queue))
+            pending.add_done_callback(lambda _f: self._declaring.pop(queue, None))
+        await asyncio.shield(pending)
+
+    async def _declare_pair(self, queue: str) -> None:
+        names = [queue] if queue.endswith(DLQ_SUFFIX) else [queue, dlq_of(queue)]
+        for name in names:
+            if name not in self._declared:
+                await self._declare_one(name)
+        await self._registry.write("+", names)
+        self._declared.update(names)
+
+    def forget(self, queue: str) -> None:
+        self._declared.discard(queue)
+
+    async def retry_bucket(self, queue: str, delay: float) -> str:
+        """Declare (every time: that renews its ``x-expires``) the bucket queue for ``delay``."""
+        ms = bucket_ms(delay)
+        name = bucket_name(queue, delay)
+        arguments = {"x-message-ttl": ms, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue,
+                     "x-expires": ms + BUCKET_GRACE_MS}  # fmt: skip
+        await self._declare_one(name, arguments)
+        if name not in self._buckets:
+            await self._registry.write("~", [name])
+            self._buckets.add(name)
+        return name
+
+    async def _count(self, name: str) -> spec.Queue.DeclareOk:
+        return await translate(
+            self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot inspect {name}"
+        )
+
+    async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
+        consumer = RabbitMQConsumer(self, queue, visibility_timeout, prefetch)
+        await consumer.subscribe()
+        self.consumers.add(consumer)
+        return consumer
+
+    async def stats(self, queue: str) -> QueueStats:
+        await self.declare(queue)
+        main = await self._count(queue)
+        dead = 0 if queue.endswith(DLQ_SUFFIX) else (await self._count(dlq_of(queue))).message_count
+        in_flight = sum(c.in_flight for c in self.consumers if c.queue == queue)
+        return QueueStats(queue=queue, depth=main.message_count, in_flight=in_flight, dead_letters=dead,
+                          consumers=main.consumer_count)  # fmt: skip
+
+    async def peek(self, queue: str, limit: int = 10) -> list[Message]:
+        await self.declare(queue)
+        channel = await self.open_channel()
+        out: list[Message] = []
+        try:
+            while len(out) < limit:
+                got = await channel.get(queue)
+                if got is None:
+                    break
+                _method, props, body = got
+                out.append(Message(body, public_headers(props), props.message_id or ""))
+        except ChannelClosed as exc:
+            raise BrokerError(f"cannot peek {queue}: {exc}") from exc
+        finally:
+            await channel.close()  # puts them back where they were (marked redelivered)
+        return out
+
+    async def purge(self, queue: str) -> int:
+        await self.declare(queue)
+        return await translate(self.admin(lambda ch: ch.purge(queue)), f"cannot purge {queue}")
+
+    async def delete(self, queue: str) -> None:
+        validate_queue_name(queue)
+        prefix = f"{queue}.retry."
+        known = {n for n, op in (await self._registry.read()).items() if op == "~"} | self._buckets
+        names = [queue, dlq_of(queue), *sorted(n for n in known if n.startswith(prefix))]
+        for name in names:
+            await translate(self.admin(lambda ch, n=name: ch.delete(n)), f"cannot delete {name}")
+            self._declared.discard(name)
+            self._buckets.discard(name)
+        await self._registry.write("-", names)
+
+    async def queues(self) -> list[str]:
+        names = {n for n, op in (await self._registry.read()).items() if op == "+"} | self._declared
+        out = []
+        for name in sorted(names):  # only those that still exist
+            try:
+                await self.admin(lambda ch, n=name: ch.declare(n, passive=True))
+            except ChannelClosed as exc:
+                if exc.code != NOT_FOUND:
+                    raise BrokerError(f"cannot list queues: {exc}") from exc
+                continue
+            out.append(name)
+        return out
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _events_channel(self) -> AsyncChannel:
+        if self._events is None or self._events.closed is not None:
+            channel = await self.open_channel()
+            declare = channel.rpc(
+                lambda cb: channel.raw.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True, callback=cb)
+            )
+            await translate(declare, f"cannot declare the exchange {EVENTS_EXCHANGE}")
+            self._events = channel
+        return self._events
+
+    async def publish_event(self, subject: str, body: bytes) -> None:
+        """Best effort, like NATS core: transient, unconfirmed, dropped while disconnected."""
+        if not self.connected:
+            return
+        try:
+            channel = await self._events_channel()
+        except BrokerError as exc:
+            log.debug("event not sent: %s", exc)
+            return
+        channel.send(channel.raw.basic_publish, EVENTS_EXCHANGE, subject, body)
+
+    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
+        """An exclusive auto-delete queue bound to ``orq.eventos``; NATS ``>`` becomes AMQP ``#``."""
+        pattern = ".".join("#" if token == ">" else token for token in subject.split("."))
+        where: list[tuple[AsyncChannel, str]] = []
+
+        def on_message(_ch: Any, _method: Any, _props: Any, body: bytes) -> None:
+            result = callback(body)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                self._event_tasks.add(task)
+                task.add_done_callback(self._event_tasks.discard)
+
+        async def start() -> None:
+            channel = await self._events_channel()
+            ok = await channel.declare("", durable=False, exclusive=True, auto_delete=True)
+            bind = channel.rpc(
+                lambda cb: channel.raw.queue_bind(ok.queue, EVENTS_EXCHANGE, pattern, callback=cb)
+            )
+            await bind
+            where[:] = [(channel, await channel.consume(ok.queue, on_message, auto_ack=True))]
+
+        async def stop() -> None:
+            self._subscriptions.discard(start)
+            if where:
+                channel, tag = where.pop()
+                with contextlib.suppress(ChannelClosed):
+                    await channel.cancel(tag)  # the auto-delete queue goes with its last consumer
+
+        await translate(start(), f"cannot subscribe to events {subject}")
+        self._subscriptions.add(start)
+        return stop
+
+
+class _Registry:
+    """The names this toolkit declared, in the stream queue ``orq.registry`` (module docstring)."""
+
+    def __init__(self, broker: RabbitMQBroker) -> None:
+        self.broker = broker
+        self.usable: bool | None = None
+        self._written: set[str] = set()
+
+    async def _ensure(self) -> bool:
+        if self.usable is None:
+            try:
+                await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments={"x-queue-type": "stream"}))
+                self.usable = True
+            except ChannelClosed as exc:
+                log.warning("cannot keep the queue registry in a stream on this RabbitMQ (%s); "
+                            "queues() lists this process's queues only", exc)  # fmt: skip
+                self.usable = False
+        return self.usable
+
+    async def write(self, op: str, names: list[str]) -> None:
+        """Append ``+name`` / ``~bucket`` once per process, ``-name`` when deleted."""
+        todo = [n for n in names if (n not in self._written) == (op != "-")]
+        if not todo or not await self._ensure():
+            return
+        await asyncio.gather(*(self.broker.send(REGISTRY, f"{op}{n}".encode(), PERSISTENT) for n in todo))
+        if op == "-":
+            self._written.difference_update(todo)
+        else:
+            self._written.update(todo)
+
+    async def read(self) -> dict[str, str]:
+        """Latest operation per name, read from the start of the stream up to a fresh marker."""
+        if not await self._ensure():
+            return {}
+        marker = f"?{uuid.uuid4().hex}"
+        await self.broker.send(REGISTRY, marker.encode(), PERSISTENT)
+        channel = await self.broker.open_channel()
+        latest: dict[str, str] = {}
+        done = channel.future()
+
+        def on_message(raw: Any, method: Any, _props: Any, body: bytes) -> None:
+            text = body.decode("utf-8", "replace")
+            if text == marker or method.delivery_tag % 200 == 0:
+                raw.basic_ack(method.delivery_tag, multiple=True)  # a stream needs acks for credit
+            if text == marker and not done.done():
+                done.set_result(None)
+            elif text[:1] in "+-~":
+                latest[text[1:]] = text[0]
+
+        try:
+            await channel.qos(1000)
+            await channel.consume(REGISTRY, on_message, arguments={"x-stream-offset": "first"})
+            await asyncio.wait_for(done, 30)
+        except (ChannelClosed, TimeoutError) as exc:
+            raise BrokerError(f"cannot read the queue registry {REGISTRY}: {exc or 'timed out'}") from exc
+        finally:
+            await channel.close()
+        return latest
+
+
+__all__ = ["ATTEMPTS_HEADER", "RabbitMQBroker", "RabbitMQConsumer", "RabbitMQDelivery", "bucket_name"]
