@@ -55,6 +55,11 @@ class Job:
         return row.resultado if row is not None and row.estado == "ok" else None
 
     @property
+    def partes(self) -> list[dict[str, Any]]:
+        """Partial results the handler yielded so far, in order (durable, deduplicated)."""
+        return self._orq._core.store.parts(self.message_id)
+
+    @property
     def erro(self) -> dict[str, Any] | None:
         row = self._row()
         return row.erro if row is not None else None

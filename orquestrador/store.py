@@ -67,6 +67,16 @@ CREATE TABLE IF NOT EXISTS eventos (
     detalhe TEXT
 );
 CREATE INDEX IF NOT EXISTS eventos_correlation ON eventos(correlation_id);
+CREATE TABLE IF NOT EXISTS partes (
+    message_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    alvo TEXT,
+    parte INTEGER NOT NULL,
+    recebido_em REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS partes_job ON partes(job_id, parte);
 """
 
 
@@ -143,6 +153,9 @@ class Store:
             for env in results:
                 if env.causation_id is None:
                     continue
+                if env.extras.get("parcial"):
+                    self._insert_part(conn, env, now)
+                    continue
                 estado = _estado_of(env)
                 values = (
                     estado, env.timestamp.timestamp(), env.tentativa,
@@ -169,6 +182,18 @@ class Store:
                 if cur.rowcount:
                     finished.append(env.causation_id)
         return finished
+
+    def _insert_part(self, conn: sqlite3.Connection, env: Envelope, now: float) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO partes (message_id, job_id, correlation_id, alvo, parte, recebido_em,"
+            " payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (env.message_id, env.causation_id, env.correlation_id, env.alvo,
+             int(env.extras.get("parte") or 0), now, json.dumps(env.payload)),
+        )  # fmt: skip
+
+    def parts(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT payload FROM partes WHERE job_id = ? ORDER BY parte", (job_id,))
+        return [json.loads(r[0]) for r in rows]
 
     def record_events(self, events: Sequence[EventoJob]) -> None:
         with _transaction(self._conn()) as conn:

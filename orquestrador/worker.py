@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import random
@@ -262,19 +263,30 @@ class Worker:
         if plugin.takes_context:
             args = (payload, self._context(job))
         timeout = plugin.timeout or self.options.timeout
-        if plugin.is_async:
+        loop = asyncio.get_running_loop()
+        if inspect.isasyncgenfunction(plugin.handler) or inspect.isgeneratorfunction(plugin.handler):
+            call = self._parts(job, plugin.handler(*args))
+        elif plugin.is_async:
             call = plugin.handler(*args)
         else:
-            loop = asyncio.get_running_loop()
             call = loop.run_in_executor(self._pool, functools.partial(plugin.handler, *args))
         result = await asyncio.wait_for(call, timeout=timeout)
-        if result is None:
-            return {}
-        if isinstance(result, dict):
-            return result
-        if hasattr(result, "model_dump"):  # a pydantic model
-            return result.model_dump(mode="json")
-        return {"valor": result}
+        return _as_dict(result)
+
+    async def _parts(self, job: _Job, parts: Any) -> dict[str, Any]:
+        """Publish each yielded part durably as it comes; the final result summarises them."""
+        count = 0
+        if inspect.isasyncgen(parts):
+            async for part in parts:
+                count += 1
+                await self._answer(job, "ok", _as_dict(part), None, parte=count)
+        else:
+            loop = asyncio.get_running_loop()
+            done = object()
+            while (part := await loop.run_in_executor(self._pool, next, parts, done)) is not done:
+                count += 1
+                await self._answer(job, "ok", _as_dict(part), None, parte=count)
+        return {"partes": count}
 
     async def _respect_rate_limit(self, job: _Job) -> None:
         plugin = job.plugin
@@ -352,22 +364,30 @@ class Worker:
         except BrokerError as exc:  # the lease will expire and the broker redelivers
             job.log.warning("nack failed: %s", exc)
 
-    async def _answer(self, job: _Job, status: str, payload: dict[str, Any], erro: Erro | None) -> None:
+    async def _answer(
+        self, job: _Job, status: str, payload: dict[str, Any], erro: Erro | None, *, parte: int = 0
+    ) -> None:
         env = job.envelope
+        extras: dict[str, Any] = {"worker": self.worker_id}
+        message_id = wire.new_id()
+        if parte:
+            # A retried job re-sends its parts with the same ids, so the store keeps each once.
+            extras |= {"parcial": True, "parte": parte}
+            message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{env.message_id}/{parte}"))
         headers = {k: v for k, v in env.headers.items() if k in ("traceparent", "tracestate")}
         resultado = Envelope(
             correlation_id=env.correlation_id,
             tipo_evento=wire.RESULTADO_DE[env.tipo_evento],  # type: ignore[arg-type]
             payload=payload,
             timestamp=wire.now(),
-            message_id=wire.new_id(),
+            message_id=message_id,
             causation_id=env.message_id,
             alvo=job.plugin.nome,
             tentativa=job.delivery.attempt,
             headers=headers,
             status=status,  # type: ignore[arg-type]
             erro=erro,
-            worker=self.worker_id,
+            **extras,
         )
         body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
         queue = env.responder_para or self.options.results_queue
@@ -392,6 +412,16 @@ class Worker:
             await asyncio.wait_for(self.broker.publish_event(EVENTS_SUBJECT, event.encode()), 2)
         except (BrokerError, TimeoutError) as exc:
             log.debug("lifecycle event dropped: %s", exc)
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    if hasattr(result, "model_dump"):  # a pydantic model
+        return result.model_dump(mode="json")
+    return {"valor": result}
 
 
 def _erro(exc: BaseException, **extra: Any) -> Erro:

@@ -107,3 +107,40 @@ async def test_oversized_payload_is_refused_before_it_reaches_the_broker(setup):
         await orq.iniciar("iniciar_coleta", nome, {"blob": "x" * 10 * 1024 * 1024})
     assert (await broker.stats(f"escavador_{nome}")).depth == 0
     assert orq.store.count_by_state() == {}
+
+
+async def paginas(payload: dict[str, Any], ctx: Contexto):  # type: ignore[no-untyped-def]
+    for page in range(1, payload["paginas"] + 1):
+        if page == 3 and ctx.tentativa == 1 and payload.get("falhar_na_3"):
+            raise ConnectionError("lost the connection on page 3")
+        yield {"pagina": page}
+
+
+def linhas(payload: dict[str, Any]):  # type: ignore[no-untyped-def]
+    yield from ({"linha": text} for text in payload["texto"].splitlines())
+
+
+@pytest.mark.parametrize("handler", [paginas, linhas], ids=["async-generator", "generator"])
+async def test_partial_results_are_recorded_once_each_in_order(broker: Broker, broker_url: str, handler):
+    nome = f"partes_{uuid.uuid4().hex[:8]}"
+    plugin = Plugin("escavador", nome, handler, "tests", takes_context=_takes_context(handler))
+    worker = Worker(broker, [plugin], WorkerOptions(backoff_base=0.05, backoff_max=0.1))
+    task = asyncio.create_task(worker.run())
+    orq = AsyncOrquestrador(broker_url, responder_para=f"res_{nome}")
+    await orq.start()
+    try:
+        payload = {"paginas": 4, "falhar_na_3": True, "texto": "a\nb\nc\nd"}
+        env = await orq.iniciar("iniciar_coleta", nome, payload)
+        row = await orq.esperar(env.message_id, 30)
+        parts = orq.store.parts(env.message_id)
+    finally:
+        worker.stop()
+        await task
+        await orq.close()
+        for queue in (plugin.fila, orq.responder_para):
+            await broker.delete(queue)
+
+    assert row is not None and row.estado == "ok"
+    assert row.resultado == {"partes": 4}
+    expected = [{"pagina": i} for i in range(1, 5)] if handler is paginas else [{"linha": c} for c in "abcd"]
+    assert parts == expected, "a retried generator re-sends its first parts; each is kept once"
