@@ -8,54 +8,24 @@ later (honouring Retry-After); a 4xx answer is a result, not a failure: the page
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-
+from escavadores._http_client import DEFAULT_TIMEOUT, check_url, client, retry_after
 from escavadores.html_page import parse_html
-from orquestrador import Contexto, PermanentFailure, Retry, escavador
+from orquestrador import Contexto, Retry, escavador
 
-USER_AGENT = "orquestrador-escavador/0.1 (+https://pypi.org/project/orquestrador/)"
-DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-
-_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-
-
-def _client() -> httpx.AsyncClient:
-    # One pooled client per event loop: connection reuse across jobs, never across loops.
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            follow_redirects=True,
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        )
-        _clients[loop] = client
-    return client
-
-
-def _check_url(payload: dict[str, Any]) -> str:
-    url = payload.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-        raise PermanentFailure(f"payload needs 'url' with an http(s) URL, got {url!r}")
-    if not urlsplit(url).hostname:
-        raise PermanentFailure(f"URL {url!r} has no host")
-    return url
 
 
 @escavador("http", timeout=120)
 async def coletar_pagina(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
-    url = _check_url(payload)
+    url = check_url(payload.get("url"))
     timeout = float(payload.get("timeout", DEFAULT_TIMEOUT))
     max_bytes = int(payload.get("max_bytes", DEFAULT_MAX_BYTES))
     headers = {"User-Agent": payload["user_agent"]} if payload.get("user_agent") else {}
-    async with _client().stream("GET", url, timeout=timeout, headers=headers) as resp:
+    async with client().stream("GET", url, timeout=timeout, headers=headers) as resp:
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise Retry(f"{url} answered {resp.status_code}", delay=_retry_after(resp))
+            raise Retry(f"{url} answered {resp.status_code}", delay=retry_after(resp))
         body = bytearray()
         truncated = False
         async for chunk in resp.aiter_bytes():
@@ -80,8 +50,3 @@ async def coletar_pagina(payload: dict[str, Any], ctx: Contexto) -> dict[str, An
         "bytes": len(body[:max_bytes]),
         "truncado": truncated,
     }
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after", "")
-    return min(float(value), 3600.0) if value.isdigit() else None
