@@ -1,0 +1,347 @@
+"""``comando``: run one allow-listed program, never through a shell.
+
+Payload::
+
+    {"programa": "wc", "args": ["-l", "x.txt"], "timeout": 30,
+     "cwd": "/data", "stdin": "text", "env": {"TZ": "UTC"}, "max_bytes": 131072,
+     "falhar_se_codigo_diferente_de_zero": false}
+
+Only ``programa`` is required. ``args`` is a list of strings, handed to the program as they are
+(``asyncio.create_subprocess_exec``): ``;``, ``$(…)``, backticks, globs and quotes mean nothing,
+since no shell ever sees them. Unknown keys are refused, so a typo never silently drops an option.
+
+Result: ``{"codigo": exit code, "stdout": str, "stderr": str, "duracao": seconds,
+"truncado": bool, "programa": the absolute path that ran}``. Output is decoded as UTF-8
+(undecodable bytes become U+FFFD). A non-zero exit code is a result, not a failure, unless
+``falhar_se_codigo_diferente_de_zero`` is true: then :class:`ComandoFalhou` is raised and the
+job is retried with backoff, then dead-lettered. A program killed by a signal has a negative
+``codigo`` (``-9`` for SIGKILL).
+
+**The allow-list.** ``ORQ_COMANDO_ALLOW`` (comma-separated) plus :func:`permitir`; entries are
+program names (``wc``) or absolute paths (``/opt/tools/bin/relatorio``). A name is resolved with
+``shutil.which`` against the minimal ``PATH`` (``ORQ_COMANDO_PATH``, default
+``/usr/local/bin:/usr/bin:/bin``) to *one* absolute path, and the program a job asks for is
+resolved the same way; it runs only if that absolute path is one the allow-list resolves to.
+So ``sh`` on the list allows ``sh`` and ``/usr/bin/sh`` (if that is where ``which`` finds it), but
+not ``/bin/sh``: paths are compared as written, never through symlinks, because multi-call
+binaries (busybox) would otherwise let ``ls`` on the list run ``/bin/sh``. Relative paths
+(``../bin/sh``, ``./x``, ``bin/sh``) and non-normalised ones (``/usr/bin/../bin/sh``) are always
+refused. A refusal is a ``PermanentFailure`` naming the setting. Listing a program trusts it with
+any arguments: do not list programs that run other programs from their arguments (``env``,
+``find -exec``, ``xargs``, ``sh``, ``python``, ``git -c``…) unless you trust whoever can publish jobs.
+
+**Environment.** The worker's environment is not inherited (it may hold broker passwords and
+tokens): the program gets ``PATH`` (the minimal one) and ``LANG`` (the worker's, else
+``C.UTF-8``), plus payload ``env`` entries whose names are listed in ``ORQ_COMANDO_ENV_ALLOW``.
+``PATH``, ``LD_*`` and ``DYLD_*`` can never be set from a payload: they would make an allowed
+program load or run other code.
+
+**Timeout** (payload ``timeout``, default 60 s, at most 3600 s). The program runs in its own
+process group; on timeout the whole group is killed with SIGKILL and the job fails with
+``PermanentFailure``: a program that hung once will usually hang again, and retrying would hold a
+worker slot for ``max_tentativas`` × ``timeout``. Raise ``timeout`` if it needs longer. When the
+program exits, what is left of its process group (background children) is killed too.
+
+**Output cap** (payload ``max_bytes``, default 128 KiB): stdout and stderr are each kept up to
+that many bytes and the rest is read and dropped (so the program never blocks on a full pipe);
+``truncado`` says whether anything was dropped. The default keeps the result under the 1 MiB
+envelope limit even when every byte is undecodable (3 bytes of U+FFFD each).
+
+**Shutdown.** When the worker drains (``ctx.cancelado``) or cancels the job, the program's
+process group is killed and the job is released for another attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from orquestrador import Contexto, PermanentFailure, Retry, executor
+
+ENV_ALLOW = "ORQ_COMANDO_ALLOW"
+ENV_PATH = "ORQ_COMANDO_PATH"
+ENV_ENV_ALLOW = "ORQ_COMANDO_ENV_ALLOW"
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 3600.0
+DEFAULT_MAX_BYTES = 128 * 1024
+_CHUNK = 64 * 1024
+_CANCEL_POLL = 0.1
+_EXIT_POLL = 0.02
+_DRAIN_GRACE = 5.0  # how long to wait for pipes to close after the group is gone
+
+CHAVES = frozenset(
+    {"programa", "args", "timeout", "cwd", "stdin", "env", "max_bytes", "falhar_se_codigo_diferente_de_zero"}
+)
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_permitidos: set[str] = set()
+_lock = threading.Lock()
+
+
+class ComandoFalhou(Exception):
+    """The program exited non-zero and the payload asked for that to fail the job (so it retries)."""
+
+    def __init__(self, message: str, *, codigo: int) -> None:
+        super().__init__(message)
+        self.codigo = codigo
+
+
+def permitir(*programas: str) -> None:
+    """Allow program names or absolute paths in this process, besides ``ORQ_COMANDO_ALLOW``."""
+    validos = [_check_entry(p) for p in programas]
+    with _lock:
+        _permitidos.update(validos)
+
+
+def revogar(*programas: str) -> None:
+    """Undo :func:`permitir` for these entries (the environment variable is not affected)."""
+    with _lock:
+        _permitidos.difference_update(programas)
+
+
+def permitidos() -> frozenset[str]:
+    """Allow-list entries right now: ``ORQ_COMANDO_ALLOW`` (read on every call) plus :func:`permitir`."""
+    from_env = (e.strip() for e in os.environ.get(ENV_ALLOW, "").split(","))
+    with _lock:
+        return frozenset(e for e in from_env if e) | frozenset(_permitidos)
+
+
+def caminho() -> str:
+    """The minimal ``PATH``: where names are looked up, and the only ``PATH`` programs get."""
+    dirs = [d for d in (os.environ.get(ENV_PATH) or DEFAULT_PATH).split(os.pathsep) if os.path.isabs(d)]
+    return os.pathsep.join(dirs)
+
+
+def _check_entry(programa: str) -> str:
+    programa = programa.strip()
+    if not programa or "\0" in programa:
+        raise ValueError(f"{programa!r} is not a program name or absolute path")
+    if "/" in programa and (not os.path.isabs(programa) or os.path.normpath(programa) != programa):
+        raise ValueError(
+            f"{programa!r}: give a program name (wc) or a normalised absolute path (/usr/bin/wc)"
+        )
+    return programa
+
+
+def _refused(programa: str, detail: str = "") -> PermanentFailure:
+    return PermanentFailure(
+        f"program {programa!r}{detail} is not allow-listed for the comando executor: add its name "
+        f"or absolute path to {ENV_ALLOW} in the worker's environment (names are looked up in "
+        f"{ENV_PATH}, default {DEFAULT_PATH}), or call executores.comando.permitir(...) in the worker"
+    )
+
+
+def resolver(programa: Any) -> str:
+    """The absolute path ``programa`` runs as, if the allow-list permits it; else PermanentFailure.
+
+    Public so an operator can check a configuration (``resolver("wc")``) without running anything.
+    """
+    if not isinstance(programa, str) or not programa.strip() or "\0" in programa:
+        raise PermanentFailure(f"payload needs 'programa' as a program name, got {programa!r}")
+    path = caminho()
+    if "/" in programa:
+        if not os.path.isabs(programa) or os.path.normpath(programa) != programa:
+            raise _refused(programa, " (relative or non-normalised path)")
+        resolvido: str | None = programa
+    else:
+        resolvido = shutil.which(programa, path=path)
+    permitidos_abs: set[str] = set()
+    for entrada in permitidos():
+        alvo = entrada if "/" in entrada else shutil.which(entrada, path=path)
+        if alvo is not None:
+            permitidos_abs.add(alvo)
+    if resolvido is None:
+        if programa in permitidos():
+            raise PermanentFailure(f"program {programa!r} is allow-listed but not found in PATH {path}")
+        raise _refused(programa)
+    if resolvido not in permitidos_abs:
+        raise _refused(programa, "" if resolvido == programa else f" (resolved to {resolvido})")
+    return resolvido
+
+
+@dataclass
+class _Saida:
+    limite: int
+    dados: bytearray = field(default_factory=bytearray)
+    truncado: bool = False
+
+    def texto(self) -> str:
+        return bytes(self.dados).decode("utf-8", errors="replace")
+
+
+async def _ler(stream: asyncio.StreamReader | None, saida: _Saida) -> None:
+    # Keep reading past the cap: a program blocked on a full pipe would never exit.
+    if stream is None:
+        return
+    while chunk := await stream.read(_CHUNK):
+        room = saida.limite - len(saida.dados)
+        if room > 0:
+            saida.dados += chunk[:room]
+        if len(chunk) > room:
+            saida.truncado = True
+
+
+async def _alimentar(stream: asyncio.StreamWriter | None, dados: bytes) -> None:
+    if stream is None:
+        return
+    try:
+        stream.write(dados)
+        await stream.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the program exited or closed stdin without reading everything: its choice
+    finally:
+        stream.close()
+
+
+async def _esperar_evento(evento: threading.Event) -> None:
+    while not evento.is_set():
+        await asyncio.sleep(_CANCEL_POLL)
+
+
+async def _saida_do_processo(proc: asyncio.subprocess.Process) -> int:
+    # Process.wait() (Python 3.11) also waits for the pipes to close, which a background child
+    # holding stdout delays for as long as it lives; returncode is set at the exit itself.
+    while proc.returncode is None:
+        await asyncio.sleep(_EXIT_POLL)
+    return proc.returncode
+
+
+def _matar_grupo(proc: asyncio.subprocess.Process) -> None:
+    # start_new_session made the child leader of its own group: the group id is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _strings(valor: Any, nome: str) -> list[str]:
+    if not isinstance(valor, list) or not all(isinstance(a, str) for a in valor):
+        # The values are not echoed: arguments may carry credentials, and this message is logged.
+        tipos = sorted({type(a).__name__ for a in valor}) if isinstance(valor, list) else type(valor).__name__
+        raise PermanentFailure(f"'{nome}' must be a list of strings, got {tipos}")
+    if any("\0" in a for a in valor):
+        raise PermanentFailure(f"'{nome}' must not contain NUL characters")
+    return valor
+
+
+def _numero(payload: dict[str, Any], chave: str, padrao: float, maximo: float) -> float:
+    valor = payload.get(chave, padrao)
+    if isinstance(valor, bool) or not isinstance(valor, int | float) or not 0 < valor <= maximo:
+        raise PermanentFailure(f"'{chave}' must be a number > 0 and <= {maximo:g}, got {valor!r}")
+    return float(valor)
+
+
+def _ambiente(payload: dict[str, Any]) -> dict[str, str]:
+    env = {"PATH": caminho(), "LANG": os.environ.get("LANG") or "C.UTF-8"}
+    extra = payload.get("env") or {}
+    if not isinstance(extra, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+    ):
+        raise PermanentFailure("'env' must be an object of string names to string values")
+    liberadas = {n.strip() for n in os.environ.get(ENV_ENV_ALLOW, "").split(",") if n.strip()}
+    for nome, valor in extra.items():
+        if not _ENV_NAME_RE.match(nome) or "\0" in valor:
+            raise PermanentFailure(f"invalid environment variable name or value for {nome!r}")
+        if nome == "PATH" or nome.startswith(("LD_", "DYLD_")):
+            raise PermanentFailure(f"environment variable {nome!r} can never be set from a payload")
+        if nome not in liberadas:
+            raise PermanentFailure(
+                f"environment variable {nome!r} is not allowed: add its name to {ENV_ENV_ALLOW} "
+                "in the worker's environment"
+            )
+        env[nome] = valor  # values are never logged: they may be credentials
+    return env
+
+
+@executor("comando")
+async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+    """Run ``payload["programa"]`` with ``payload["args"]`` and report its exit code and output."""
+    desconhecidas = set(payload) - CHAVES
+    if desconhecidas:
+        raise PermanentFailure(f"unknown payload keys {sorted(desconhecidas)}; known: {sorted(CHAVES)}")
+    programa = resolver(payload.get("programa"))
+    args = _strings(payload.get("args", []), "args")
+    timeout = _numero(payload, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
+    limite = int(_numero(payload, "max_bytes", DEFAULT_MAX_BYTES, float(2**40)))
+    falhar = payload.get("falhar_se_codigo_diferente_de_zero", False)
+    if not isinstance(falhar, bool):
+        raise PermanentFailure("'falhar_se_codigo_diferente_de_zero' must be true or false")
+    cwd = payload.get("cwd")
+    if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
+        raise PermanentFailure(f"'cwd' must be an existing directory, got {cwd!r}")
+    stdin = payload.get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        raise PermanentFailure("'stdin' must be text")
+    env = _ambiente(payload)
+
+    # The arguments are not logged: they may carry credentials.
+    ctx.log.info("running %s with %d argument(s), timeout %gs", programa, len(args), timeout)
+    inicio = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            programa,
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        raise PermanentFailure(f"cannot start {programa}: {exc.strerror or exc}") from None
+
+    out, err = _Saida(limite), _Saida(limite)
+    io = [asyncio.create_task(_ler(proc.stdout, out)), asyncio.create_task(_ler(proc.stderr, err))]
+    if stdin is not None:
+        io.append(asyncio.create_task(_alimentar(proc.stdin, stdin.encode())))
+    fim = asyncio.create_task(proc.wait())
+    saida = asyncio.create_task(_saida_do_processo(proc))
+    cancelado = asyncio.create_task(_esperar_evento(ctx.cancelado))
+    try:
+        await asyncio.wait({fim, saida, cancelado}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        terminou = proc.returncode is not None
+        # Also on a normal exit: background children left in the group end with the program.
+        _matar_grupo(proc)
+        codigo = await asyncio.wait_for(saida, _DRAIN_GRACE)
+        duracao = round(time.monotonic() - inicio, 3)
+        _, pendentes = await asyncio.wait(io, timeout=_DRAIN_GRACE)
+        if pendentes:  # someone outside the group still holds a pipe: keep what was read
+            ctx.log.warning("%s: output pipes still open after it exited; stopped reading", programa)
+    finally:
+        cancelado.cancel()
+        if proc.returncode is None:  # cancelled by the runtime (job timeout or shutdown)
+            _matar_grupo(proc)
+        for task in (*io, fim, saida):
+            task.cancel()
+
+    if not terminou:
+        if ctx.cancelado.is_set():
+            raise Retry(f"{programa} killed because the worker is shutting down", delay=0)
+        raise PermanentFailure(
+            f"{programa} did not finish within {timeout:g}s: its process group was killed; a hang "
+            "is rarely transient, so the job is not retried (raise the payload 'timeout' if it "
+            f"needs longer); stderr so far: {err.texto()[-300:]!r}"
+        )
+    resultado = {
+        "codigo": codigo,
+        "stdout": out.texto(),
+        "stderr": err.texto(),
+        "duracao": duracao,
+        "truncado": out.truncado or err.truncado,
+        "programa": programa,
+    }
+    if codigo != 0 and falhar:
+        raise ComandoFalhou(
+            f"{programa} exited with code {codigo}; stderr: {err.texto()[-500:]!r}", codigo=codigo
+        )
+    ctx.log.info("%s exited with code %d in %.3fs", programa, codigo, duracao)
+    return resultado
