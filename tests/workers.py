@@ -59,11 +59,15 @@ def start_worker(
     visibility_timeout: float = 30.0,
     extra: list[str] | None = None,
     wait: bool = True,
+    builtin: bool = False,
 ) -> WorkerProcess:
+    """``builtin=True`` runs an installed plugin under its own name (``orq worker escavador sitemap``),
+    found through its entry point: no suffix, no ``--module tests.plugins_teste``."""
     env = {**os.environ, "ORQ_TEST_PLUGIN_SUFFIX": suffix, "ORQ_BROKER_URL": url}
+    target = [plugin] if builtin else [f"{plugin}_{suffix}", "--module", "tests.plugins_teste"]
     command = [
-        sys.executable, "-m", "orquestrador.cli", "worker", kind, f"{plugin}_{suffix}",
-        "--module", "tests.plugins_teste", "--concurrency", str(concurrency),
+        sys.executable, "-m", "orquestrador.cli", "worker", kind, *target,
+        "--concurrency", str(concurrency),
         "--visibility-timeout", str(visibility_timeout), *(extra or []),
     ]  # fmt: skip
     proc = subprocess.Popen(
