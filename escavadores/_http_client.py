@@ -61,6 +61,12 @@ def http_url(value: object, base: str) -> str | None:
     return absolute if parts.scheme in ("http", "https") and parts.hostname else None
 
 
+def mesma_origem(a: str, b: str) -> bool:
+    """Same scheme, host and port: only then may a followed link get the payload's headers."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
 def retry_after(resp: httpx.Response) -> float | None:
     """Seconds the server asked us to wait (delta-seconds or HTTP-date), capped at an hour."""
     value = resp.headers.get("retry-after", "").strip()

@@ -3,6 +3,8 @@
 Payload: ``{"url": "https://…"}`` plus optional
 
 - ``params`` / ``headers``: query parameters and request headers (objects of strings/numbers);
+  ``headers`` (API keys, tokens) are sent only to the origin of ``url``, never to a next link
+  that points elsewhere;
 - ``records_path``: dotted path to the list of records in each page (``"data.items"``; a number
   indexes a list). Default: the page itself if it is a list, else the first of ``items``,
   ``results``, ``data``, ``records``, ``entries``, ``rows`` that holds a list;
@@ -44,6 +46,7 @@ from escavadores._http_client import (
     check_url,
     http_url,
     inteiro,
+    mesma_origem,
     numero,
     texto_dict,
 )
@@ -167,7 +170,8 @@ async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]
     """Fetch page after page until the API says there are no more, or ``max_pages``."""
     url = check_url(payload.get("url"))
     params = texto_dict(payload, "params")
-    headers = {"Accept": "application/json", **texto_dict(payload, "headers")}
+    anonimos = {"Accept": "application/json"}
+    headers = {**anonimos, **texto_dict(payload, "headers")}
     timeout = numero(payload, "timeout", DEFAULT_TIMEOUT)
     max_bytes = inteiro(payload, "max_bytes", DEFAULT_MAX_BYTES)
     max_pages = inteiro(payload, "max_pages", DEFAULT_MAX_PAGES)
@@ -195,7 +199,8 @@ async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]
             if pag.tamanho is not None:
                 query[pag.tamanho_param] = str(pag.tamanho)
         try:
-            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, params=query, headers=headers)
+            enviar = headers if mesma_origem(atual, url) else anonimos  # no API keys to other hosts
+            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, params=query, headers=enviar)
         except HTTPStatusFailure as exc:
             if paginas and pag.tipo in ("page", "offset") and exc.status in END_OF_PAGES_STATUSES:
                 ctx.log.info("page %s answered %d: taken as the end of the pages", numero_pagina, exc.status)

@@ -2,7 +2,7 @@
 
 Payload: ``{"url": "https://…/sitemap.xml"}`` plus optional ``max_urls`` (2000), ``max_sitemaps``
 (documents fetched, 50), ``timeout`` (seconds per request, 20), ``max_bytes`` (per sitemap after
-inflating, 50 MiB: the protocol's own limit) and ``headers``.
+inflating, 50 MiB: the protocol's own limit) and ``headers`` (sent only to the origin of ``url``).
 
 The document may be a ``<urlset>``, a ``<sitemapindex>`` (its child sitemaps are followed
 breadth-first, each once), a gzip file (``.xml.gz``) or a plain-text sitemap (one URL per line).
@@ -34,6 +34,7 @@ from escavadores._http_client import (
     check_url,
     http_url,
     inteiro,
+    mesma_origem,
     numero,
     texto_dict,
 )
@@ -92,7 +93,7 @@ async def coletar_sitemap(payload: dict[str, Any], ctx: Contexto) -> dict[str, A
     max_urls = inteiro(payload, "max_urls", DEFAULT_MAX_URLS)
     max_sitemaps = inteiro(payload, "max_sitemaps", DEFAULT_MAX_SITEMAPS)
     max_bytes = inteiro(payload, "max_bytes", DEFAULT_MAX_BYTES)
-    headers = {"Accept": ACCEPT, **texto_dict(payload, "headers")}
+    headers = {"Accept": ACCEPT, **texto_dict(payload, "headers")}  # only for the origin of url
 
     fila: deque[str] = deque([url])
     na_fila: set[str] = {url}
@@ -109,7 +110,8 @@ async def coletar_sitemap(payload: dict[str, Any], ctx: Contexto) -> dict[str, A
             raise Retry("the worker is shutting down; the job starts over elsewhere")
         atual = fila.popleft()
         try:
-            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, headers=headers)
+            enviar = headers if mesma_origem(atual, url) else {"Accept": ACCEPT}
+            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, headers=enviar)
             entries, children = ler_sitemap(resp, max_bytes)
         except PermanentFailure as exc:
             if atual == url:

@@ -64,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"entries": ITEMS[(page - 1) * 10 : page * 10], "links": {"next": nxt}})
         elif route == "/link-loop":
             self._json(200, ITEMS[:1], {"Link": '</link-loop>; rel="next"'})
+        elif route == "/para-fora":
+            self._json(
+                200, [{"auth": self.headers.get("Authorization")}], {"Link": f'<{q["alvo"]}/eco>; rel="next"'}
+            )
         elif route == "/sem-fim":
             self._json(200, {"items": [{"page": q.get("page")}]})
         elif route == "/eco":
@@ -113,6 +117,15 @@ def api() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     RELEASE.set()
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def outra_api() -> Iterator[str]:
+    """The same API on another port: another origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
@@ -202,6 +215,17 @@ async def test_next_link_from_a_dotted_path_in_the_body_relative_to_the_page(api
 async def test_a_next_link_pointing_back_stops_the_loop(api: str):
     result = await coletar_json({"url": f"{api}/link-loop", "paginacao": "next_link"}, ctx())
     assert result["paginas"] == 1
+
+
+async def test_payload_headers_never_follow_a_next_link_to_another_origin(api: str, outra_api: str):
+    payload = {
+        "url": f"{api}/para-fora",
+        "params": {"alvo": outra_api},
+        "headers": {"Authorization": "Bearer abc"},
+        "paginacao": "next_link",
+    }
+    result = await coletar_json(payload, ctx())
+    assert result["records"] == [{"auth": "Bearer abc"}, {"query": {}, "auth": None}]
 
 
 async def test_max_pages_bounds_an_api_that_never_ends(api: str):
