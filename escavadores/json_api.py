@@ -240,8 +240,5 @@ async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]
 
 def _proximo_link(page: Any, caminho: str | None, resp: Resposta) -> str | None:
     """The next page's absolute URL: from the body when ``caminho`` finds one, else the Link header."""
-    if caminho is not None:
-        found = pegar(page, caminho)
-        if isinstance(found, str) and found:
-            return http_url(found, resp.url)
-    return resp.links.get("next")
+    found = pegar(page, caminho) if caminho is not None else None
+    return http_url(found, resp.url) or http_url(resp.links.get("next"), resp.url)
