@@ -31,6 +31,8 @@ client-side lease of ``visibility_timeout``: unless ``heartbeat()`` renews it or
 settled in time, the adapter nacks it back to the queue (if its consumer is not fetching at
 that moment, the consumer first cancels its subscription so that another consumer gets it).
 Settling a delivery whose lease expired raises BrokerError; a ``nack`` of it is a no-op.
+Messages prefetched but never fetched (a consumer closing or pausing) go back as copies with
+their count unchanged, so they do not count an attempt nobody made.
 
 Delayed retry. ``nack(delay)`` publishes a copy (count plus one) to ``<queue>.retry.<ms>``, a
 durable queue with ``x-message-ttl`` = ms that dead-letters to ``""``/``<queue>``, waits for the
@@ -91,6 +93,7 @@ from orquestrador.brokers.rabbitmq_channel import (
     AsyncChannel,
     ChannelClosed,
     ConfirmPublisher,
+    EventsChannel,
     Nacked,
     RabbitMQConsumer,
     RabbitMQDelivery,
@@ -113,7 +116,6 @@ if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 REGISTRY = "orq.registry"
-EVENTS_EXCHANGE = "orq.eventos"
 BUCKET_GRACE_MS = 600_000
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
 
@@ -153,9 +155,7 @@ class RabbitMQBroker(Broker):
         self._declared: set[str] = set()
         self._declaring: dict[str, asyncio.Future[None]] = {}
         self._buckets: set[str] = set()
-        self._events: AsyncChannel | None = None
-        self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
-        self._event_tasks: set[asyncio.Future[None]] = set()
+        self._events = EventsChannel(self.open_channel)
         self._registry = _Registry(self)
 
     def __repr__(self) -> str:
@@ -178,17 +178,14 @@ class RabbitMQBroker(Broker):
         try:
             conn = await open_connection(self._params, self._lost, self.connect_timeout)
         except (pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
             where = redact_url(self.url)
+            message = f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
             if isinstance(
                 exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError
             ):
-                raise BrokerUnavailable(
-                    f"RabbitMQ at {where} refused the login: {short_reason(exc)}"
-                ) from None
-            reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
-            raise BrokerUnavailable(
-                f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
-            ) from None
+                message = f"RabbitMQ at {where} refused the login: {reason}"
+            raise BrokerUnavailable(message) from None
         if self._closing:
             conn.close()
             raise BrokerError("the RabbitMQ broker was closed while connecting")
@@ -198,15 +195,11 @@ class RabbitMQBroker(Broker):
     def _lost(self, conn: AsyncioConnection, reason: BaseException) -> None:
         if conn is not self._conn:
             return
-        self._conn = self._publisher = self._admin = self._events = None
+        self._conn = self._publisher = self._admin = None
         self._ready.clear()
         if self._closing:
             return
-        log.warning(
-            "lost the connection to RabbitMQ at %s (%s); reconnecting",
-            redact_url(self.url),
-            short_reason(reason),
-        )
+        log.warning("lost RabbitMQ at %s (%s); reconnecting", redact_url(self.url), short_reason(reason))
         self._reconnecting = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -222,9 +215,7 @@ class RabbitMQBroker(Broker):
                 delay = min(delay * 2, 5.0)
                 continue
             log.warning("reconnected to RabbitMQ at %s", redact_url(self.url))
-            for resubscribe in list(self._subscriptions):
-                with contextlib.suppress(BrokerError, ChannelClosed):
-                    await resubscribe()
+            await self._events.restore()
             return
 
     async def connection(self) -> AsyncioConnection:
@@ -253,14 +244,13 @@ class RabbitMQBroker(Broker):
             with contextlib.suppress(BrokerError, ChannelClosed):
                 await asyncio.wait_for(consumer.close(), 10)
         conn, self._conn = self._conn, None
-        self._publisher = self._admin = self._events = None
+        self._publisher = self._admin = None
         self._ready.clear()
         if conn is not None and not (conn.is_closing or conn.is_closed):
             conn.close()
-            for _ in range(100):
-                if conn.is_closed:
-                    break
-                await asyncio.sleep(0.02)
+            for _ in range(100):  # pika has no awaitable close; the close-ok takes a round trip
+                if not conn.is_closed:
+                    await asyncio.sleep(0.02)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -270,10 +260,8 @@ class RabbitMQBroker(Broker):
             return publisher
         async with self._publisher_lock:
             if self._publisher is None or not self._publisher.usable:
-                conn = await self.connection()
-                self._publisher = await translate(
-                    ConfirmPublisher.open(conn), "cannot open the publish channel"
-                )
+                opening = ConfirmPublisher.open(await self.connection())
+                self._publisher = await translate(opening, "cannot open the publish channel")
             return self._publisher
 
     async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None:
@@ -310,10 +298,8 @@ class RabbitMQBroker(Broker):
         headers: dict[str, str] | None = None,
     ) -> None:
         await self.declare(queue)
-        props = spec.BasicProperties(
-            delivery_mode=2, message_id=message_id, headers=dict(headers) if headers else None
-        )
-        await self.send(queue, body, props)
+        props = {"delivery_mode": 2, "message_id": message_id, "headers": dict(headers) if headers else None}
+        await self.send(queue, body, spec.BasicProperties(**props))
 
     # -- queues ----------------------------------------------------------------------------
 
@@ -335,12 +321,8 @@ class RabbitMQBroker(Broker):
             await self.admin(lambda ch: ch.declare(name, arguments=arguments))
         except ChannelClosed as exc:
             if exc.code == PRECONDITION_FAILED:
-                log.warning(
-                    "queue %s already exists with other properties (%s); using it as it is", name, exc.text
-                )
-                await translate(
-                    self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot use queue {name}"
-                )
+                log.warning("queue %s exists with other properties (%s); using it as it is", name, exc.text)
+                await self._count(name)
             elif exc.code == RESOURCE_LOCKED:
                 raise BrokerError(f"queue {name} is exclusive to another connection") from exc
             else:
@@ -380,9 +362,8 @@ class RabbitMQBroker(Broker):
         return name
 
     async def _count(self, name: str) -> spec.Queue.DeclareOk:
-        return await translate(
-            self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot inspect {name}"
-        )
+        """A passive declare: message and consumer counts, or BrokerError if ``name`` is missing."""
+        return await translate(self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot use {name}")
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         consumer = RabbitMQConsumer(self, queue, visibility_timeout, prefetch)
@@ -445,58 +426,12 @@ class RabbitMQBroker(Broker):
 
     # -- events ----------------------------------------------------------------------------
 
-    async def _events_channel(self) -> AsyncChannel:
-        if self._events is None or self._events.closed is not None:
-            channel = await self.open_channel()
-            declare = channel.rpc(
-                lambda cb: channel.raw.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True, callback=cb)
-            )
-            await translate(declare, f"cannot declare the exchange {EVENTS_EXCHANGE}")
-            self._events = channel
-        return self._events
-
     async def publish_event(self, subject: str, body: bytes) -> None:
-        """Best effort, like NATS core: transient, unconfirmed, dropped while disconnected."""
-        if not self.connected:
-            return
-        try:
-            channel = await self._events_channel()
-        except BrokerError as exc:
-            log.debug("event not sent: %s", exc)
-            return
-        channel.send(channel.raw.basic_publish, EVENTS_EXCHANGE, subject, body)
+        if self.connected:
+            await self._events.publish(subject, body)
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
-        """An exclusive auto-delete queue bound to ``orq.eventos``; NATS ``>`` becomes AMQP ``#``."""
-        pattern = ".".join("#" if token == ">" else token for token in subject.split("."))
-        where: list[tuple[AsyncChannel, str]] = []
-
-        def on_message(_ch: Any, _method: Any, _props: Any, body: bytes) -> None:
-            result = callback(body)
-            if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)
-                self._event_tasks.add(task)
-                task.add_done_callback(self._event_tasks.discard)
-
-        async def start() -> None:
-            channel = await self._events_channel()
-            ok = await channel.declare("", durable=False, exclusive=True, auto_delete=True)
-            bind = channel.rpc(
-                lambda cb: channel.raw.queue_bind(ok.queue, EVENTS_EXCHANGE, pattern, callback=cb)
-            )
-            await bind
-            where[:] = [(channel, await channel.consume(ok.queue, on_message, auto_ack=True))]
-
-        async def stop() -> None:
-            self._subscriptions.discard(start)
-            if where:
-                channel, tag = where.pop()
-                with contextlib.suppress(ChannelClosed):
-                    await channel.cancel(tag)  # the auto-delete queue goes with its last consumer
-
-        await translate(start(), f"cannot subscribe to events {subject}")
-        self._subscriptions.add(start)
-        return stop
+        return await self._events.subscribe(subject, callback)
 
 
 class _Registry:
@@ -511,19 +446,27 @@ class _Registry:
         if self.usable is None:
             try:
                 await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments={"x-queue-type": "stream"}))
-                self.usable = True
             except ChannelClosed as exc:
+                if not exc.code:
+                    return False  # connection trouble: try again next time
                 log.warning("cannot keep the queue registry in a stream on this RabbitMQ (%s); "
                             "queues() lists this process's queues only", exc)  # fmt: skip
                 self.usable = False
+            else:
+                self.usable = True
         return self.usable
 
     async def write(self, op: str, names: list[str]) -> None:
         """Append ``+name`` / ``~bucket`` once per process, ``-name`` when deleted."""
         todo = [n for n in names if (n not in self._written) == (op != "-")]
-        if not todo or not await self._ensure():
+        try:
+            if not todo or not await self._ensure():
+                return
+            await asyncio.gather(*(self.broker.send(REGISTRY, f"{op}{n}".encode(), PERSISTENT) for n in todo))
+        except BrokerError as exc:  # the registry only serves queues(); never fail a declare for it
+            log.warning("cannot record %s in %s: %s", ", ".join(todo), REGISTRY, exc)
+            self.usable = None
             return
-        await asyncio.gather(*(self.broker.send(REGISTRY, f"{op}{n}".encode(), PERSISTENT) for n in todo))
         if op == "-":
             self._written.difference_update(todo)
         else:
@@ -531,31 +474,34 @@ class _Registry:
 
     async def read(self) -> dict[str, str]:
         """Latest operation per name, read from the start of the stream up to a fresh marker."""
-        if not await self._ensure():
-            return {}
         marker = f"?{uuid.uuid4().hex}"
-        await self.broker.send(REGISTRY, marker.encode(), PERSISTENT)
-        channel = await self.broker.open_channel()
         latest: dict[str, str] = {}
-        done = channel.future()
 
-        def on_message(raw: Any, method: Any, _props: Any, body: bytes) -> None:
+        def on_message(_raw: Any, method: Any, _props: Any, body: bytes) -> None:
             text = body.decode("utf-8", "replace")
-            if text == marker or method.delivery_tag % 200 == 0:
-                raw.basic_ack(method.delivery_tag, multiple=True)  # a stream needs acks for credit
+            if text == marker or method.delivery_tag % 200 == 0:  # a stream needs acks for credit
+                channel.send(channel.raw.basic_ack, method.delivery_tag, multiple=True)
             if text == marker and not done.done():
                 done.set_result(None)
             elif text[:1] in "+-~":
                 latest[text[1:]] = text[0]
 
         try:
-            await channel.qos(1000)
-            await channel.consume(REGISTRY, on_message, arguments={"x-stream-offset": "first"})
-            await asyncio.wait_for(done, 30)
-        except (ChannelClosed, TimeoutError) as exc:
-            raise BrokerError(f"cannot read the queue registry {REGISTRY}: {exc or 'timed out'}") from exc
-        finally:
-            await channel.close()
+            if not await self._ensure():
+                return {}
+            await self.broker.send(REGISTRY, marker.encode(), PERSISTENT)
+            channel = await self.broker.open_channel()
+            done = channel.future()
+            try:
+                await channel.qos(1000)
+                await channel.consume(REGISTRY, on_message, arguments={"x-stream-offset": "first"})
+                await asyncio.wait_for(done, 30)
+            finally:
+                await channel.close()
+        except (BrokerError, ChannelClosed, TimeoutError) as exc:
+            log.warning("cannot read %s (%s); listing this process's queues only", REGISTRY, exc or "timeout")
+            self.usable = None
+            return {}
         return latest
 
 

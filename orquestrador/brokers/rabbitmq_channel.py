@@ -14,6 +14,7 @@ loop and reports everything through callbacks; this module turns them into await
 - :class:`RabbitMQConsumer` — a channel with ``basic_qos`` and ``basic_consume`` feeding a
   buffer that ``fetch`` drains; it restamps redelivered messages and keeps a lease on each
   :class:`RabbitMQDelivery` it hands out.
+- :class:`EventsChannel` — best-effort lifecycle events on the topic exchange ``orq.eventos``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ import pika.exceptions
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, dead_letter_headers, dlq_of
+from orquestrador.brokers.base import (
+    DLQ_SUFFIX,
+    Consumer,
+    Delivery,
+    EventCallback,
+    dead_letter_headers,
+    dlq_of,
+)
 from orquestrador.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -43,6 +51,9 @@ log = logging.getLogger("orquestrador.brokers.rabbitmq")
 ATTEMPTS_HEADER = "x-orq-attempts"
 NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED = 404, 405, 406
 T = TypeVar("T")
+# What writing to a channel can raise. pika raises AttributeError in the instant between
+# dropping a lost transport and closing its channels; to us that is a closed channel too.
+WIRE_ERRORS = (pika.exceptions.AMQPError, OSError, AttributeError)
 
 
 class ChannelClosed(Exception):
@@ -119,19 +130,13 @@ async def open_connection(
         else:
             _fail(opened, reason)
 
-    conn = AsyncioConnection(
-        params,
-        on_open_callback=lambda c: _resolve(opened, c),
-        on_open_error_callback=lambda c, exc: _fail(opened, exc),
-        on_close_callback=on_close,
-        custom_ioloop=loop,
-    )
-    try:
-        return await asyncio.wait_for(opened, timeout)
-    except TimeoutError:
-        if conn.is_open:  # opened at the last moment
+    def on_open(conn: AsyncioConnection) -> None:
+        if opened.done():  # too late: the caller gave up waiting
             conn.close()
-        raise
+        _resolve(opened, conn)
+
+    AsyncioConnection(params, on_open, lambda c, exc: _fail(opened, exc), on_close, custom_ioloop=loop)
+    return await asyncio.wait_for(opened, timeout)
 
 
 class AsyncChannel:
@@ -150,7 +155,7 @@ class AsyncChannel:
         opened: list[asyncio.Future[Any]] = []
         try:
             raw = connection.channel(on_open_callback=lambda _ch: _resolve(opened[0], None))
-        except pika.exceptions.AMQPError as exc:
+        except WIRE_ERRORS as exc:
             raise ChannelClosed(0, short_reason(exc)) from exc
         channel = cls(raw)
         opened.append(channel.future())  # open-ok cannot arrive before this: it needs the loop
@@ -176,45 +181,21 @@ class AsyncChannel:
         if not fut.done():
             try:
                 start(lambda frame: _resolve(fut, frame))
-            except pika.exceptions.AMQPError as exc:
+            except WIRE_ERRORS as exc:
                 _fail(fut, ChannelClosed(0, short_reason(exc)))
         return await fut
 
-    async def declare(
-        self,
-        queue: str,
-        *,
-        passive: bool = False,
-        durable: bool = True,
-        exclusive: bool = False,
-        auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> spec.Queue.DeclareOk:
-        frame = await self.rpc(
-            lambda cb: self.raw.queue_declare(
-                queue, passive=passive, durable=durable, exclusive=exclusive,
-                auto_delete=auto_delete, arguments=arguments, callback=cb,
-            )
-        )  # fmt: skip
-        return frame.method
+    async def declare(self, queue: str, **options: Any) -> spec.Queue.DeclareOk:
+        """``queue.declare`` (durable unless ``durable=False``); pika's keyword options."""
+        options.setdefault("durable", True)
+        return (await self.rpc(lambda cb: self.raw.queue_declare(queue, callback=cb, **options))).method
 
     async def qos(self, prefetch: int) -> None:
         await self.rpc(lambda cb: self.raw.basic_qos(prefetch_count=prefetch, callback=cb))
 
-    async def consume(
-        self,
-        queue: str,
-        on_message: Callable[[Any, Any, spec.BasicProperties, bytes], None],
-        *,
-        auto_ack: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> str:
-        """``basic.consume``; returns the consumer tag once the broker said consume-ok."""
-        frame = await self.rpc(
-            lambda cb: self.raw.basic_consume(
-                queue, on_message, auto_ack=auto_ack, arguments=arguments, callback=cb
-            )
-        )
+    async def consume(self, queue: str, on_message: Callable[..., None], **options: Any) -> str:
+        """``basic.consume``; the consumer tag once the broker said consume-ok."""
+        frame = await self.rpc(lambda cb: self.raw.basic_consume(queue, on_message, callback=cb, **options))
         return str(frame.method.consumer_tag)
 
     async def cancel(self, consumer_tag: str) -> None:
@@ -233,7 +214,7 @@ class AsyncChannel:
             try:
                 self.raw.add_callback(lambda frame: _resolve(fut, None), [spec.Basic.GetEmpty])
                 self.raw.basic_get(queue, lambda ch, m, p, b: _resolve(fut, (m, p, b)), auto_ack=False)
-            except pika.exceptions.AMQPError as exc:
+            except WIRE_ERRORS as exc:
                 _fail(fut, ChannelClosed(0, short_reason(exc)))
         return await fut
 
@@ -243,7 +224,7 @@ class AsyncChannel:
             return False
         try:
             method(*args, **kwargs)
-        except pika.exceptions.AMQPError:
+        except WIRE_ERRORS:
             return False
         return True
 
@@ -253,7 +234,7 @@ class AsyncChannel:
         fut = self.future()
         try:
             self.raw.close()
-        except pika.exceptions.AMQPError:
+        except WIRE_ERRORS:
             return
         with contextlib.suppress(ChannelClosed):
             await fut
@@ -304,7 +285,7 @@ class ConfirmPublisher:
             return fut
         try:
             self.channel.raw.basic_publish(exchange, routing_key, body, properties, mandatory=True)
-        except pika.exceptions.AMQPError as exc:
+        except WIRE_ERRORS as exc:
             _fail(fut, ChannelClosed(0, short_reason(exc)))
             return fut
         self._pending[self._next_tag] = _Pending(fut, routing_key, body)
@@ -395,6 +376,8 @@ class _Raw:
 
 
 class RabbitMQDelivery(Delivery):
+    """A fetched message under a client-side lease; settling it acks or nacks on its channel."""
+
     def __init__(self, consumer: RabbitMQConsumer, raw: _Raw) -> None:
         self._consumer = consumer
         self._broker = consumer.broker
@@ -445,7 +428,8 @@ class RabbitMQDelivery(Delivery):
         self._finish(ack=True, what="ack")
 
     async def nack(self, delay: float = 0.0) -> None:
-        if self._state == "lost":
+        if self._state == "lost" or (self._state == "held" and self._raw.channel.closed is not None):
+            self.lose(self._lost or "its channel closed")
             return  # already back in the queue, which is what a nack asks for
         self._begin("nack")
         if delay <= 0:
@@ -639,15 +623,86 @@ class RabbitMQConsumer(Consumer):
         self._closed = True
         if self._subscribing is not None and not self._subscribing.done():
             self._subscribing.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
         if self.broker.connected:
-            await self.pause()
+            await self.pause()  # no new deliveries; the buffer goes back with its counts
+        if self._tasks:  # restamps in progress: let them ack their originals
+            await asyncio.wait(set(self._tasks), timeout=10)
         if self._channel is not None:
             await self._channel.close()  # fetched but unsettled deliveries go back now
         for delivery in list(self.held):
             delivery.lose("its consumer was closed")
         self.broker.consumers.discard(self)
+
+
+class EventsChannel:
+    """Best-effort events: a topic exchange, an exclusive auto-delete queue per subscription.
+
+    Subjects are NATS-style (``a.b.c``, ``*`` one token, ``>`` the rest); ``>`` becomes AMQP's
+    ``#``. Events are transient and unconfirmed, like NATS core publishes: a lifecycle event may
+    be lost, the four envelope types are the durable contract.
+    """
+
+    EXCHANGE = "orq.eventos"
+
+    def __init__(self, open_channel: Callable[[], Awaitable[AsyncChannel]]) -> None:
+        self._open_channel = open_channel
+        self._channel: AsyncChannel | None = None
+        self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    async def channel(self) -> AsyncChannel:
+        if self._channel is None or self._channel.closed is not None:
+            channel = await self._open_channel()
+            declare = channel.rpc(
+                lambda cb: channel.raw.exchange_declare(self.EXCHANGE, "topic", durable=True, callback=cb)
+            )
+            await translate(declare, f"cannot declare the exchange {self.EXCHANGE}")
+            self._channel = channel
+        return self._channel
+
+    async def publish(self, subject: str, body: bytes) -> None:
+        try:
+            channel = await self.channel()
+        except BrokerError as exc:
+            log.debug("event not sent: %s", exc)
+            return
+        channel.send(channel.raw.basic_publish, self.EXCHANGE, subject, body)
+
+    async def subscribe(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
+        pattern = ".".join("#" if token == ">" else token for token in subject.split("."))
+        where: list[tuple[AsyncChannel, str]] = []
+
+        def on_message(_ch: Any, _method: Any, _props: Any, body: bytes) -> None:
+            result = callback(body)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        async def start() -> None:
+            channel = await self.channel()
+            ok = await channel.declare("", durable=False, exclusive=True, auto_delete=True)
+            await channel.rpc(
+                lambda cb: channel.raw.queue_bind(ok.queue, self.EXCHANGE, pattern, callback=cb)
+            )
+            where[:] = [(channel, await channel.consume(ok.queue, on_message, auto_ack=True))]
+
+        async def stop() -> None:
+            self._subscriptions.discard(start)
+            if where:
+                channel, tag = where.pop()
+                with contextlib.suppress(ChannelClosed):
+                    await channel.cancel(tag)  # the auto-delete queue goes with its only consumer
+
+        await translate(start(), f"cannot subscribe to events {subject}")
+        self._subscriptions.add(start)
+        return stop
+
+    async def restore(self) -> None:
+        """After a reconnect, bind every subscription again (their queues died with the old one)."""
+        for start in list(self._subscriptions):
+            with contextlib.suppress(BrokerError, ChannelClosed):
+                await start()
 
 
 async def translate(awaitable: Awaitable[T], what: str) -> T:
