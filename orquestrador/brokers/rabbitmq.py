@@ -40,10 +40,11 @@ confirm, then acks the original. Delays are rounded up to two significant digits
 backoffs share a few buckets; a bucket removes itself (``x-expires``) ten minutes after its last
 use. Waiting copies are not counted in ``stats().depth``.
 
-Registry. AMQP 0-9-1 cannot list queues and the management plugin may be off, so the names this
-toolkit declares are appended to ``orq.registry``, a stream queue every process shares (``+q``
-declared, ``~q.retry.N`` a bucket, ``-q`` deleted). ``queues()`` reads it from the start up to a
-marker it appends first, and keeps the names that still exist (passive declare).
+Registry. AMQP 0-9-1 cannot list queues and the management plugin may be off, so each name this
+toolkit declares is recorded as a message (``+q``; ``~q.retry.N`` for a bucket) in ``orq.queues``,
+a durable queue with a single active consumer, so readers take turns. ``queues()`` and
+``delete()`` append a marker, read up to it, ack away duplicates and names whose queue is gone
+(passive declare), and close the channel, which puts the rest back in place.
 
 Inspection. ``depth`` and ``consumers`` come from a passive declare, ``dead_letters`` from the
 dlq's; ``in_flight`` counts this process's unsettled deliveries on the queue (fetched, buffered
@@ -66,6 +67,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,15 +111,15 @@ from orquestrador.settings import redact_url
 
 log = logging.getLogger(__name__)
 
-# pika logs each expected failure (a refused connection, a 406 handled here) at ERROR, several
-# lines deep; this adapter reports every failure itself in one line, so pika stays quiet unless
-# the application configured its logger.
+# pika logs each expected failure (a refused connection, a 406 handled here) at ERROR, many lines
+# deep; this adapter reports each failure in one line, so pika stays quiet unless configured.
 if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
-REGISTRY = "orq.registry"
+REGISTRY = "orq.queues"
 BUCKET_GRACE_MS = 600_000
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
+_LOGIN_REFUSED = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
 
 
 def bucket_ms(delay: float) -> int:
@@ -132,6 +134,8 @@ def bucket_name(queue: str, delay: float) -> str:
 
 
 class RabbitMQBroker(Broker):
+    """One AMQP connection (``amqp://`` or ``amqps://``) on the running loop; see the module docstring."""
+
     scheme = "amqp"
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
@@ -181,10 +185,8 @@ class RabbitMQBroker(Broker):
             reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
             where = redact_url(self.url)
             message = f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
-            if isinstance(
-                exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError
-            ):
-                message = f"RabbitMQ at {where} refused the login: {reason}"
+            if isinstance(exc, _LOGIN_REFUSED):
+                message = f"RabbitMQ at {where} {reason}"
             raise BrokerUnavailable(message) from None
         if self._closing:
             conn.close()
@@ -343,7 +345,7 @@ class RabbitMQBroker(Broker):
         for name in names:
             if name not in self._declared:
                 await self._declare_one(name)
-        await self._registry.write("+", names)
+        await self._registry.add("+", names)
         self._declared.update(names)
 
     def forget(self, queue: str) -> None:
@@ -357,7 +359,7 @@ class RabbitMQBroker(Broker):
                      "x-expires": ms + BUCKET_GRACE_MS}  # fmt: skip
         await self._declare_one(name, arguments)
         if name not in self._buckets:
-            await self._registry.write("~", [name])
+            await self._registry.add("~", [name])
             self._buckets.add(name)
         return name
 
@@ -403,26 +405,26 @@ class RabbitMQBroker(Broker):
     async def delete(self, queue: str) -> None:
         validate_queue_name(queue)
         prefix = f"{queue}.retry."
-        known = {n for n, op in (await self._registry.read()).items() if op == "~"} | self._buckets
-        names = [queue, dlq_of(queue), *sorted(n for n in known if n.startswith(prefix))]
-        for name in names:
+        known = {n for n, op in (await self._registry.snapshot()).items() if op == "~"} | self._buckets
+        for name in [queue, dlq_of(queue), *sorted(n for n in known if n.startswith(prefix))]:
             await translate(self.admin(lambda ch, n=name: ch.delete(n)), f"cannot delete {name}")
             self._declared.discard(name)
             self._buckets.discard(name)
-        await self._registry.write("-", names)
+            self._registry.forget(name)
 
     async def queues(self) -> list[str]:
-        names = {n for n, op in (await self._registry.read()).items() if op == "+"} | self._declared
-        out = []
-        for name in sorted(names):  # only those that still exist
-            try:
-                await self.admin(lambda ch, n=name: ch.declare(n, passive=True))
-            except ChannelClosed as exc:
-                if exc.code != NOT_FOUND:
-                    raise BrokerError(f"cannot list queues: {exc}") from exc
-                continue
-            out.append(name)
-        return out
+        names = {n for n, op in (await self._registry.snapshot()).items() if op == "+"}
+        return sorted(names | {n for n in self._declared if await self.exists(n)})
+
+    async def exists(self, name: str) -> bool:
+        """A passive declare: the only way AMQP 0-9-1 tells whether a queue exists."""
+        try:
+            await self.admin(lambda ch: ch.declare(name, passive=True))
+        except ChannelClosed as exc:
+            if exc.code != NOT_FOUND:
+                raise BrokerError(f"cannot look for queue {name}: {exc}") from exc
+            return False
+        return True
 
     # -- events ----------------------------------------------------------------------------
 
@@ -435,7 +437,7 @@ class RabbitMQBroker(Broker):
 
 
 class _Registry:
-    """The names this toolkit declared, in the stream queue ``orq.registry`` (module docstring)."""
+    """The names this toolkit declared, one message each in ``orq.queues`` (module docstring)."""
 
     def __init__(self, broker: RabbitMQBroker) -> None:
         self.broker = broker
@@ -444,47 +446,49 @@ class _Registry:
 
     async def _ensure(self) -> bool:
         if self.usable is None:
+            arguments = {"x-single-active-consumer": True}  # one reader (compacter) at a time
             try:
-                await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments={"x-queue-type": "stream"}))
+                await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments=arguments))
             except ChannelClosed as exc:
                 if not exc.code:
                     return False  # connection trouble: try again next time
-                log.warning("cannot keep the queue registry in a stream on this RabbitMQ (%s); "
-                            "queues() lists this process's queues only", exc)  # fmt: skip
+                log.warning("cannot use %s as the queue registry (%s); queues() lists this process's "
+                            "queues only", REGISTRY, exc)  # fmt: skip
                 self.usable = False
             else:
                 self.usable = True
         return self.usable
 
-    async def write(self, op: str, names: list[str]) -> None:
-        """Append ``+name`` / ``~bucket`` once per process, ``-name`` when deleted."""
-        todo = [n for n in names if (n not in self._written) == (op != "-")]
+    async def add(self, op: str, names: list[str]) -> None:
+        """Record ``+queue`` / ``~bucket``, once per process; never fail a declare for it."""
+        todo = [n for n in names if n not in self._written]
         try:
             if not todo or not await self._ensure():
                 return
             await asyncio.gather(*(self.broker.send(REGISTRY, f"{op}{n}".encode(), PERSISTENT) for n in todo))
-        except BrokerError as exc:  # the registry only serves queues(); never fail a declare for it
+        except BrokerError as exc:
             log.warning("cannot record %s in %s: %s", ", ".join(todo), REGISTRY, exc)
             self.usable = None
             return
-        if op == "-":
-            self._written.difference_update(todo)
-        else:
-            self._written.update(todo)
+        self._written.update(todo)
 
-    async def read(self) -> dict[str, str]:
-        """Latest operation per name, read from the start of the stream up to a fresh marker."""
-        marker = f"?{uuid.uuid4().hex}"
-        latest: dict[str, str] = {}
+    def forget(self, name: str) -> None:
+        self._written.discard(name)  # its entry goes at the next snapshot: the queue is gone
+
+    async def snapshot(self) -> dict[str, str]:
+        """Every recorded name that still exists (``+`` queue or ``~`` bucket), compacting the registry.
+
+        Reads up to a marker it appends first and acks (removes) its marker, duplicates and names
+        whose queue is gone; closing the channel puts the rest back in place for the next reader.
+        """
+        marker = f"?{time.time():.0f}:{uuid.uuid4().hex}"
+        read: list[tuple[int, str]] = []
 
         def on_message(_raw: Any, method: Any, _props: Any, body: bytes) -> None:
-            text = body.decode("utf-8", "replace")
-            if text == marker or method.delivery_tag % 200 == 0:  # a stream needs acks for credit
-                channel.send(channel.raw.basic_ack, method.delivery_tag, multiple=True)
-            if text == marker and not done.done():
-                done.set_result(None)
-            elif text[:1] in "+-~":
-                latest[text[1:]] = text[0]
+            if not done.done():
+                read.append((method.delivery_tag, body.decode("utf-8", "replace")))
+                if read[-1][1] == marker:
+                    done.set_result(None)
 
         try:
             if not await self._ensure():
@@ -493,16 +497,33 @@ class _Registry:
             channel = await self.broker.open_channel()
             done = channel.future()
             try:
-                await channel.qos(1000)
-                await channel.consume(REGISTRY, on_message, arguments={"x-stream-offset": "first"})
+                await channel.consume(REGISTRY, on_message)
                 await asyncio.wait_for(done, 30)
+                live, drop = await self._sift(read, marker)
+                for tag in drop:
+                    channel.send(channel.raw.basic_ack, tag)
             finally:
                 await channel.close()
         except (BrokerError, ChannelClosed, TimeoutError) as exc:
             log.warning("cannot read %s (%s); listing this process's queues only", REGISTRY, exc or "timeout")
             self.usable = None
             return {}
-        return latest
+        return live
+
+    async def _sift(self, read: list[tuple[int, str]], marker: str) -> tuple[dict[str, str], list[int]]:
+        """Live names, and the tags to drop: our marker, stale ones (a reader that died), dead names."""
+        live: dict[str, str] = {}
+        drop: list[int] = []
+        for tag, text in read:
+            if text.startswith("?"):
+                stamp = text[1:].partition(":")[0]
+                if text == marker or not stamp.isdigit() or time.time() - int(stamp) > 300:
+                    drop.append(tag)
+            elif text[:1] not in "+~" or text[1:] in live or not await self.broker.exists(text[1:]):
+                drop.append(tag)
+            else:
+                live[text[1:]] = text[0]
+        return live, drop
 
 
 __all__ = ["ATTEMPTS_HEADER", "RabbitMQBroker", "RabbitMQConsumer", "RabbitMQDelivery", "bucket_name"]

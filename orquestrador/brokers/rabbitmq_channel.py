@@ -86,9 +86,9 @@ def short_reason(exc: BaseException | None) -> str:
     while exc is not None and seen < 10:
         seen += 1
         if isinstance(exc, pika.exceptions.ProbableAuthenticationError | pika.exceptions.AuthenticationError):
-            return "login refused (check the user and password)"
+            return "refused the login (check the user and password)"
         if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-            return "access to the virtual host refused"
+            return "refused access to the virtual host"
         if isinstance(exc, OSError):
             return exc.strerror or str(exc) or type(exc).__name__
         if isinstance(exc, pika.exceptions.ConnectionClosed):
