@@ -24,6 +24,7 @@ from orquestrador.errors import (
 )
 from orquestrador.facade import Job, Lote, Orquestrador
 from orquestrador.orchestrator import AsyncOrquestrador
+from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import Plugin, escavador, executor, registry
 from orquestrador.worker import Worker, WorkerOptions
 
@@ -45,6 +46,7 @@ __all__ = [
     "OrquestradorError",
     "PayloadTooLarge",
     "PermanentFailure",
+    "Pipeline",
     "Plugin",
     "PluginError",
     "Retry",

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import logging
+import signal
 import sys
 from enum import StrEnum
 from typing import Annotated, Any
@@ -76,6 +77,16 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+def _import_modules(modules: list[str]) -> None:
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # --module finds modules in the current directory
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise OrquestradorError(f"cannot import module {module!r}: {exc}") from None
+
+
 def _run_worker(
     kind: Kind,
     name: str,
@@ -91,13 +102,7 @@ def _run_worker(
     from orquestrador.worker import Worker, WorkerOptions
 
     _setup_logging(log_level)
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # --module finds modules in the current directory
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OrquestradorError(f"cannot import module {module!r}: {exc}") from None
+    _import_modules(modules)
     # Options given on the command line win over the plugin's decorator, which wins over defaults.
     plugin = dataclasses.replace(
         registry.get(kind, name), **{k: v for k, v in overrides.items() if v is not None}
@@ -156,6 +161,38 @@ def _worker_command(kind: Kind) -> Any:
 
 worker_app.command("escavador")(_worker_command("escavador"))
 worker_app.command("executor")(_worker_command("executor"))
+
+
+@worker_app.command("pipeline")
+def worker_pipeline(
+    name: Annotated[str, typer.Argument(help="The pipeline's name.")],
+    module: Annotated[
+        list[str] | None, typer.Option("--module", "-m", help="Module that declares the pipeline.")
+    ] = None,
+    broker: BrokerOpt = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING…")] = "INFO",
+) -> None:
+    """Run a pipeline's rules (pipeline_NAME) so they outlive the notebook that declared them."""
+    from orquestrador.brokers import connect, resolve_url
+    from orquestrador.pipeline import PipelineRunner, get_pipeline
+
+    _setup_logging(log_level)
+    _import_modules(module or [])
+    pipeline = get_pipeline(name)
+    url = resolve_url(broker)
+
+    async def serve() -> None:
+        connection = await connect(url)
+        runner = PipelineRunner(connection, pipeline)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.run()
+        finally:
+            await connection.close()
+
+    asyncio.run(serve())
 
 
 @app.command()

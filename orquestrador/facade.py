@@ -18,6 +18,7 @@ from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import JobTimeout
 from orquestrador.loop_thread import LoopThread
 from orquestrador.orchestrator import AsyncOrquestrador
+from orquestrador.pipeline import Pipeline
 from orquestrador.settings import redact_url
 from orquestrador.store import FINAIS, JobRow
 
@@ -185,45 +186,107 @@ class Orquestrador:
     # -- launching -------------------------------------------------------------------------
 
     def iniciar_coleta(
-        self, escavador: str, payload: dict[str, Any], *, correlation_id: str | None = None
+        self,
+        escavador: str,
+        payload: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        pipeline: Pipeline | str | None = None,
     ) -> Job:
-        """Ask escavador ``escavador`` to collect; returns at once with a Job to watch."""
-        return self._iniciar("iniciar_coleta", escavador, payload, correlation_id)
+        """Ask escavador ``escavador`` to collect; returns at once with a Job to watch.
+
+        With ``pipeline``, its rules launch the next jobs of the chain when this one is ok.
+        """
+        return self._iniciar("iniciar_coleta", escavador, payload, correlation_id, pipeline)
 
     def iniciar_execucao(
-        self, executor: str, payload: dict[str, Any], correlation_id: str | None = None
+        self,
+        executor: str,
+        payload: dict[str, Any],
+        correlation_id: str | None = None,
+        *,
+        pipeline: Pipeline | str | None = None,
     ) -> Job:
         """Ask executor ``executor`` to act; pass a coleta's correlation_id to chain them."""
-        return self._iniciar("iniciar_execucao", executor, payload, correlation_id)
+        return self._iniciar("iniciar_execucao", executor, payload, correlation_id, pipeline)
 
     def _iniciar(
-        self, tipo: TipoEvento, alvo: str, payload: dict[str, Any], correlation_id: str | None
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payload: dict[str, Any],
+        correlation_id: str | None,
+        pipeline: Pipeline | str | None,
     ) -> Job:
-        env = self._loop.run(self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id))
+        env = self._loop.run(
+            self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id, pipeline=_name(pipeline))
+        )
         return Job(self, env)
 
+    # -- pipelines -------------------------------------------------------------------------
+
+    def pipeline(self, pipeline: Pipeline) -> Pipeline:
+        """Run ``pipeline``'s rules in this process while it is open.
+
+        To keep them running after the notebook closes, run ``orq worker pipeline NAME`` too.
+        """
+        self._loop.run(self._core.run_pipeline(pipeline))
+        return pipeline
+
+    def cadeia(self, correlation_id: str) -> dict[str, int]:
+        """How many jobs of the chain are in each state (children of fan-outs included)."""
+        return self._core.store.chain(correlation_id)
+
+    def esperar_cadeia(self, correlation_id: str, timeout: float | None = None) -> dict[str, int]:
+        """Block until every job of the chain is final, e.g. all pages of a crawl."""
+        try:
+            return self._loop.run(self._core.esperar_cadeia(correlation_id, timeout))
+        except TimeoutError:
+            raise JobTimeout(
+                f"chain {correlation_id} not finished after {timeout}s: {self.cadeia(correlation_id)}"
+            ) from None
+
     def iniciar_coletas(
-        self, escavador: str, payloads: Iterable[dict[str, Any]], *, progress: bool = True
+        self,
+        escavador: str,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        progress: bool = True,
+        pipeline: Pipeline | str | None = None,
     ) -> Lote:
         """Launch many coletas (a list, a generator, or a DataFrame column of dicts)."""
-        return self._lote("iniciar_coleta", escavador, payloads, progress)
+        return self._lote("iniciar_coleta", escavador, payloads, progress, _name(pipeline))
 
     def iniciar_execucoes(
-        self, executor: str, payloads: Iterable[dict[str, Any]], *, progress: bool = True
+        self,
+        executor: str,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        progress: bool = True,
+        pipeline: Pipeline | str | None = None,
     ) -> Lote:
-        return self._lote("iniciar_execucao", executor, payloads, progress)
+        return self._lote("iniciar_execucao", executor, payloads, progress, _name(pipeline))
 
-    def _lote(self, tipo: TipoEvento, alvo: str, payloads: Iterable[dict[str, Any]], progress: bool) -> Lote:
+    def _lote(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payloads: Iterable[dict[str, Any]],
+        progress: bool,
+        pipeline: str | None,
+    ) -> Lote:
         items = list(payloads)
         if not progress:
-            envs = self._loop.run(self._core.iniciar_lote(tipo, alvo, items))
+            envs = self._loop.run(self._core.iniciar_lote(tipo, alvo, items, pipeline=pipeline))
             return Lote(self, [Job(self, e) for e in envs])
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
             envs = self._loop.run(
-                self._core.iniciar_lote(tipo, alvo, items, on_progress=lambda n: bar.advance(task, n))
+                self._core.iniciar_lote(
+                    tipo, alvo, items, on_progress=lambda n: bar.advance(task, n), pipeline=pipeline
+                )
             )
         return Lote(self, [Job(self, e) for e in envs])
 
@@ -263,3 +326,7 @@ class Orquestrador:
         from orquestrador.analysis import trace_frame
 
         return trace_frame(self._core.store.trace(correlation_id))
+
+
+def _name(pipeline: Pipeline | str | None) -> str | None:
+    return pipeline.nome if isinstance(pipeline, Pipeline) else pipeline

@@ -22,6 +22,7 @@ from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
+from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
 from orquestrador.store import FINAIS, JobRow, Store
 
@@ -49,6 +50,7 @@ class AsyncOrquestrador:
         self.store = Store(self.home / "orquestrador.db")
         self.broker: Broker | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._runners: list[PipelineRunner] = []
         self._closing = asyncio.Event()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._events: list[EventoJob] = []
@@ -70,12 +72,18 @@ class AsyncOrquestrador:
 
     async def close(self) -> None:
         self._closing.set()
+        for runner in self._runners:
+            runner.stop()
         if self._unsubscribe is not None:
             with contextlib.suppress(BrokerError):
                 await self._unsubscribe()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Loops see the flag within one fetch timeout; cancelling a blocked broker read instead
+        # can leave a driver's connection half-closed (seen with redis-py), so cancel only stragglers.
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._write_events()
         if self.broker is not None:
             await self.broker.close()
@@ -96,6 +104,7 @@ class AsyncOrquestrador:
         correlation_id: str | None,
         causation_id: str | None,
         headers: dict[str, str] | None,
+        pipeline: str | None = None,
     ) -> tuple[Envelope, bytes]:
         if not isinstance(payload, dict):
             raise EnvelopeError(f"payload must be a dict (JSON object), got {type(payload).__name__}")
@@ -103,6 +112,9 @@ class AsyncOrquestrador:
             tipo, payload, alvo=alvo, correlation_id=correlation_id, causation_id=causation_id,
             responder_para=self.responder_para, headers=headers,
         )  # fmt: skip
+        if pipeline is not None:
+            # The pipeline's runner reads the result first, then forwards it to us.
+            env = env.with_changes(responder_para=f"pipeline_{pipeline}", responder_final=self.responder_para)
         return env, wire.encode(env, max_bytes=self.max_message_bytes)
 
     async def iniciar(
@@ -114,10 +126,11 @@ class AsyncOrquestrador:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         headers: dict[str, str] | None = None,
+        pipeline: str | None = None,
     ) -> Envelope:
         """Publish one ``iniciar_*`` envelope; returns once the broker holds it durably."""
         fila = queue_for(KIND_OF[tipo], alvo)
-        env, body = self._envelope(tipo, alvo, payload, correlation_id, causation_id, headers)
+        env, body = self._envelope(tipo, alvo, payload, correlation_id, causation_id, headers, pipeline)
         self.store.record_sent([env], fila)
         try:
             await self._broker().publish(fila, body, message_id=env.message_id)
@@ -134,13 +147,14 @@ class AsyncOrquestrador:
         *,
         on_progress: Callable[[int], None] | None = None,
         chunk: int = 500,
+        pipeline: str | None = None,
     ) -> list[Envelope]:
         """Publish many jobs, pipelined; each chunk is recorded before it is sent."""
         fila = queue_for(KIND_OF[tipo], alvo)
         sent: list[Envelope] = []
         batch: list[tuple[Envelope, bytes]] = []
         for payload in payloads:
-            batch.append(self._envelope(tipo, alvo, payload, None, None, None))
+            batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline))
             if len(batch) >= chunk:
                 sent += await self._send_chunk(fila, batch, on_progress)
                 batch = []
@@ -165,6 +179,24 @@ class AsyncOrquestrador:
         if on_progress is not None:
             on_progress(len(batch))
         return envelopes
+
+    async def run_pipeline(self, pipeline: Pipeline) -> None:
+        """Run a pipeline's rules inside this orchestrator until it closes."""
+        runner = PipelineRunner(self._broker(), pipeline, default_results=self.responder_para)
+        self._runners.append(runner)
+        self._tasks.append(asyncio.create_task(runner.run()))
+
+    async def esperar_cadeia(self, correlation_id: str, timeout: float | None = None) -> dict[str, int]:
+        """Wait until every job of the chain, children included, is final."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            counts = self.store.chain(correlation_id)
+            if counts and all(estado in FINAIS for estado in counts):
+                return counts
+            if deadline is not None and loop.time() > deadline:
+                raise TimeoutError
+            await asyncio.sleep(0.1)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -236,8 +268,9 @@ class AsyncOrquestrador:
             self._events.append(event)
 
     async def _flush_events(self) -> None:
-        while True:
-            await asyncio.sleep(0.2)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 0.2)
             self._write_events()
 
     def _write_events(self) -> None:

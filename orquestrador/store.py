@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT,
     resultado TEXT,
     erro TEXT,
-    result_id TEXT
+    result_id TEXT,
+    causation_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
 CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
@@ -103,7 +105,12 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        if "causation_id" not in columns:  # stores written by 0.1 before pipelines existed
+            conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
+        conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -156,6 +163,8 @@ class Store:
                 if env.extras.get("parcial"):
                     self._insert_part(conn, env, now)
                     continue
+                if env.extras.get("filhos"):
+                    self._insert_children(conn, env, now)
                 estado = _estado_of(env)
                 values = (
                     estado, env.timestamp.timestamp(), env.tentativa,
@@ -182,6 +191,39 @@ class Store:
                 if cur.rowcount:
                     finished.append(env.causation_id)
         return finished
+
+    def _insert_children(self, conn: sqlite3.Connection, parent: Envelope, now: float) -> None:
+        """Jobs a pipeline launched from ``parent``: known (queued) before any of them runs."""
+        children = [c for c in parent.extras["filhos"] if isinstance(c, dict) and c.get("message_id")]
+        rows = []
+        for c in children:
+            sent = datetime.fromisoformat(c["timestamp"]).timestamp() if c.get("timestamp") else now
+            rows.append((c["message_id"], parent.correlation_id, c.get("tipo_evento"), c.get("alvo"),
+                         json.dumps(c.get("payload") or {}), sent, parent.message_id))  # fmt: skip
+        conn.executemany(
+            # A fast child may have answered before its parent's result got here: then complete it.
+            "INSERT INTO jobs (message_id, correlation_id, tipo_evento, alvo, payload, estado,"
+            " enviado_em, causation_id) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)"
+            " ON CONFLICT(message_id) DO UPDATE SET causation_id = excluded.causation_id,"
+            " payload = COALESCE(jobs.payload, excluded.payload),"
+            " enviado_em = COALESCE(jobs.enviado_em, excluded.enviado_em)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO envelopes (message_id, correlation_id, causation_id, tipo_evento, alvo,"
+            " status, tentativa, timestamp, recorded_at, body) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+            [
+                (r[0], r[1], r[6], r[2], r[3], r[5], now, json.dumps(c))
+                for r, c in zip(rows, children, strict=True)
+            ],
+        )
+
+    def chain(self, correlation_id: str) -> dict[str, int]:
+        """Jobs of a chain by state; the chain is finished when every one is final."""
+        rows = self._conn().execute(
+            "SELECT estado, COUNT(*) FROM jobs WHERE correlation_id = ? GROUP BY estado", (correlation_id,)
+        )
+        return {estado: n for estado, n in rows}
 
     def _insert_part(self, conn: sqlite3.Connection, env: Envelope, now: float) -> None:
         conn.execute(
