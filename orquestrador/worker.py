@@ -369,6 +369,8 @@ class Worker:
     ) -> None:
         env = job.envelope
         extras: dict[str, Any] = {"worker": self.worker_id}
+        if "responder_final" in env.extras:  # a pipeline step: where its runner forwards results
+            extras["responder_final"] = env.extras["responder_final"]
         message_id = wire.new_id()
         if parte:
             # A retried job re-sends its parts with the same ids, so the store keeps each once.

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from orquestrador import Contexto, escavador
+from orquestrador import Contexto, Pipeline, escavador
 
 SUFFIX = os.environ.get("ORQ_TEST_PLUGIN_SUFFIX", "t")
 
@@ -24,3 +24,19 @@ def lento(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     # time.sleep stands for a handler blocked in C code: it never yields to the event loop.
     time.sleep(float(payload.get("segundos", 1.0)))
     return {"pid": os.getpid(), "tentativa": ctx.tentativa}
+
+
+@escavador(f"lista_{SUFFIX}")
+def lista(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"itens": list(range(payload["n"]))}
+
+
+@escavador(f"quadrado_{SUFFIX}")
+def quadrado(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"quadrado": payload["x"] ** 2}
+
+
+# A pipeline declared in a module, so `orq worker pipeline` can run it by name.
+pipeline_teste = Pipeline(f"teste_{SUFFIX}").regra(
+    f"escavador:lista_{SUFFIX}", f"escavador:quadrado_{SUFFIX}", lambda r: [{"x": i} for i in r["itens"]]
+)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field
 
 from orquestrador import AsyncOrquestrador, Contexto, PermanentFailure, Worker, WorkerOptions
 from orquestrador.brokers import Broker
@@ -144,3 +145,46 @@ async def test_partial_results_are_recorded_once_each_in_order(broker: Broker, b
     assert row.resultado == {"partes": 4}
     expected = [{"pagina": i} for i in range(1, 5)] if handler is paginas else [{"linha": c} for c in "abcd"]
     assert parts == expected, "a retried generator re-sends its first parts; each is kept once"
+
+
+class Pedido(BaseModel):
+    url: str
+    paginas: int = Field(ge=1)
+
+
+def com_esquema(payload: Pedido, ctx: Contexto) -> dict[str, Any]:
+    ctx.progress(0.5, "half way")
+    return {"url": payload.url, "paginas": payload.paginas}
+
+
+async def test_payload_schema_is_validated_and_progress_is_recorded(broker: Broker, broker_url: str):
+    nome = f"esquema_{uuid.uuid4().hex[:8]}"
+    plugin = Plugin("escavador", nome, com_esquema, "tests", schema=Pedido, takes_context=True)
+    worker = Worker(broker, [plugin], WorkerOptions(max_tentativas=5))
+    task = asyncio.create_task(worker.run())
+    orq = AsyncOrquestrador(broker_url, responder_para=f"res_{nome}")
+    await orq.start()
+    try:
+        good = await orq.iniciar("iniciar_coleta", nome, {"url": "http://x.test/", "paginas": 2})
+        bad = await orq.iniciar("iniciar_coleta", nome, {"url": "http://x.test/", "paginas": 0})
+        good_row, bad_row = await orq.esperar(good.message_id, 20), await orq.esperar(bad.message_id, 20)
+        trace = await eventually(lambda: _with_progress(orq, good.correlation_id), timeout=10)
+        [dead] = await broker.peek(dlq_of(plugin.fila))
+    finally:
+        worker.stop()
+        await task
+        await orq.close()
+        for queue in (plugin.fila, orq.responder_para):
+            await broker.delete(queue)
+
+    assert good_row.resultado == {"url": "http://x.test/", "paginas": 2}
+    assert bad_row.estado == "dead-lettered" and bad_row.tentativa == 1, "no retries for a bad payload"
+    assert "paginas" in bad_row.erro["mensagem"]
+    assert "greater than or equal to 1" in dead.headers[DLQ_REASON]
+    [progress] = [r for r in trace if r["evento"] == "progresso"]
+    assert progress["detalhe"] == {"fracao": 0.5, "nota": "half way"}
+
+
+def _with_progress(orq: AsyncOrquestrador, correlation_id: str):  # type: ignore[no-untyped-def]
+    trace = orq.store.trace(correlation_id)
+    return trace if any(r["evento"] == "progresso" for r in trace) else None
