@@ -25,6 +25,8 @@ message the consumer *restamps* it: it publishes a copy with the count plus one 
 then acks the original. So the attempt grows on every redelivery, repeated crashes included,
 and a message that kills every worker reaches ``max_tentativas`` instead of looping forever.
 A restamped message moves to the back of the queue. Dead-letter queues are not restamped.
+``x-`` headers (RabbitMQ's and this one) are left out of ``Delivery.headers``, so a replayed
+dead letter starts again at attempt 1, as on the other brokers.
 
 Leases. RabbitMQ itself only redelivers when a channel closes, so each fetched delivery gets a
 client-side lease of ``visibility_timeout``: unless ``heartbeat()`` renews it or the delivery is
@@ -49,7 +51,8 @@ a durable queue with a single active consumer, so readers take turns. ``queues()
 Inspection. ``depth`` and ``consumers`` come from a passive declare, ``dead_letters`` from the
 dlq's; ``in_flight`` counts this process's unsettled deliveries on the queue (fetched, buffered
 or being restamped); other processes' unacked messages are invisible without the management
-API. ``peek`` has no browse in AMQP 0-9-1: it ``basic_get``s up to ``limit`` messages on a
+API. These and ``peek`` first wait for this broker's publishes still in flight, so a process
+reads its own writes. ``peek`` has no browse in AMQP 0-9-1: it ``basic_get``s up to ``limit`` messages on a
 separate channel and closes it, which puts them back in place but marks them redelivered, so
 when they are consumed they count one more attempt and go to the back. ``oldest_age`` is None.
 
@@ -65,7 +68,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 import uuid
@@ -101,6 +103,8 @@ from orquestrador.brokers.rabbitmq_channel import (
     RabbitMQDelivery,
     Returned,
     T,
+    bucket_ms,
+    bucket_name,
     open_connection,
     public_headers,
     short_reason,
@@ -120,17 +124,6 @@ REGISTRY = "orq.queues"
 BUCKET_GRACE_MS = 600_000
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
 _LOGIN_REFUSED = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
-
-
-def bucket_ms(delay: float) -> int:
-    """Milliseconds of the retry bucket for ``delay``: rounded up to two significant digits."""
-    ms = max(1, math.ceil(delay * 1000))
-    step = 10 ** max(0, len(str(ms)) - 2)
-    return -(-ms // step) * step
-
-
-def bucket_name(queue: str, delay: float) -> str:
-    return f"{queue}.retry.{bucket_ms(delay)}"
 
 
 class RabbitMQBroker(Broker):
@@ -373,8 +366,19 @@ class RabbitMQBroker(Broker):
         self.consumers.add(consumer)
         return consumer
 
+    async def own_writes(self) -> None:
+        """Wait for this broker's publishes in flight, and for those their confirms set off (a
+        worker dead-letters right after its result is confirmed): a process reads its writes."""
+        for _ in range(3):
+            pending = self._publisher.in_flight() if self._publisher is not None else []
+            if not pending:
+                return
+            await asyncio.wait(pending, timeout=self.publish_timeout)
+            await asyncio.sleep(0)
+
     async def stats(self, queue: str) -> QueueStats:
         await self.declare(queue)
+        await self.own_writes()
         main = await self._count(queue)
         dead = 0 if queue.endswith(DLQ_SUFFIX) else (await self._count(dlq_of(queue))).message_count
         in_flight = sum(c.in_flight for c in self.consumers if c.queue == queue)
@@ -383,6 +387,7 @@ class RabbitMQBroker(Broker):
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         await self.declare(queue)
+        await self.own_writes()
         channel = await self.open_channel()
         out: list[Message] = []
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -272,6 +273,10 @@ class ConfirmPublisher:
         await channel.rpc(lambda cb: channel.raw.confirm_delivery(publisher._on_confirm, callback=cb))
         return publisher
 
+    def in_flight(self) -> list[asyncio.Future[None]]:
+        """Futures of the publishes still waiting for their confirm."""
+        return [pending.future for pending in self._pending.values()]
+
     @property
     def usable(self) -> bool:
         return self.channel.closed is None and self.channel.raw.is_open
@@ -323,6 +328,17 @@ class ConfirmPublisher:
 
 
 # -- consuming ----------------------------------------------------------------------------
+
+
+def bucket_ms(delay: float) -> int:
+    """Milliseconds of the retry bucket for ``delay``: rounded up to two significant digits."""
+    ms = max(1, math.ceil(delay * 1000))
+    step = 10 ** max(0, len(str(ms)) - 2)
+    return -(-ms // step) * step
+
+
+def bucket_name(queue: str, delay: float) -> str:
+    return f"{queue}.retry.{bucket_ms(delay)}"
 
 
 def _text(value: Any) -> str:
@@ -673,7 +689,11 @@ class EventsChannel:
         where: list[tuple[AsyncChannel, str]] = []
 
         def on_message(_ch: Any, _method: Any, _props: Any, body: bytes) -> None:
-            result = callback(body)
+            try:  # a failing callback must not break pika's frame dispatch (and the connection)
+                result = callback(body)
+            except Exception:
+                log.exception("event callback for %s failed", subject)
+                return
             if asyncio.iscoroutine(result):
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
