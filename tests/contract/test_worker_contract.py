@@ -60,7 +60,8 @@ async def test_retry_until_success_then_dead_letter_while_serving_others(setup):
     assert rows[1].erro["tipo"] == "ValueError"
     assert rows[1].erro["mensagem"] == "always fails (2)"
     assert [r.estado for r in rows[2:]] == ["ok"] * 5
-    [dead] = await broker.peek(dlq_of(f"escavador_{nome}"))
+    # The error result is published before the dead letter (so it is never lost): wait for both.
+    [dead] = await eventually(lambda: broker.peek(dlq_of(f"escavador_{nome}")), timeout=10)
     assert json.loads(dead.body)["message_id"] == doomed.message_id
     assert dead.headers[DLQ_REASON] == "ValueError: always fails (2)"
     assert dead.headers[DLQ_ATTEMPTS] == "3"
