@@ -8,8 +8,9 @@ delivery contract of DESIGN.md, proven by ``tests/contract``:
 2. A message leaves its queue only when a consumer acks it.
 3. An unacked message returns to the queue after the visibility timeout, unless its consumer
    keeps sending ``heartbeat()``.
-4. ``Delivery.attempt`` is the broker's own delivery count (1 on first delivery), so it
-   survives worker restarts.
+4. ``Delivery.attempt`` counts deliveries (1 on the first) from state the broker keeps — its
+   own delivery count, or (RabbitMQ classic queues) a header the adapter restamps on every
+   redelivery — so it survives worker restarts and crashes.
 5. Queues can be inspected, peeked without consuming, purged, and dead letters replayed.
 
 Dead letters live in ``<queue>.dlq``. They carry the original body untouched; the reason, the
@@ -100,7 +101,7 @@ class QueueStats:
 
     queue: str
     depth: int  # waiting to be delivered
-    in_flight: int  # delivered, not yet acked
+    in_flight: int  # delivered, not yet acked, as far as this client can tell (RabbitMQ: its own)
     dead_letters: int  # in <queue>.dlq
     consumers: int | None = None
     oldest_age: float | None = None  # seconds
@@ -112,7 +113,7 @@ class Delivery(abc.ABC):
     body: bytes
     headers: dict[str, str]
     queue: str
-    attempt: int  # the broker's delivery count, 1-based
+    attempt: int  # 1-based delivery count kept by the broker (see the module docstring)
     message_id: str | None  # broker-level id if the publisher set one
 
     @abc.abstractmethod
