@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -61,3 +62,46 @@ def trace_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     frame["momento"] = _times(list(frame["momento"]))
     return frame
+
+
+METRIC_COLUMNS = ["alvo", "jobs", "ok", "erro", "dead_lettered", "taxa_erro", "p50", "p95", "p99"]
+
+
+def metrics_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per alvo counts, error rate and latency percentiles (seconds, finished jobs only)."""
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in METRIC_COLUMNS})
+    status = frame["status"].astype(str)
+    seconds = frame["duracao"].dt.total_seconds()
+    data = pd.DataFrame({"alvo": frame["alvo"], "status": status, "segundos": seconds})
+    out = []
+    for alvo, group in data.groupby("alvo", sort=True):
+        ok = int((group["status"] == "ok").sum())
+        erro = int((group["status"] == "erro").sum())
+        dead = int((group["status"] == "dead-lettered").sum())
+        finished = ok + erro + dead
+        latency = group["segundos"].dropna()
+        q = latency.quantile([0.5, 0.95, 0.99]) if len(latency) else pd.Series([None] * 3)
+        out.append({
+            "alvo": alvo, "jobs": len(group), "ok": ok, "erro": erro, "dead_lettered": dead,
+            "taxa_erro": (erro + dead) / finished if finished else float("nan"),
+            "p50": q.iloc[0], "p95": q.iloc[1], "p99": q.iloc[2],
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=METRIC_COLUMNS)
+
+
+def to_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Parquet needs uniform column types: nested values (lists, dicts) become JSON text."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            values = out[column]
+            if values.map(lambda v: isinstance(v, (list, dict))).any():
+                out[column] = values.map(
+                    lambda v: (
+                        json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (list, dict)) else v
+                    )
+                )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(path, index=False)
+    return path

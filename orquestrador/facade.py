@@ -84,6 +84,12 @@ class Job:
     def __repr__(self) -> str:
         return f"Job(alvo={self.alvo!r}, correlation_id={self.correlation_id!r}, status={self.status!r})"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """In Jupyter a Job shows a live widget; the plain-text part stays its repr."""
+        from orquestrador.notebook import job_widget
+
+        return _widget_bundle(job_widget(self), repr(self), include, exclude)
+
 
 class Lote:
     """A batch of jobs launched together."""
@@ -129,6 +135,12 @@ class Lote:
 
     def __repr__(self) -> str:
         return f"Lote({len(self)} jobs: {self.contagem()})"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """In Jupyter a Lote shows a live progress bar; the plain-text part stays its repr."""
+        from orquestrador.notebook import lote_widget
+
+        return _widget_bundle(lote_widget(self), repr(self), include, exclude)
 
 
 class Orquestrador:
@@ -327,6 +339,38 @@ class Orquestrador:
 
         return trace_frame(self._core.store.trace(correlation_id))
 
+    def metricas(self, alvo: str | None = None) -> pd.DataFrame:
+        """Per alvo: jobs by status, error rate and p50/p95/p99 latency (seconds)."""
+        from orquestrador.analysis import metrics_frame
+
+        return metrics_frame(self.resultados(alvo))
+
+    def exportar_parquet(self, path: str | Path, **filters: Any) -> Path:
+        """Write ``resultados(**filters)`` to one Parquet file, for tools that do not speak SQLite."""
+        from orquestrador.analysis import to_parquet
+
+        return to_parquet(self.resultados(**filters), Path(path))
+
+    # -- notebook widgets (ipywidgets is imported only here, lazily) -----------------------
+
+    def painel(self) -> Any:
+        """A live dashboard: launch jobs, watch counts and queues, replay dead letters."""
+        from orquestrador.notebook import painel
+
+        return painel(self)
+
+    def rastreio(self, correlation_id: str) -> Any:
+        """A live timeline of one chain (``rastrear`` gives the same as a DataFrame)."""
+        from orquestrador.notebook import rastreio
+
+        return rastreio(self, correlation_id)
+
 
 def _name(pipeline: Pipeline | str | None) -> str | None:
     return pipeline.nome if isinstance(pipeline, Pipeline) else pipeline
+
+
+def _widget_bundle(widget: Any, text: str, include: Any, exclude: Any) -> dict[str, Any]:
+    bundle = widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    return {**data, "text/plain": text}

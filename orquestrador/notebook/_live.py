@@ -1,0 +1,119 @@
+"""One refresh thread per orchestrator, shared by every live widget.
+
+Why: a widget that redrew on every finished job would flood the front end with 10,000 jobs in
+flight. The orchestrator's loop thread only sets a flag (cheap); this thread redraws the live
+views at most once per ``interval`` from aggregate store reads, never per-job widgets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orquestrador.facade import Orquestrador
+
+INTERVAL = 0.5  # seconds between two redraws of a view, at most
+IDLE = 2.0  # redraw anyway this often (queue stats change without results arriving)
+
+
+def esc(value: Any, limit: int = 300) -> str:
+    """HTML-escape anything shown in a widget: titles and payloads come from untrusted pages."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+class View(Protocol):
+    def refresh(self) -> None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+
+class Ticker:
+    """Redraws registered views at most every ``interval`` seconds while the orchestrator lives."""
+
+    def __init__(self, orq: Orquestrador, interval: float = INTERVAL, idle: float = IDLE) -> None:
+        self.interval = interval
+        self.idle = idle
+        self._orq = weakref.ref(orq)
+        self._views: list[View] = []
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._listener: Callable[[list[str]], None] = self._poke
+        orq._core.listeners.append(self._listener)
+        self._thread = threading.Thread(target=self._run, name="orq-widgets", daemon=True)
+        self._thread.start()
+
+    def _poke(self, finished: list[str]) -> None:
+        """Called from the loop thread for every batch of results: only sets a flag."""
+        self._dirty.set()
+
+    def add(self, view: View) -> None:
+        with self._lock:
+            self._views.append(view)
+        self._dirty.set()
+
+    def remove(self, view: View) -> None:
+        with self._lock:
+            if view in self._views:
+                self._views.remove(view)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        orq = self._orq()
+        if orq is not None and self._listener in orq._core.listeners:
+            orq._core.listeners.remove(self._listener)
+
+    def _alive(self) -> bool:
+        orq = self._orq()
+        return orq is not None and not orq._loop.loop.is_closed() and not self._stop.is_set()
+
+    def _run(self) -> None:
+        while self._alive():
+            self._dirty.wait(self.idle)
+            self._dirty.clear()
+            if not self._alive():
+                break
+            with self._lock:
+                views = list(self._views)
+            for view in views:
+                try:
+                    view.refresh()
+                except Exception as exc:  # a broken view must not stop the others
+                    _show_error(view, exc)
+                if view.finished:
+                    self.remove(view)
+            self._stop.wait(self.interval)
+        with self._lock:
+            self._views.clear()
+
+
+def _show_error(view: View, exc: Exception) -> None:
+    status = getattr(view, "status", None)
+    if status is not None:
+        status.value = f"<span style='color:#b00'>refresh failed: {esc(repr(exc))}</span>"
+
+
+_tickers: weakref.WeakKeyDictionary[Any, Ticker] = weakref.WeakKeyDictionary()
+_tickers_lock = threading.Lock()
+
+
+def ticker(orq: Orquestrador) -> Ticker:
+    """The orchestrator's shared refresh thread, started on first use."""
+    with _tickers_lock:
+        current = _tickers.get(orq)
+        if current is None or not current._thread.is_alive():
+            current = Ticker(orq)
+            _tickers[orq] = current
+        return current

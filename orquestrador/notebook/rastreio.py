@@ -1,0 +1,102 @@
+"""``rastreio(orq, correlation_id)``: a live timeline of one chain."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from orquestrador.notebook._live import esc, ticker
+from orquestrador.notebook.jobs import COLOURS, counts_html
+from orquestrador.store import FINAIS
+
+if TYPE_CHECKING:
+    from orquestrador.facade import Orquestrador
+
+
+class Rastreio:
+    """Every envelope and worker event of the chain, redrawn while jobs of it are unfinished."""
+
+    def __init__(self, orq: Orquestrador, correlation_id: str) -> None:
+        self.orq = orq
+        self.correlation_id = correlation_id
+        self.status = w.HTML()
+        self.timeline = w.HTML()
+        self.widget = w.VBox([self.status, self.timeline])
+        self.finished = False
+        self.refresh()
+        if not self.finished:
+            ticker(orq).add(self)
+
+    def refresh(self) -> None:
+        store = self.orq._core.store
+        counts = store.chain(self.correlation_id)
+        rows = store.trace(self.correlation_id)
+        jobs = store.jobs(correlation_id=self.correlation_id)
+        duracao = {
+            r["message_id"]: (r["concluido_em"] - r["enviado_em"]) * 1000
+            for r in jobs
+            if r["concluido_em"] and r["enviado_em"]
+        }
+        conteudo = {r["message_id"]: (_load(r["payload"]), _load(r["resultado"])) for r in jobs}
+        self.status.value = f"chain <code>{esc(self.correlation_id)}</code>: {counts_html(counts)}"
+        self.timeline.value = timeline_html(rows, duracao, conteudo)
+        self.finished = bool(counts) and all(state in FINAIS for state in counts)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        return self.widget._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _load(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _detail(row: dict[str, Any], conteudo: dict[str, tuple[Any, Any]]) -> Any:
+    """What a reader wants on each line: the payload sent, the page title or result, the error."""
+    if row["detalhe"]:
+        return row["detalhe"]
+    payload, resultado = conteudo.get(row["message_id"] or "", (None, None))
+    evento = str(row["evento"])
+    if evento.startswith("iniciar"):
+        return payload
+    if evento.startswith("resultado") and isinstance(resultado, dict):
+        titulo = resultado.get("titulo")
+        return titulo if isinstance(titulo, str) else resultado
+    return None
+
+
+def timeline_html(
+    rows: list[dict[str, Any]],
+    duracao: dict[str, float],
+    conteudo: dict[str, tuple[Any, Any]] | None = None,
+) -> str:
+    """The trace as an HTML table; every value is escaped (details carry page and payload text)."""
+    conteudo = conteudo or {}
+    if not rows:
+        return "<i>nothing recorded for this chain yet</i>"
+    start = rows[0]["momento"]
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("+ms", "kind", "event", "alvo", "worker", "status", "attempt", "duration", "detail")
+    )
+    body = []
+    for r in rows:
+        status = r.get("status") or ""
+        colour = COLOURS.get(status, "inherit")
+        took = duracao.get(r["message_id"] or "") if str(r["evento"]).startswith("resultado") else None
+        body.append(
+            "<tr>"
+            f"<td>{(r['momento'] - start) * 1000:.0f}</td><td>{esc(r['tipo'])}</td>"
+            f"<td>{esc(r['evento'])}</td><td><code>{esc(r['alvo'])}</code></td>"
+            f"<td>{esc(r['worker'])}</td><td style='color:{colour}'>{esc(status)}</td>"
+            f"<td>{esc(r['tentativa'])}</td><td>{'' if took is None else f'{took:.0f} ms'}</td>"
+            f"<td>{esc(_detail(r, conteudo))}</td>"
+            "</tr>"
+        )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def rastreio(orq: Orquestrador, correlation_id: str) -> Rastreio:
+    """Build the live timeline of chain ``correlation_id``; display it in a cell."""
+    return Rastreio(orq, correlation_id)

@@ -1,0 +1,187 @@
+"""The notebook widgets: construction, escaping, throttled refreshes, live counts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orquestrador import Orquestrador, Worker, WorkerOptions
+from orquestrador.brokers import connect
+from orquestrador.errors import PermanentFailure
+from orquestrador.notebook import Painel, Rastreio, painel, rastreio
+from orquestrador.notebook._live import esc, ticker
+from orquestrador.notebook.jobs import JobView, LoteView, Rate
+from orquestrador.plugins import Plugin
+
+EVIL = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def pagina(payload: dict) -> dict:
+    """Stands in for a scraped page whose title is an attack."""
+    if payload.get("falhar"):
+        raise PermanentFailure(f"bad page {EVIL}")
+    return {"titulo": payload.get("titulo", "ok"), "n": payload.get("n")}
+
+
+class BackgroundWorker:
+    """A worker on its own thread and loop, as a separate process would be."""
+
+    def __init__(self, url: str, nome: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.worker: Worker | None = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(url, nome),))
+        self.thread.start()
+
+    async def _run(self, url: str, nome: str) -> None:
+        broker = await connect(url)
+        plugin = Plugin("escavador", nome, pagina, "tests", max_tentativas=1)
+        self.worker = Worker(broker, [plugin], WorkerOptions(concurrency=32))
+        await self.worker.run()
+
+    def stop(self) -> None:
+        while self.worker is None:
+            time.sleep(0.01)
+        self.loop.call_soon_threadsafe(self.worker.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def env() -> Iterator[tuple[Orquestrador, str, Plugin]]:
+    url = f"memory://{uuid.uuid4().hex}"
+    nome = f"pagina_{uuid.uuid4().hex[:6]}"
+    worker = BackgroundWorker(url, nome)
+    orq = Orquestrador(url)
+    try:
+        yield orq, nome, Plugin("escavador", nome, pagina, "tests")
+    finally:
+        orq.close()
+        worker.stop()
+
+
+def wait_until(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return value
+
+
+def test_esc_escapes_markup_and_truncates() -> None:
+    assert esc(EVIL) == ESCAPED
+    assert esc({"t": EVIL}) == "{&quot;t&quot;: &quot;" + ESCAPED + "&quot;}"
+    assert len(esc("x" * 1000, limit=10)) == 10
+    assert esc(None) == ""
+
+
+def test_a_page_title_and_an_error_show_literally(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    job = orq.iniciar_coleta(nome, {"titulo": EVIL}).wait(20)
+    view = JobView(job)
+    assert ESCAPED in view.status.value and "<img" not in view.status.value
+
+    bad = orq.iniciar_coleta(nome, {"falhar": True}, correlation_id=EVIL)
+    wait_until(lambda: bad.done)
+    bad_view = JobView(bad)
+    assert bad_view.status.value.count(ESCAPED) == 2 and "<img" not in bad_view.status.value
+
+    trace = Rastreio(orq, job.correlation_id)
+    assert ESCAPED in trace.timeline.value and "<img" not in trace.timeline.value
+    assert "resultado_coleta" in trace.timeline.value and "ms" in trace.timeline.value
+    bad_trace = Rastreio(orq, EVIL)
+    assert (
+        ESCAPED in bad_trace.status.value and "<img" not in bad_trace.timeline.value + bad_trace.status.value
+    )
+
+    board = Painel(orq, [plugin])
+    board.refresh()
+    assert ESCAPED in board.erros.value and "<img" not in board.erros.value
+    board.close()
+
+
+def test_payload_errors_show_in_the_widget_and_launch_n_copies(env) -> None:  # type: ignore[no-untyped-def]
+    orq, _, plugin = env
+    board = painel(orq, [plugin])
+    board.payload.value = '{"titulo": '
+    assert board.launch() == 0 and "invalid JSON" in board.mensagem.value
+    board.payload.value = f'["{EVIL}"]'
+    assert board.launch() == 0 and "JSON object" in board.mensagem.value
+    board.payload.value = '{"titulo": "x"}'
+    board.copias.value = 25
+    assert board.launch() == 25
+    wait_until(lambda: orq._core.store.count_by_state().get("ok") == 25)
+    board.refresh()
+    assert "25/25 done" in board.status.value and board.bar.value == 25
+    board.close()
+
+
+def test_counts_reach_the_number_launched_and_refreshes_are_throttled(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    live = ticker(orq)
+    board = Painel(orq, [plugin])
+    before = board.refreshes
+    started = time.monotonic()
+    lote = orq.iniciar_coletas(nome, [{"n": i} for i in range(2000)], progress=False)
+    view = LoteView(lote)
+    wait_until(lambda: view.finished, timeout=60)
+    elapsed = time.monotonic() - started
+    wait_until(lambda: "2000/2000 done" in board.status.value, timeout=5)
+    # 2000 results arrive in many batches; the dashboard redrew at most once per interval.
+    redraws = board.refreshes - before
+    assert redraws <= elapsed / live.interval + 3, (redraws, elapsed)
+    assert view.bar.value == 2000 and "2000/2000 done" in view.status.value
+    assert view not in live._views
+    board.close()
+
+
+def test_job_and_lote_show_a_widget_in_jupyter_and_text_elsewhere(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, _ = env
+    job = orq.iniciar_coleta(nome, {"n": 1}).wait(20)
+    bundle = job._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"] == repr(job) and "status='ok'" in repr(job)
+    lote = orq.iniciar_coletas(nome, [{"n": 2}], progress=False).wait(20)
+    assert lote._repr_mimebundle_()["text/plain"].startswith("Lote(1 jobs")
+    assert isinstance(orq.painel(), Painel) and isinstance(orq.rastreio(job.correlation_id), Rastreio)
+    assert isinstance(rastreio(orq, job.correlation_id).finished, bool)
+
+
+def test_metricas_and_parquet_export(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    orq, nome, _ = env
+    lote = orq.iniciar_coletas(nome, [{"n": i} for i in range(9)] + [{"falhar": True}], progress=False)
+    lote.wait(20)
+    m = orq.metricas()
+    row = m[m["alvo"] == nome].iloc[0]
+    assert (row["jobs"], row["ok"], row["dead_lettered"]) == (10, 9, 1)
+    assert row["taxa_erro"] == pytest.approx(0.1) and 0 <= row["p50"] <= row["p95"] <= row["p99"]
+    path = orq.exportar_parquet(tmp_path / "out" / "r.parquet", alvo=nome)
+    back = pd.read_parquet(path)
+    assert len(back) == 10 and "resultado.titulo" in back.columns
+
+
+def test_rate_and_eta() -> None:
+    rate = Rate(window=10)
+    rate.add(0, now=0.0)
+    rate.add(50, now=5.0)
+    assert rate.per_second == 10 and rate.eta(100) == 10 and rate.eta(0) == 0
+
+
+def test_workers_never_import_ipywidgets_or_pandas() -> None:
+    import subprocess
+
+    code = (
+        "import sys, orquestrador, orquestrador.worker, orquestrador.cli, orquestrador.facade;"
+        "bad = [m for m in ('ipywidgets', 'pandas') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
