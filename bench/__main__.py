@@ -1,0 +1,672 @@
+"""``python -m bench``: every scenario, per broker, in one run; a markdown table at the end.
+
+Per broker (nats, redis, rabbitmq), in this order, each step a separate process:
+1. toolkit round trip: an ``orq worker escavador`` process + ``bench.toolkit roundtrip``;
+   then, with the same worker, ``bench.toolkit latency`` (fixed rate); the worker's peak RSS.
+2. toolkit publish-only (no worker).
+3. the raw baseline: ``bench.raw_<broker> worker`` + ``producer`` roundtrip / latency / publish.
+Then the orchestrator's RSS over ``--mem-jobs`` jobs on the fastest broker (the notebook path:
+``iniciar_coletas`` + ``Lote.wait``; if the time budget cannot fit it, the collecting side is
+simulated through the store path instead, and the table says so), and ``resultados()`` over
+``--rows`` stored results. Every queue is unique to the run and deleted at the end.
+
+``--profile DIR`` also records py-spy profiles (raw collapsed stacks) of the toolkit's worker
+and orchestrator during the round trip, summarised by ``python -m bench.profsum``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import READY_LINE, ROOT, cpu_seconds, loadavg, machine_info, parse_result, proc_memory
+
+BROKERS = ("nats", "redis", "rabbitmq")
+RT_TARGET = {"nats": 0.5, "redis": 0.5, "rabbitmq": 0.8}
+PUBLISH_TARGET = 0.7
+LATENCY_TARGET = 2.0
+WORKER_RSS_TARGET = 45.0
+ORCH_GROWTH_TARGET = 50.0
+RESULTADOS_TARGET = 3.0
+
+
+@dataclass
+class Settings:
+    brokers: list[str]
+    n: int
+    concurrency: int
+    rate: float
+    latency_seconds: float
+    mem_jobs: int
+    rows: int
+    budget: float
+    urls: dict[str, str]
+    profile: Path | None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def left(self) -> float:
+        return self.budget - (time.monotonic() - self.started)
+
+
+class Skip(Exception):
+    """A step that cannot run (no adapter, no server, no time left): its cells say why."""
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("ORQ_BROKER_URL", None)
+    env.update(extra or {})
+    return env
+
+
+def run_json(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one scenario process; its BENCH_RESULT line, or a Skip saying what went wrong."""
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=_env(env), capture_output=True, text=True, timeout=max(5.0, timeout)
+        )
+    except subprocess.TimeoutExpired:
+        raise Skip(f"timed out after {timeout:.0f}s") from None
+    result = parse_result(proc.stdout)
+    if result is None:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        raise Skip(f"exit {proc.returncode}: {lines[-1][-300:]}")
+    return result
+
+
+class Background:
+    """A worker process whose output goes to a file; ready once a line says so."""
+
+    def __init__(self, cmd: list[str], log: Path, ready: str, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.ready_text = ready
+        self._out = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=_env(env), stdout=self._out, stderr=subprocess.STDOUT, text=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.ready_text in self.log.read_text():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = " | ".join(self.log.read_text().strip().splitlines()[-3:])
+        self.stop()
+        raise Skip(f"worker did not start: {tail[-300:]}")
+
+    def memory(self) -> dict[str, float]:
+        return proc_memory(self.pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+class Profiler:
+    """py-spy attached to a running process (``--profile``); stopped with SIGINT to write out."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- brokers ---------------------------------------------------------------------------------
+
+
+def adapter_problem(broker: str, url: str) -> str | None:
+    """Why the toolkit cannot use ``broker`` here, or None."""
+    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq"}[broker]
+    try:
+        importlib.import_module(f"orquestrador.brokers.{module}")
+    except ModuleNotFoundError:
+        return "adapter not available"
+    except Exception as exc:  # a half-written module
+        return f"adapter not available ({type(exc).__name__}: {exc})"
+
+    async def probe() -> None:
+        from orquestrador.brokers import connect
+
+        broker_ = await connect(url)
+        await broker_.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(probe(), 15))
+    except Exception as exc:
+        return f"server not reachable ({type(exc).__name__}: {str(exc)[:120]})"
+    return None
+
+
+def delete_queues(url: str, queues: list[str]) -> None:
+    async def delete() -> None:
+        from orquestrador.brokers import connect
+
+        broker = await connect(url)
+        try:
+            for queue in queues:
+                with contextlib.suppress(Exception):
+                    await broker.delete(queue)
+        finally:
+            await broker.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run(asyncio.wait_for(delete(), 60))
+
+
+def server_version(broker: str, url: str) -> str:
+    try:
+        if broker == "nats":
+            from orquestrador.brokers.embedded import find_binary
+
+            out = subprocess.run([find_binary(), "--version"], capture_output=True, text=True, timeout=10)
+            return out.stdout.strip() or out.stderr.strip()
+        if broker == "redis":
+            import redis
+
+            client = redis.Redis.from_url(url)
+            try:
+                return "redis " + str(client.info("server")["redis_version"])
+            finally:
+                client.close()
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            props = conn._impl.server_properties  # what the server said in connection.start
+            name = props.get("product", b"RabbitMQ")
+            version = props.get("version", b"?")
+            as_text = [v.decode() if isinstance(v, bytes) else str(v) for v in (name, version)]
+            return " ".join(as_text)
+        finally:
+            conn.close()
+    except Exception as exc:
+        return f"unknown ({type(exc).__name__})"
+
+
+# -- one broker ------------------------------------------------------------------------------
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _py(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def _step(out: dict[str, Any], key: str, settings: Settings, need: float, fn: Any) -> Any:
+    """Run ``fn`` into ``out[key]`` unless the time budget is short; errors become text."""
+    if settings.left < need:
+        out[key] = {"skipped": "time budget"}
+        return None
+    try:
+        out[key] = fn()
+    except Skip as exc:
+        out[key] = {"error": str(exc)}
+    return out[key]
+
+
+@dataclass
+class _Names:
+    """Every queue one broker's run creates: unique to the run, deleted at its end."""
+
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def alvo(self) -> str:
+        return f"bench{self.run}"
+
+    @property
+    def pub_alvo(self) -> str:
+        return f"benchpub{self.run}"
+
+    def results(self, key: str) -> str:
+        return f"bench_res_{key}_{self.run}"
+
+    @property
+    def toolkit_queues(self) -> list[str]:
+        return [f"escavador_{self.alvo}", f"escavador_{self.pub_alvo}",
+                *(self.results(k) for k in ("rt", "lat", "pub"))]  # fmt: skip
+
+    @property
+    def raw_queues(self) -> list[str]:
+        return [f"bench_raw_{self.run}", f"bench_rawpub_{self.run}", f"bench_rawres_{self.run}"]
+
+
+def run_broker(broker: str, settings: Settings, work: Path) -> dict[str, Any]:
+    url = settings.urls[broker]
+    out: dict[str, Any] = {"server": server_version(broker, url)}
+    problem = adapter_problem(broker, url)
+    names = _Names()
+    try:
+        if problem is None:
+            _toolkit_steps(broker, url, names, settings, work, out)
+        else:
+            out["unavailable"] = problem
+        _raw_steps(broker, url, names, settings, work, out)
+    finally:
+        if problem is None:
+            delete_queues(url, names.toolkit_queues)
+        with contextlib.suppress(Skip):
+            run_json(_py(f"bench.raw_{broker}", "cleanup", "--url", url, *names.raw_queues), 60)
+    return out
+
+
+def _timeouts(settings: Settings) -> tuple[float, float]:
+    """(round trip / publish, latency) seconds before a scenario process is given up."""
+    return max(60.0, settings.n / 100), settings.latency_seconds + 60
+
+
+def _toolkit_steps(
+    broker: str, url: str, names: _Names, settings: Settings, work: Path, out: dict[str, Any]
+) -> None:
+    rt_timeout, lat_timeout = _timeouts(settings)
+
+    def tk_cmd(mode: str, target: str, key: str, *extra: str) -> list[str]:
+        return _py("bench.toolkit", mode, "--url", url, "--alvo", target, "--results", names.results(key),
+                   "--home", str(work / f"{key}-{broker}"), *extra)  # fmt: skip
+
+    worker_cmd = _py(
+        "orquestrador.cli", "worker", "escavador", names.alvo, "--module", "bench.plugins",
+        "--broker", url, "--concurrency", str(settings.concurrency),
+    )  # fmt: skip
+    worker = Background(
+        worker_cmd, work / f"worker-{broker}.log", "serving ", {"ORQ_BENCH_PLUGIN": names.alvo}
+    )
+    try:
+        worker.wait_ready()
+        orch_cmd = tk_cmd("roundtrip", names.alvo, "rt", "--n", str(settings.n), "--timeout", str(rt_timeout))
+        profiler = None
+        if settings.profile is not None:
+            profiler = Profiler(worker.pid, settings.profile / f"worker-{broker}.txt")
+            spy_out = settings.profile / f"orchestrator-{broker}.txt"
+            orch_cmd = [
+                "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "-o",
+                str(spy_out),
+                "--",
+                *orch_cmd,
+            ]
+            time.sleep(1.0)
+        cpu0 = cpu_seconds(worker.pid)
+        try:
+            _step(out, "toolkit_roundtrip", settings, 30, lambda: run_json(orch_cmd, rt_timeout + 60))
+            out["toolkit_worker_cpu_seconds"] = _minus(cpu_seconds(worker.pid), cpu0)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        lat_cmd = tk_cmd("latency", names.alvo, "lat", "--rate", str(settings.rate),
+                         "--seconds", str(settings.latency_seconds), "--timeout", "30")  # fmt: skip
+        _step(out, "toolkit_latency", settings, 20, lambda: run_json(lat_cmd, lat_timeout))
+        out["toolkit_worker_memory"] = worker.memory()
+    except Skip as exc:
+        out["toolkit_roundtrip"] = {"error": str(exc)}
+    finally:
+        worker.stop()
+    pub_cmd = tk_cmd("publish", names.pub_alvo, "pub", "--n", str(settings.n))
+    _step(out, "toolkit_publish", settings, 20, lambda: run_json(pub_cmd, rt_timeout))
+
+
+def _raw_steps(
+    broker: str, url: str, names: _Names, settings: Settings, work: Path, out: dict[str, Any]
+) -> None:
+    rt_timeout, lat_timeout = _timeouts(settings)
+    raw = f"bench.raw_{broker}"
+    queue, pub_queue, results = names.raw_queues
+    raw_worker = Background(
+        _py(raw, "worker", "--url", url, "--queue", queue, "--batch", str(settings.concurrency),
+            "--max-seconds", str(max(60.0, settings.left))),
+        work / f"rawworker-{broker}.log", READY_LINE,
+    )  # fmt: skip
+    producer = [raw, "producer", "--url", url, "--queue", queue, "--results", results]
+    try:
+        raw_worker.wait_ready()
+        cpu0 = cpu_seconds(raw_worker.pid)
+        _step(out, "raw_roundtrip", settings, 15, lambda: run_json(
+            _py(*producer, "--mode", "roundtrip", "--n", str(settings.n), "--timeout", str(rt_timeout)),
+            rt_timeout + 30))  # fmt: skip
+        out["raw_worker_cpu_seconds"] = _minus(cpu_seconds(raw_worker.pid), cpu0)
+        _step(out, "raw_latency", settings, 15, lambda: run_json(
+            _py(*producer, "--mode", "latency", "--rate", str(settings.rate),
+                "--seconds", str(settings.latency_seconds), "--timeout", "30"), lat_timeout))  # fmt: skip
+        out["raw_worker_memory"] = raw_worker.memory()
+    except Skip as exc:
+        out["raw_roundtrip"] = {"error": str(exc)}
+    finally:
+        raw_worker.stop()
+    _step(out, "raw_publish", settings, 10, lambda: run_json(
+        _py(raw, "producer", "--url", url, "--queue", pub_queue, "--results", results,
+            "--mode", "publish", "--n", str(settings.n)), rt_timeout))  # fmt: skip
+
+
+# -- memory and resultados ---------------------------------------------------------------------
+
+
+def run_memory(broker: str, rate: float | None, settings: Settings, work: Path) -> dict[str, Any]:
+    """Launch and collect ``mem_jobs`` for real if the budget fits it, else the store path."""
+    url = settings.urls[broker]
+    jobs = settings.mem_jobs
+    reserve = 30 + settings.rows / 10_000  # keep time for resultados() (fill + read)
+    expected = jobs / rate * 1.5 + 30 if rate else float("inf")
+    home = str(work / f"mem-{broker}")
+    if expected > settings.left - reserve:
+        cmd = _py("bench.toolkit", "memory-store", "--url", "memory://", "--alvo", "benchmem",
+                  "--results", "bench_res_mem", "--home", home, "--n", str(jobs))  # fmt: skip
+        result = run_json(cmd, max(60.0, settings.left - reserve))
+        return {"broker": broker, "mode": "store path (simulated collecting)", **result}
+    run = uuid.uuid4().hex[:8]
+    alvo, results = f"benchmem{run}", f"bench_res_mem_{run}"
+    worker = Background(
+        _py("orquestrador.cli", "worker", "escavador", alvo, "--module", "bench.plugins", "--broker", url,
+            "--concurrency", str(settings.concurrency)),
+        work / "worker-memory.log", "serving ", {"ORQ_BENCH_PLUGIN": alvo},
+    )  # fmt: skip
+    try:
+        worker.wait_ready()
+        wait = max(30.0, settings.left - reserve)
+        cmd = _py("bench.toolkit", "memory", "--url", url, "--alvo", alvo, "--results", results,
+                  "--home", home, "--n", str(jobs), "--timeout", str(wait))  # fmt: skip
+        result = run_json(cmd, max(60.0, settings.left - reserve + 30))
+    finally:
+        worker.stop()
+        delete_queues(url, [f"escavador_{alvo}", results])
+    return {"broker": broker, "mode": "launched and collected through the broker", **result}
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def _num(value: Any, fmt: str = "{:,.0f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def _cell(step: dict[str, Any] | None, key: str, fmt: str = "{:,.0f}") -> str:
+    if not step:
+        return "—"
+    if "error" in step:
+        return "error: " + step["error"][:80].replace("|", "/")
+    if "skipped" in step:
+        return "skipped: " + step["skipped"]
+    if step.get("complete") is False:
+        return f"{_num(step.get(key), fmt)} (incomplete: {step.get('finished')}/{step.get('n')})"
+    return _num(step.get(key), fmt)
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+    try:
+        if a and b and a.get("complete", True) and b.get("complete", True):
+            return float(a[key]) / float(b[key])
+    except (KeyError, TypeError, ZeroDivisionError):
+        pass
+    return None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("ok" if ok else "**MISSED**")
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(report: dict[str, Any]) -> tuple[str, tuple[float, str] | None]:
+    lines = [
+        _row("broker", "measure", "toolkit", "raw client", "toolkit / raw", "target", "verdict"),
+        _row(*["---"] * 7),
+    ]
+    worst: tuple[float, str] | None = None
+    n, rate = report["settings"]["n"], report["settings"]["rate"]
+    for broker, r in report["brokers"].items():
+        if "unavailable" in r and "raw_roundtrip" not in r:
+            lines.append(_row(broker, "all", r["unavailable"], "—", "—", "—", "—"))
+            continue
+        tk = r.get("unavailable", "")
+        rt = _ratio(r.get("toolkit_roundtrip"), r.get("raw_roundtrip"), "rate")
+        if (
+            rt is None
+            and "error" in (r.get("toolkit_roundtrip") or {})
+            and "rate" in (r.get("raw_roundtrip") or {})
+        ):
+            rt = 0.0  # the toolkit's run failed where the raw client's completed: count it as 0x
+        if rt is not None and (worst is None or rt < worst[0]):
+            worst = (rt, broker)
+        target = RT_TARGET[broker]
+        lines.append(_row(
+            broker, f"round trip, {n:,} jobs (msg/s)", tk or _cell(r.get("toolkit_roundtrip"), "rate"),
+            _cell(r.get("raw_roundtrip"), "rate"), _num(rt, "{:.2f}x"), f">= {target}x",
+            _verdict(None if rt is None else rt >= target),
+        ))  # fmt: skip
+        pub = _ratio(r.get("toolkit_publish"), r.get("raw_publish"), "rate")
+        lines.append(_row(
+            broker, "publish-only, batch launch (msg/s)", tk or _cell(r.get("toolkit_publish"), "rate"),
+            _cell(r.get("raw_publish"), "rate"), _num(pub, "{:.2f}x"), f">= {PUBLISH_TARGET}x",
+            _verdict(None if pub is None else pub >= PUBLISH_TARGET),
+        ))  # fmt: skip
+        tl, rl = r.get("toolkit_latency") or {}, r.get("raw_latency") or {}
+        p99 = _ratio(tl, rl, "p99_ms") if tl.get("p99_ms") and rl.get("p99_ms") else None
+        lines.append(_row(
+            broker, f"latency p50 / p99 at {rate:.0f} msg/s (ms)", tk or _lat(tl), _lat(rl),
+            f"p99 {_num(p99, '{:.1f}x')}", f"p99 <= {LATENCY_TARGET:.0f}x raw",
+            _verdict(None if p99 is None else p99 <= LATENCY_TARGET),
+        ))  # fmt: skip
+        tk_cpu = _per_job(r.get("toolkit_worker_cpu_seconds"), r.get("toolkit_roundtrip"))
+        raw_cpu = _per_job(r.get("raw_worker_cpu_seconds"), r.get("raw_roundtrip"))
+        lines.append(_row(
+            broker, "round-trip CPU per job, worker + orchestrator (ms)", tk or _pair(tk_cpu), _pair(raw_cpu),
+            _num(_div(tk_cpu, raw_cpu), "{:.1f}x"), "—", "—",
+        ))  # fmt: skip
+        peak = (r.get("toolkit_worker_memory") or {}).get("VmHWM")
+        raw_peak = (r.get("raw_worker_memory") or {}).get("VmHWM")
+        lines.append(_row(
+            broker, "worker peak RSS (MiB)", tk or _num(peak, "{:.1f}"), _num(raw_peak, "{:.1f}"), "—",
+            f"<= {WORKER_RSS_TARGET:.0f} MiB", _verdict(None if peak is None else peak <= WORKER_RSS_TARGET),
+        ))  # fmt: skip
+    mem = report.get("memory") or {}
+    if "growth_mib" in mem:
+        growth = mem["growth_mib"]
+        what = (
+            f"orchestrator RSS growth over {mem.get('n', 0):,} jobs (MiB; {mem.get('mode')}; "
+            f"peak +{mem.get('peak_growth_mib', 0):.0f})"
+        )
+        ok = growth < ORCH_GROWTH_TARGET and mem.get("complete", True)
+        lines.append(_row(
+            str(mem.get("broker")), what, f"{growth:.1f}", "—", "—",
+            f"< {ORCH_GROWTH_TARGET:.0f} MiB", _verdict(ok),
+        ))  # fmt: skip
+    elif mem:
+        why = mem.get("error") or mem.get("skipped") or "not run"
+        lines.append(_row("—", "orchestrator RSS growth", why[:120], "—", "—", "< 50 MiB", "—"))
+    res = report.get("resultados") or {}
+    if "seconds" in res:
+        rows, cols = res["shape"]
+        what = f"resultados() over {res['rows']:,} results (s; DataFrame {rows:,} x {cols})"
+        lines.append(_row(
+            "store", what, f"{res['seconds']:.2f}", "—", "—", f"< {RESULTADOS_TARGET:.0f} s",
+            _verdict(res["seconds"] < RESULTADOS_TARGET),
+        ))  # fmt: skip
+    elif res:
+        why = res.get("error") or res.get("skipped") or "not run"
+        lines.append(_row("store", "resultados()", why[:120], "—", "—", "< 3 s", "—"))
+    return "\n".join(lines), worst
+
+
+def _per_job(worker_cpu: float | None, step: dict[str, Any] | None) -> tuple[float, float] | None:
+    """(worker, producer/orchestrator) CPU milliseconds per job of a complete round trip."""
+    if not step or not step.get("complete") or worker_cpu is None or step.get("cpu_seconds") is None:
+        return None
+    n = step["n"]
+    return worker_cpu / n * 1000, step["cpu_seconds"] / n * 1000
+
+
+def _pair(cpu: tuple[float, float] | None) -> str:
+    return "—" if cpu is None else f"{cpu[0]:.2f} + {cpu[1]:.2f}"
+
+
+def _div(a: tuple[float, float] | None, b: tuple[float, float] | None) -> float | None:
+    return None if a is None or b is None or sum(b) <= 0 else sum(a) / sum(b)
+
+
+def _lat(step: dict[str, Any]) -> str:
+    if not step:
+        return "—"
+    if "error" in step or "skipped" in step:
+        return _cell(step, "p50_ms")
+    text = f"{_num(step.get('p50_ms'), '{:.1f}')} / {_num(step.get('p99_ms'), '{:.1f}')}"
+    if step.get("received") != step.get("sent"):
+        text += f" ({step.get('received')}/{step.get('sent')} back)"
+    return text
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated: nats,redis,rabbitmq")
+    parser.add_argument("--n", type=int, default=None, help="round-trip / publish jobs (default 20000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--json", type=Path, default=None, help="also write every number here")
+    parser.add_argument("--concurrency", type=int, default=32, help="worker concurrency / raw batch")
+    parser.add_argument("--rate", type=float, default=500.0, help="latency scenario rate (msg/s)")
+    parser.add_argument("--latency-seconds", type=float, default=None)
+    parser.add_argument("--mem-jobs", type=int, default=None, help="jobs of the RSS scenario (100000)")
+    parser.add_argument("--rows", type=int, default=None, help="stored results for resultados() (1000000)")
+    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
+    args = parser.parse_args(argv)
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = [b for b in brokers if b not in BROKERS]
+    if unknown:
+        parser.error(f"unknown broker(s) {unknown}: use {', '.join(BROKERS)}")
+    quick = args.quick
+    settings = Settings(
+        brokers=brokers,
+        n=args.n or (2_000 if quick else 20_000),
+        concurrency=args.concurrency,
+        rate=args.rate,
+        latency_seconds=args.latency_seconds or (2.0 if quick else 5.0),
+        mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
+        rows=args.rows or (50_000 if quick else 1_000_000),
+        budget=args.budget,
+        urls={"redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
+        profile=args.profile,
+    )
+    return settings, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, args = parse_args(argv)
+    if settings.profile is not None:
+        if shutil.which("py-spy") is None:
+            print("--profile needs py-spy (pip install py-spy)", file=sys.stderr)
+            return 2
+        settings.profile.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="orq-bench-"))
+    nats_home = work / "nats"
+    report: dict[str, Any] = {"machine": machine_info(), "brokers": {}}
+    report["settings"] = {
+        "n": settings.n, "concurrency": settings.concurrency, "rate": settings.rate,
+        "latency_seconds": settings.latency_seconds, "mem_jobs": settings.mem_jobs, "rows": settings.rows,
+        "quick": args.quick, "handler": "async def returning a small dict",
+    }  # fmt: skip
+    try:
+        if "nats" in settings.brokers:
+            from orquestrador.brokers import embedded
+
+            settings.urls["nats"] = embedded.ensure_server(nats_home).url
+        for broker in settings.brokers:
+            print(f"[bench] {broker} ...", file=sys.stderr, flush=True)
+            report["brokers"][broker] = run_broker(broker, settings, work)
+        rates = {b: (r.get("toolkit_roundtrip") or {}).get("rate") for b, r in report["brokers"].items()}
+        rates = {b: v for b, v in rates.items() if v}
+        if rates:
+            fastest = max(rates, key=lambda b: rates[b])
+            print(f"[bench] orchestrator memory over {settings.mem_jobs:,} jobs ({fastest}) ...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            try:
+                report["memory"] = run_memory(fastest, rates[fastest], settings, work)
+            except Skip as exc:
+                report["memory"] = {"error": str(exc)}
+        print(f"[bench] resultados() over {settings.rows:,} rows ...", file=sys.stderr, flush=True)
+        if settings.left < 20:
+            report["resultados"] = {"skipped": "time budget"}
+        else:
+            try:
+                report["resultados"] = run_json(
+                    _py("bench.resultados", "--rows", str(settings.rows), "--home", str(work / "resultados")),
+                    max(30.0, settings.left + 60),
+                )
+            except Skip as exc:
+                report["resultados"] = {"error": str(exc)}
+    finally:
+        if "nats" in settings.brokers:
+            from orquestrador.brokers import embedded
+
+            embedded.stop(nats_home)
+        shutil.rmtree(work, ignore_errors=True)
+    report["machine"]["loadavg_end"] = loadavg()
+    report["seconds"] = time.monotonic() - settings.started
+    text, worst = table(report)
+    print(text)
+    print()
+    if worst is None:
+        print("worst round-trip ratio vs raw: n/a (no broker completed both round trips)")
+    else:
+        print(f"worst round-trip ratio vs raw: {worst[0]:.2f} ({worst[1]})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Each stage of the toolkit's round trip alone, for measuring a change to one of them.
+
+``python -m bench.stages --broker redis --n 10000``
+
+The round trip mixes three processes on two cores, so a change to one stage shows up as noise in
+the end-to-end rate. Here each stage runs alone against a full queue and reports its rate and its
+CPU time per job (user + system of that process only):
+1. launch: ``AsyncOrquestrador.iniciar_lote`` of N jobs, no worker running (store + publish);
+2. worker: an ``orq worker`` process started on the N waiting jobs, until N results wait;
+3. collect: an orchestrator started on the N waiting results, until all are recorded.
+Not part of ``python -m bench``; used for the profile findings in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Deadline, cpu_seconds, job_payload
+from orquestrador.brokers import connect
+from orquestrador.orchestrator import AsyncOrquestrador
+
+URLS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
+
+
+async def _depth(url: str, queue: str) -> int:
+    broker = await connect(url)
+    try:
+        stats = await broker.stats(queue)
+        return stats.depth + stats.in_flight
+    finally:
+        await broker.close()
+
+
+async def launch(url: str, alvo: str, results: str, home: Path, n: int) -> dict[str, Any]:
+    orq = AsyncOrquestrador(url, responder_para=results, home=home)
+    await orq.start()
+    try:
+        cpu0, t0 = cpu_seconds() or 0.0, time.perf_counter()
+        await orq.iniciar_lote("iniciar_coleta", alvo, (job_payload(i) for i in range(n)))
+        seconds, cpu = time.perf_counter() - t0, (cpu_seconds() or 0.0) - cpu0
+    finally:
+        await orq.close()
+    return {"rate": n / seconds, "cpu_ms_per_job": cpu / n * 1000}
+
+
+def work(url: str, alvo: str, results: str, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    env = dict(os.environ, ORQ_BENCH_PLUGIN=alvo, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "orquestrador.cli", "worker", "escavador", alvo, "--module", "bench.plugins",
+           "--broker", url, "--concurrency", str(concurrency), "--log-level", "WARNING"]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = Deadline(timeout)
+        done = 0
+        while not deadline.passed and proc.poll() is None:
+            done = asyncio.run(_depth(url, results))
+            if done >= n:
+                break
+            time.sleep(0.05)
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) or 0.0
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    # Start-up (imports, connect) is inside both numbers; it is small next to N jobs.
+    return {"rate": done / seconds, "cpu_ms_per_job": cpu / max(1, done) * 1000, "done": done}
+
+
+async def collect(url: str, results: str, home: Path, n: int, timeout: float) -> dict[str, Any]:
+    finished = 0
+    all_done = asyncio.Event()
+
+    def on_finished(ids: list[str]) -> None:
+        nonlocal finished
+        finished += len(ids)
+        if finished >= n:
+            all_done.set()
+
+    cpu0, t0 = cpu_seconds() or 0.0, time.perf_counter()
+    orq = AsyncOrquestrador(url, responder_para=results, home=home)
+    orq.listeners.append(on_finished)
+    await orq.start()
+    try:
+        await asyncio.wait_for(all_done.wait(), timeout)
+        seconds, cpu = time.perf_counter() - t0, (cpu_seconds() or 0.0) - cpu0
+    finally:
+        await orq.close()
+    return {"rate": n / seconds, "cpu_ms_per_job": cpu / n * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.stages")
+    parser.add_argument("--broker", choices=["nats", "redis", "rabbitmq"], required=True)
+    parser.add_argument("--url", default=None, help="default: a throwaway nats-server / the local servers")
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    work_dir = Path(tempfile.mkdtemp(prefix="orq-stages-"))
+    url = args.url or URLS.get(args.broker)
+    if url is None:
+        from orquestrador.brokers import embedded
+
+        url = embedded.ensure_server(work_dir / "nats").url
+    run = uuid.uuid4().hex[:8]
+    alvo, results = f"stage{run}", f"stage_res_{run}"
+    try:
+        out = {"launch": asyncio.run(launch(url, alvo, results, work_dir / "orq", args.n))}
+        out["worker"] = work(url, alvo, results, args.n, args.concurrency, args.timeout)
+        out["collect"] = asyncio.run(collect(url, results, work_dir / "orq", args.n, args.timeout))
+        for stage, r in out.items():
+            print(f"{args.broker:8} {stage:8} {r['rate']:8,.0f} jobs/s  {r['cpu_ms_per_job']:.3f} ms CPU/job")
+    finally:
+
+        async def cleanup() -> None:
+            broker = await connect(url)
+            for queue in (f"escavador_{alvo}", results):
+                await broker.delete(queue)
+            await broker.close()
+
+        asyncio.run(cleanup())
+        if args.url is None and args.broker == "nats":
+            from orquestrador.brokers import embedded
+
+            embedded.stop(work_dir / "nats")
+
+
+if __name__ == "__main__":
+    main()
