@@ -290,6 +290,11 @@ def plugins() -> None:
     console.print(table)
 
 
+from orquestrador.cli_ops import register as _register_ops  # noqa: E402 - after the core commands
+
+_register_ops(app)
+
+
 def main() -> None:
     try:
         app()
