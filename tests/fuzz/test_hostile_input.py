@@ -41,7 +41,7 @@ def mutated_envelopes() -> st.SearchStrategy[bytes]:
     return st.one_of(as_json, truncated, st.binary(max_size=300))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=700, deadline=None)
 @given(mutated_envelopes())
 def test_decode_returns_an_envelope_or_a_reason_never_anything_else(body: bytes):
     try:
