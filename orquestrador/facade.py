@@ -86,8 +86,10 @@ class Job:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In Jupyter a Job shows a live widget; the plain-text part stays its repr."""
-        from orquestrador.notebook import job_widget
-
+        try:
+            from orquestrador.notebook import job_widget
+        except ImportError:  # no ipywidgets in this environment: the text is enough
+            return {"text/plain": repr(self)}
         return _widget_bundle(job_widget(self), repr(self), include, exclude)
 
 
@@ -138,8 +140,10 @@ class Lote:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In Jupyter a Lote shows a live progress bar; the plain-text part stays its repr."""
-        from orquestrador.notebook import lote_widget
-
+        try:
+            from orquestrador.notebook import lote_widget
+        except ImportError:  # no ipywidgets in this environment: the text is enough
+            return {"text/plain": repr(self)}
         return _widget_bundle(lote_widget(self), repr(self), include, exclude)
 
 

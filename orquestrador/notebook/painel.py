@@ -47,11 +47,13 @@ class Painel:
         self.dlq = w.Dropdown(options=[], description="dead letters")
         self.replay_button = w.Button(description="Replay")
         self.replay_message = w.HTML()
+        self.dead_letters = w.HTML()
         self.replay_button.on_click(lambda _: self.replay())
 
         launcher = w.VBox([w.HBox([self.alvo, self.copias, self.lancar]), self.payload, self.mensagem])
         jobs = w.VBox([self.bar, self.status, self.erros])
-        dead = w.VBox([self.filas, w.HBox([self.dlq, self.replay_button]), self.replay_message])
+        replay = w.HBox([self.dlq, self.replay_button])
+        dead = w.VBox([self.filas, replay, self.replay_message, self.dead_letters])
         self.widget = w.Tab(children=[launcher, jobs, dead])
         for i, title in enumerate(["launch", "jobs", "queues"]):
             self.widget.set_title(i, title)
@@ -91,8 +93,10 @@ class Painel:
         if not fila:
             self.replay_message.value = "no dead letters to replay"
             return 0
+        # Bounded by what was there: a worker that fails them again must not make this loop forever.
+        limit = max(1, next((s.dead_letters for s in self.stats if s.queue == fila), 1))
         try:
-            moved = self.orq._loop.run(self.orq._core._broker().replay(fila), timeout=60)
+            moved = self.orq._loop.run(self.orq._core._broker().replay(fila, limit=limit), timeout=60)
         except Exception as exc:
             self.replay_message.value = f"<span style='color:#b00'>{esc(repr(exc))}</span>"
             return 0
@@ -168,8 +172,9 @@ class Painel:
         with_dead = [s.queue for s in self.stats if s.dead_letters]
         if list(self.dlq.options) != with_dead:
             self.dlq.options = with_dead
-        if self.dlq.value:
-            self.replay_message.value = self._peek_html(self.dlq.value)
+            if with_dead and self.dlq.value is None:
+                self.dlq.value = with_dead[0]
+        self.dead_letters.value = self._peek_html(self.dlq.value) if self.dlq.value else ""
 
     def _peek_html(self, fila: str) -> str:
         broker = self.orq._core._broker()

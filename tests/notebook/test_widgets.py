@@ -185,3 +185,17 @@ def test_workers_never_import_ipywidgets_or_pandas() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dead_letters_show_escaped_and_replay(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    bad = orq.iniciar_coleta(nome, {"falhar": True})
+    wait_until(lambda: bad.status == "dead-lettered")
+    board = Painel(orq, [plugin])
+    board._stats_at = 0.0
+    board.refresh()
+    assert list(board.dlq.options) == [plugin.fila]
+    assert [s.dead_letters for s in board.stats] == [1]
+    assert ESCAPED in board.dead_letters.value and "<img" not in board.dead_letters.value
+    assert board.replay() == 1 and "replayed 1" in board.replay_message.value
+    board.close()
