@@ -364,9 +364,10 @@ def dlq_replay(
         if message_id is not None:
             moved = await replay_by_id(b, origin, message_id)
             if not moved:
+                total = (await b.stats(origin)).dead_letters
                 raise OrquestradorError(
-                    f"no dead letter with message_id {message_id!r} in {dlq_of(origin)} "
-                    f"(see `orq dlq list {origin}`)"
+                    f"no dead letter with message_id {message_id!r} among the {total} in "
+                    f"{dlq_of(origin)} (see `orq dlq list {origin}`; a search looks at up to 1000)"
                 )
             return moved
         waiting = (await b.stats(origin)).dead_letters

@@ -119,8 +119,10 @@ def test_operations_on_a_real_broker(name: str, request: pytest.FixtureRequest):
         assert len(mine) == 1, listed
         assert (mine[0]["depth"], mine[0]["dead_letters"], mine[0]["dlq"]) == (3, 2, dlq_of(queue))
         assert not any(row["queue"].endswith(".dlq") for row in listed), "dlqs are grouped with their queue"
-        table = ok(orq("queues", "--broker", url)).stdout
-        assert queue in table
+        # Tables, errors and the all-queues view do not depend on the broker: check them once.
+        once = name == "redis"
+        if once:
+            assert queue in ok(orq("queues", "--broker", url)).stdout
 
         peek = orq("queues", "peek", queue, "--limit", "10", "--broker", url, "--json")
         peeked = json.loads(ok(peek).stdout)
@@ -128,16 +130,18 @@ def test_operations_on_a_real_broker(name: str, request: pytest.FixtureRequest):
         assert {p["tipo_evento"] for p in peeked} == {"iniciar_coleta"}
         assert depths(url, queue) == (3, 0, 2), "peek leaves the queue as it was"
 
-        unknown = orq("queues", "peek", f"{queue}_nope", "--broker", url)
-        assert unknown.returncode == 2 and "existing queues" in unknown.stderr and queue in unknown.stderr
+        if once:
+            unknown = orq("queues", "peek", f"{queue}_nope", "--broker", url)
+            assert unknown.returncode == 2 and "existing queues" in unknown.stderr and queue in unknown.stderr
 
         dead = json.loads(ok(orq("dlq", "list", queue, "--broker", url, "--json")).stdout)
         assert {d["message_id"] for d in dead} == dead_ids
         assert {(d["reason"], d["error_type"], d["queue"]) for d in dead} == {(reason, "ValueError", queue)}
         assert all(isinstance(d["attempts"], int) and d["attempts"] >= 1 for d in dead)
-        everywhere = json.loads(ok(orq("dlq", "list", "--broker", url, "--json")).stdout)
-        assert {d["message_id"] for d in everywhere if d["queue"] == queue} == dead_ids
-        assert reason in ok(orq("dlq", "list", queue, "--broker", url)).stdout
+        if once:
+            everywhere = json.loads(ok(orq("dlq", "list", "--broker", url, "--json")).stdout)
+            assert {d["message_id"] for d in everywhere if d["queue"] == queue} == dead_ids
+            assert reason in ok(orq("dlq", "list", queue, "--broker", url)).stdout
 
         chosen, other = ids[1], ids[0]
         replayed = ok(orq("dlq", "replay", queue, "--id", chosen, "--broker", url))
@@ -214,14 +218,18 @@ def test_stats_per_alvo_from_the_store():
     assert "rapido" in table and "p95" in table
 
 
-@pytest.mark.parametrize(
-    "args", [["queues"], ["queues", "peek"], ["queues", "purge"], ["dlq"], ["dlq", "list"],
-             ["dlq", "replay"], ["consume"], ["stats"]],
-)  # fmt: skip
-def test_every_operations_command_has_help(args: list[str]):
-    result = orq(*args, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage" in result.stdout
+def test_every_operations_command_has_help():
+    """In-process (help needs no broker): one process per command would cost a second each."""
+    from typer.testing import CliRunner
+
+    from orquestrador.cli import app
+
+    commands = [["queues"], ["queues", "peek"], ["queues", "purge"], ["dlq"], ["dlq", "list"],
+                ["dlq", "replay"], ["consume"], ["stats"]]  # fmt: skip
+    for args in commands:
+        result = CliRunner().invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
 
 
 def test_the_worker_path_does_not_load_pandas():
