@@ -245,6 +245,7 @@ def queues_purge(
         if not yes:
             depth = (await b.stats(name)).depth
             if not typer.confirm(f"drop {depth} waiting message(s) of {name}?", default=False):
+                _err.print(f"nothing purged: {name} left as it was")
                 raise typer.Exit(1)
         with _err.status(f"purging {name}…"):
             return await b.purge(name)
