@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,7 @@ def main() -> None:
             from orquestrador.brokers import embedded
 
             embedded.stop(work_dir / "nats")
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

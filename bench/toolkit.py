@@ -94,9 +94,13 @@ async def latency(args: argparse.Namespace) -> dict[str, Any]:
     orq.listeners.append(lambda ids: done.update(dict.fromkeys(ids, time.perf_counter())))
     sched: dict[str, float] = {}
     try:
-        for i in range(args.warmup):  # connections, declares, the worker's first fetch
+        # Start from an empty queue (a failed earlier scenario may have left a backlog), then
+        # warm up: connections, declares, the worker's first fetch.
+        await orq._broker().purge(f"escavador_{args.alvo}")
+        for i in range(args.warmup):
             env = await orq.iniciar("iniciar_coleta", args.alvo, job_payload(-1 - i))
-            await orq.esperar(env.message_id or "", timeout=10)
+            with contextlib.suppress(TimeoutError):
+                await orq.esperar(env.message_id or "", timeout=10)
 
         async def one(at: float, seq: int) -> None:
             env = await orq.iniciar("iniciar_coleta", args.alvo, job_payload(seq))
