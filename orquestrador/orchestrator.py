@@ -258,7 +258,14 @@ class AsyncOrquestrador:
                 continue
             good.append((delivery, env))
         finished = self.store.record_results([env for _, env in good]) if good else []
-        await asyncio.gather(*(d.ack() for d, _ in good), return_exceptions=True)
+        # Bounded: on Redis each ack borrows a pooled connection, and the pool has a ceiling.
+        limit = asyncio.Semaphore(16)
+
+        async def ack(delivery: Delivery) -> None:
+            async with limit:
+                await delivery.ack()
+
+        await asyncio.gather(*(ack(d) for d, _ in good), return_exceptions=True)
         if finished:
             self._wake(finished)
 

@@ -386,11 +386,14 @@ class RedisBroker(Broker):
             return
         where = redact_url(self.url)
         try:
-            client = aioredis.Redis.from_url(
-                self._client_url, socket_connect_timeout=3, socket_timeout=10,
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-                health_check_interval=30, client_name="orquestrador",
+            # A blocking pool: under load a command waits for a free connection instead of
+            # failing with "Too many connections" (many jobs ack and publish at once).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._client_url, max_connections=64, timeout=30, socket_connect_timeout=3,
+                socket_timeout=10, health_check_interval=30, client_name="orquestrador",
             )  # fmt: skip
+            client = aioredis.Redis.from_pool(pool)
+            client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1))
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {where}: {self._scrub(exc)}") from None
         try:
