@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 SUBJECT = "orq.eventos"
 
-Evento = Literal["iniciado", "progresso", "retry", "dead_letter", "concluido"]
+# A job's end is its durable resultado_* envelope, so there is no "done" event.
+Evento = Literal["iniciado", "progresso", "retry", "dead_letter"]
 
 
 @dataclass(frozen=True)

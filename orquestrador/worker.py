@@ -331,7 +331,7 @@ class Worker:
             await job.delivery.ack()
         except BrokerError as exc:  # the result is out; a redelivery only repeats it
             job.log.warning("ack failed after the result was published: %s", exc)
-        self._emit(job, "concluido")
+        # No "concluido" event: the durable result already says so, one message less per job.
 
     async def _retry_or_give_up(self, job: _Job, exc: Exception) -> None:
         attempt = job.delivery.attempt
