@@ -6,8 +6,6 @@ Runs its own throwaway nats-server on a free loopback port, never the shared one
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -15,41 +13,11 @@ import pytest
 
 from orquestrador import AsyncOrquestrador, Worker, WorkerOptions
 from orquestrador.brokers import connect
-from orquestrador.brokers.embedded import find_binary
 from orquestrador.errors import BrokerError
 from orquestrador.plugins import Plugin
-from tests.conftest import unreachable
+from tests.servers import NatsServer
 
 pytestmark = pytest.mark.nats
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, port: int, store: Path) -> None:
-        self.port, self.store = port, store
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [find_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            subprocess.run(["sleep", "0.05"])
-        unreachable("throwaway nats-server")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def somar(payload: dict) -> dict:
@@ -57,9 +25,9 @@ def somar(payload: dict) -> dict:
 
 
 async def test_worker_and_orchestrator_survive_a_server_restart(tmp_path: Path):
-    server = Server(free_port(), tmp_path / "js")
+    server = NatsServer(tmp_path / "nats")
     server.start()
-    url = f"nats://127.0.0.1:{server.port}"
+    url = server.url
     nome = f"somar_{uuid.uuid4().hex[:6]}"
     broker = await connect(url)
     worker = Worker(broker, [Plugin("escavador", nome, somar, "tests")], WorkerOptions(fetch_timeout=0.5))
