@@ -7,6 +7,7 @@ DataFrames, so workers that import the package stay small.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -196,6 +197,9 @@ class Orquestrador:
 
     def close(self) -> None:
         if not self._loop.loop.is_closed():
+            live = sys.modules.get("orquestrador.notebook._live")  # loaded only if widgets were shown
+            if live is not None:
+                live.close_views(self)  # their final state, drawn while the broker is still open
             self._loop.run(self._core.close())
             self._loop.stop()
 
@@ -357,11 +361,14 @@ class Orquestrador:
 
     # -- notebook widgets (ipywidgets is imported only here, lazily) -----------------------
 
-    def painel(self) -> Any:
-        """A live dashboard: launch jobs, watch counts and queues, replay dead letters."""
+    def painel(self, dados: pd.DataFrame | None = None) -> Any:
+        """A live dashboard: launch jobs, watch counts and queues, replay dead letters.
+
+        With ``dados``, its launcher can send one job per row of a column of that DataFrame.
+        """
         from orquestrador.notebook import painel
 
-        return painel(self)
+        return painel(self, dados=dados)
 
     def rastreio(self, correlation_id: str) -> Any:
         """A live timeline of one chain (``rastrear`` gives the same as a DataFrame)."""

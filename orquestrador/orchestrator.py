@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orquestrador import envelope as wire
-from orquestrador import settings
+from orquestrador import settings, tracing
 from orquestrador.brokers import Broker, create_broker, resolve_url
 from orquestrador.brokers.base import Delivery
 from orquestrador.envelope import Envelope, TipoEvento
@@ -105,9 +105,12 @@ class AsyncOrquestrador:
         causation_id: str | None,
         headers: dict[str, str] | None,
         pipeline: str | None = None,
+        span: tracing.Span | None = None,
     ) -> tuple[Envelope, bytes]:
         if not isinstance(payload, dict):
             raise EnvelopeError(f"payload must be a dict (JSON object), got {type(payload).__name__}")
+        if span is not None:  # the trace of this job chain starts (or continues the caller's) here
+            headers = {**headers, **span.headers} if headers else span.headers
         env = wire.nova(
             tipo, payload, alvo=alvo, correlation_id=correlation_id, causation_id=causation_id,
             responder_para=self.responder_para, headers=headers,
@@ -115,7 +118,14 @@ class AsyncOrquestrador:
         if pipeline is not None:
             # The pipeline's runner reads the result first, then forwards it to us.
             env = env.with_changes(responder_para=f"pipeline_{pipeline}", responder_final=self.responder_para)
+        if span is not None and span.recording:
+            span.set_attribute("messaging.message.id", env.message_id)
+            span.set_attribute("orq.correlation_id", env.correlation_id)
         return env, wire.encode(env, max_bytes=self.max_message_bytes)
+
+    def _publish_span(self, fila: str, headers: dict[str, str] | None) -> tracing.Span:
+        attributes = tracing.messaging(self._broker().scheme, fila)
+        return tracing.start(f"orq.publish {fila}", "producer", headers, attributes)
 
     async def iniciar(
         self,
@@ -130,13 +140,16 @@ class AsyncOrquestrador:
     ) -> Envelope:
         """Publish one ``iniciar_*`` envelope; returns once the broker holds it durably."""
         fila = queue_for(KIND_OF[tipo], alvo)
-        env, body = self._envelope(tipo, alvo, payload, correlation_id, causation_id, headers, pipeline)
-        self.store.record_sent([env], fila)
-        try:
-            await self._broker().publish(fila, body, message_id=env.message_id)
-        except BaseException:
-            self.store.forget([env.message_id or ""])
-            raise
+        with self._publish_span(fila, headers) as span:
+            env, body = self._envelope(
+                tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span
+            )
+            self.store.record_sent([env], fila)
+            try:
+                await self._broker().publish(fila, body, message_id=env.message_id)
+            except BaseException:
+                self.store.forget([env.message_id or ""])
+                raise
         return env
 
     async def iniciar_lote(
@@ -153,13 +166,15 @@ class AsyncOrquestrador:
         fila = queue_for(KIND_OF[tipo], alvo)
         sent: list[Envelope] = []
         batch: list[tuple[Envelope, bytes]] = []
+        spans: list[tracing.Span] = []  # each job starts its own trace; spans end once confirmed
         for payload in payloads:
-            batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline))
+            spans.append(self._publish_span(fila, None))
+            batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline, spans[-1]))
             if len(batch) >= chunk:
-                sent += await self._send_chunk(fila, batch, on_progress)
-                batch = []
+                sent += await self._send_chunk(fila, batch, on_progress, spans)
+                batch, spans = [], []
         if batch:
-            sent += await self._send_chunk(fila, batch, on_progress)
+            sent += await self._send_chunk(fila, batch, on_progress, spans)
         return sent
 
     async def _send_chunk(
@@ -167,15 +182,21 @@ class AsyncOrquestrador:
         fila: str,
         batch: list[tuple[Envelope, bytes]],
         on_progress: Callable[[int], None] | None,
+        spans: list[tracing.Span],
     ) -> list[Envelope]:
         envelopes = [env for env, _ in batch]
         self.store.record_sent(envelopes, fila)
         try:
             await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
-        except BaseException:
+        except BaseException as exc:
             # Some of the chunk may be out; the broker's dedup makes a re-launch of them safe.
             log.error("batch publish to %s failed; %d jobs of this chunk unconfirmed", fila, len(batch))
+            for span in spans:
+                span.fail(exc)
+                span.end()
             raise
+        for span in spans:
+            span.end()
         if on_progress is not None:
             on_progress(len(batch))
         return envelopes

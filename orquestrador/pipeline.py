@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orquestrador import envelope as wire
+from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_queue_name
 from orquestrador.envelope import Envelope
 from orquestrador.errors import BrokerError, EnvelopeError, PluginError
@@ -141,9 +142,10 @@ class PipelineRunner:
             await delivery.dead_letter(reason, error_type=type(exc).__name__)
             return
         try:
-            for fila, child in children:
-                await self.broker.publish(fila, wire.encode(child), message_id=child.message_id)
-            filhos = [_summary(child) for _, child in children]
+            for fila, child, span in children:
+                with span:
+                    await self.broker.publish(fila, wire.encode(child), message_id=child.message_id)
+            filhos = [_summary(child) for _, child, _ in children]
             await self._forward(result.with_changes(filhos=filhos) if filhos else result, final)
             await delivery.ack()
         except BrokerError as exc:  # children carry stable ids: a retry does not double them
@@ -151,28 +153,33 @@ class PipelineRunner:
             with contextlib.suppress(BrokerError):
                 await delivery.nack(1.0)
 
-    def _children(self, result: Envelope, final: str) -> list[tuple[str, Envelope]]:
+    def _children(self, result: Envelope, final: str) -> list[tuple[str, Envelope, tracing.Span]]:
         kind = KIND_OF_RESULT.get(result.tipo_evento)
         if result.status == "erro" or kind is None or result.extras.get("parcial"):
             return []
-        out: list[tuple[str, Envelope]] = []
+        out: list[tuple[str, Envelope, tracing.Span]] = []
         for regra in self.pipeline.regras_de(kind, result.alvo):
             dest_kind, dest_alvo = regra.destino
             follows = bool(self.pipeline.regras_de(dest_kind, dest_alvo))
+            fila = queue_for(dest_kind, dest_alvo)
             for payload in regra.filhos(result.payload):
+                message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{result.message_id}/{len(out)}"))
+                # A child continues the result's trace: its span is a child of the result's.
+                attributes = tracing.messaging(self.broker.scheme, fila, message_id, result.correlation_id)
+                span = tracing.start(f"orq.publish {fila}", "producer", result.headers, attributes)
                 child = Envelope(
                     correlation_id=result.correlation_id,
                     tipo_evento=TIPO_DE[dest_kind],  # type: ignore[arg-type]
                     payload=payload,
                     timestamp=wire.now(),
-                    message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{result.message_id}/{len(out)}")),
+                    message_id=message_id,
                     causation_id=result.message_id,
                     alvo=dest_alvo,
                     responder_para=self.pipeline.fila if follows else final,
-                    headers=result.headers,
+                    headers=span.headers,
                     responder_final=final,
                 )
-                out.append((queue_for(dest_kind, dest_alvo), child))
+                out.append((fila, child, span))
         return out
 
     async def _forward(self, result: Envelope, final: str) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orquestrador import envelope as wire
+from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery
 from orquestrador.context import Contexto, JobLogger
 from orquestrador.envelope import Envelope, Erro
@@ -81,6 +82,7 @@ class _Job:
     delivery: Delivery
     envelope: Envelope
     log: JobLogger
+    span: tracing.Span
 
 
 class Worker:
@@ -203,13 +205,16 @@ class Worker:
                 await delivery.nack()
             raise
         except PermanentFailure as exc:
+            job.span.fail(exc)
             await self._give_up(job, exc)
         except Exception as exc:
+            job.span.fail(exc)
             await self._retry_or_give_up(job, exc)
         else:
             await self._succeed(job, result)
         finally:
             heartbeat.cancel()
+            job.span.end()
 
     async def _intake(self, plugin: Plugin, delivery: Delivery) -> _Job | None:
         try:
@@ -230,7 +235,10 @@ class Worker:
             {"correlation_id": env.correlation_id, "message_id": env.message_id,
              "alvo": plugin.nome, "tentativa": delivery.attempt},
         )  # fmt: skip
-        return _Job(plugin, delivery, env, bound)
+        attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
+        attributes["orq.tentativa"] = delivery.attempt
+        span = tracing.start(f"orq.handle {plugin.nome}", "consumer", env.headers, attributes)
+        return _Job(plugin, delivery, env, bound, span)
 
     async def _dead_letter_raw(self, delivery: Delivery, reason: str, error_type: str) -> None:
         log.warning("dead-lettering malformed message on %s: %s", delivery.queue, reason)
@@ -376,24 +384,26 @@ class Worker:
             # A retried job re-sends its parts with the same ids, so the store keeps each once.
             extras |= {"parcial": True, "parte": parte}
             message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{env.message_id}/{parte}"))
-        headers = {k: v for k, v in env.headers.items() if k in ("traceparent", "tracestate")}
-        resultado = Envelope(
-            correlation_id=env.correlation_id,
-            tipo_evento=wire.RESULTADO_DE[env.tipo_evento],  # type: ignore[arg-type]
-            payload=payload,
-            timestamp=wire.now(),
-            message_id=message_id,
-            causation_id=env.message_id,
-            alvo=job.plugin.nome,
-            tentativa=job.delivery.attempt,
-            headers=headers,
-            status=status,  # type: ignore[arg-type]
-            erro=erro,
-            **extras,
-        )
-        body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
         queue = env.responder_para or self.options.results_queue
-        await self.broker.publish(queue, body, message_id=resultado.message_id)
+        attributes = tracing.messaging(self.broker.scheme, queue, message_id, env.correlation_id)
+        attributes |= {"orq.tentativa": job.delivery.attempt, "orq.status": status}
+        with job.span.child("orq.result", "producer", attributes) as span:
+            resultado = Envelope(
+                correlation_id=env.correlation_id,
+                tipo_evento=wire.RESULTADO_DE[env.tipo_evento],  # type: ignore[arg-type]
+                payload=payload,
+                timestamp=wire.now(),
+                message_id=message_id,
+                causation_id=env.message_id,
+                alvo=job.plugin.nome,
+                tentativa=job.delivery.attempt,
+                headers=span.headers,  # the same trace, this result's own span id
+                status=status,  # type: ignore[arg-type]
+                erro=erro,
+                **extras,
+            )
+            body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
+            await self.broker.publish(queue, body, message_id=resultado.message_id)
 
     def _emit(self, job: _Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
         event = EventoJob(

@@ -47,6 +47,7 @@ class Ticker:
         self._orq = weakref.ref(orq)
         self._views: list[View] = []
         self._lock = threading.Lock()
+        self._drawing = threading.Lock()  # one redraw pass at a time: the thread's or close()'s
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._listener: Callable[[list[str]], None] = self._poke
@@ -75,6 +76,17 @@ class Ticker:
         if orq is not None and self._listener in orq._core.listeners:
             orq._core.listeners.remove(self._listener)
 
+    def close(self) -> None:
+        """Draw every view once more, then stop: called by ``Orquestrador.close()``.
+
+        Why: a notebook that closes its orchestrator right after the last result would otherwise
+        leave a dashboard up to ``interval`` seconds stale, showing jobs as unfinished forever.
+        """
+        with self._drawing:
+            if not self._stop.is_set():
+                self._draw()
+            self.stop()
+
     def _alive(self) -> bool:
         orq = self._orq()
         return orq is not None and not orq._loop.loop.is_closed() and not self._stop.is_set()
@@ -83,20 +95,32 @@ class Ticker:
         while self._alive():
             self._dirty.wait(self.idle)
             self._dirty.clear()
-            if not self._alive():
-                break
-            with self._lock:
-                views = list(self._views)
-            for view in views:
-                try:
-                    view.refresh()
-                except Exception as exc:  # a broken view must not stop the others
-                    _show_error(view, exc)
-                if view.finished:
-                    self.remove(view)
+            with self._drawing:
+                if not self._alive():
+                    break
+                self._draw()
             self._stop.wait(self.interval)
         with self._lock:
             self._views.clear()
+
+    def _draw(self) -> None:
+        with self._lock:
+            views = list(self._views)
+        for view in views:
+            try:
+                view.refresh()
+            except Exception as exc:  # a broken view must not stop the others
+                _show_error(view, exc)
+            if view.finished:
+                self.remove(view)
+
+
+def close_views(orq: Orquestrador) -> None:
+    """Final redraw of ``orq``'s live views, if it has any; its loop must still be running."""
+    with _tickers_lock:
+        current = _tickers.pop(orq, None)
+    if current is not None and current._thread.is_alive():
+        current.close()
 
 
 def _show_error(view: View, exc: Exception) -> None:

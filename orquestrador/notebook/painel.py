@@ -11,19 +11,33 @@ import ipywidgets as w
 from orquestrador.brokers.base import DLQ_REASON, QueueStats, dlq_of
 from orquestrador.notebook._live import esc, ticker
 from orquestrador.notebook.jobs import Rate, counts_html, fmt_seconds
+from orquestrador.notebook.lancador import Lancador
 from orquestrador.plugins import Plugin, registry
-from orquestrador.store import FINAIS
+from orquestrador.store import FINAIS, jobs_filter
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from orquestrador.facade import Orquestrador
 
 STATS_EVERY = 2.0  # queue stats are broker round trips: fewer of them than store reads
 
 
+JANELAS = [
+    ("all jobs", 0),
+    ("last 5 minutes", 300),
+    ("last 15 minutes", 900),
+    ("last hour", 3600),
+    ("last 24 hours", 86400),
+]  # the jobs view's time range: seconds back from now a job was sent within; 0 is all
+
+
 class Painel:
     """The dashboard. Every refresh reads aggregate counts, so its cost does not grow with jobs."""
 
-    def __init__(self, orq: Orquestrador, plugins: list[Plugin] | None = None) -> None:
+    def __init__(
+        self, orq: Orquestrador, plugins: list[Plugin] | None = None, dados: pd.DataFrame | None = None
+    ) -> None:
         self.orq = orq
         self.plugins = plugins if plugins is not None else registry.all()
         self.finished = False
@@ -32,14 +46,11 @@ class Painel:
         self._stats_at = 0.0
         self.stats: list[QueueStats] = []
 
-        options = [(f"{p.kind} {p.nome}", i) for i, p in enumerate(self.plugins)]
-        self.alvo = w.Dropdown(options=options, description="alvo")
-        self.payload = w.Textarea(value="{}", description="payload", layout=w.Layout(width="60%"))
-        self.copias = w.BoundedIntText(value=1, min=1, max=1_000_000, description="copies")
-        self.lancar = w.Button(description="Launch", button_style="primary")
-        self.mensagem = w.HTML()
-        self.lancar.on_click(lambda _: self.launch())
+        self.lancador = Lancador(orq, self.plugins, dados)
+        self.lancador.lancar.on_click(lambda _: ticker(self.orq)._dirty.set())
 
+        self.janela = w.Dropdown(options=JANELAS, value=0, description="show")
+        self.janela.observe(lambda _: self._redraw(), names="value")
         self.bar = w.IntProgress(value=0, min=0, max=1)
         self.status = w.HTML()
         self.erros = w.HTML()
@@ -50,42 +61,25 @@ class Painel:
         self.dead_letters = w.HTML()
         self.replay_button.on_click(lambda _: self.replay())
 
-        launcher = w.VBox([w.HBox([self.alvo, self.copias, self.lancar]), self.payload, self.mensagem])
-        jobs = w.VBox([self.bar, self.status, self.erros])
+        jobs = w.VBox([w.HBox([self.janela, self.bar]), self.status, self.erros])
         replay = w.HBox([self.dlq, self.replay_button])
         dead = w.VBox([self.filas, replay, self.replay_message, self.dead_letters])
-        self.widget = w.Tab(children=[launcher, jobs, dead])
-        for i, title in enumerate(["launch", "jobs", "queues"]):
-            self.widget.set_title(i, title)
+        tabs = w.Tab(children=[self.lancador.widget, dead])
+        for i, title in enumerate(["launch", "queues and dead letters"]):
+            tabs.set_title(i, title)
+        # The jobs view stays in sight: it is what one watches while the launcher is open.
+        self.widget = w.VBox([w.HTML("<b>orquestrador</b> · jobs"), jobs, tabs])
+        self.widget.add_class("orq-painel")
         self.refresh()
         ticker(orq).add(self)
 
     # -- actions ---------------------------------------------------------------------------
 
     def launch(self) -> int:
-        """Validate the payload, launch it (N copies); the error, if any, shows in the widget."""
-        try:
-            payload = json.loads(self.payload.value or "{}")
-        except json.JSONDecodeError as exc:
-            return self._launch_error(f"invalid JSON: {exc}")
-        if not isinstance(payload, dict):
-            return self._launch_error(f"the payload must be a JSON object, not {type(payload).__name__}")
-        if self.alvo.value is None:
-            return self._launch_error("no plugin registered: import the module that defines it")
-        plugin = self.plugins[self.alvo.value]
-        n = int(self.copias.value)
-        launch: Any = self.orq.iniciar_coletas if plugin.kind == "escavador" else self.orq.iniciar_execucoes
-        try:
-            lote = launch(plugin.nome, [dict(payload) for _ in range(n)], progress=False)
-        except Exception as exc:
-            return self._launch_error(f"{type(exc).__name__}: {exc}")
-        self.mensagem.value = f"launched {len(lote)} × <code>{esc(plugin.nome)}</code>"
+        """What the Launch button does: validate every payload, launch them, show the outcome."""
+        launched = self.lancador.launch()
         ticker(self.orq)._dirty.set()
-        return len(lote)
-
-    def _launch_error(self, message: str) -> int:
-        self.mensagem.value = f"<span style='color:#b00'>{esc(message, 1000)}</span>"
-        return 0
+        return launched
 
     def replay(self) -> int:
         """Move the selected queue's dead letters back onto it."""
@@ -106,31 +100,41 @@ class Painel:
 
     # -- refresh ---------------------------------------------------------------------------
 
+    def since(self) -> float | None:
+        """The start of the jobs view's time range (epoch seconds), or None for all jobs."""
+        return time.time() - self.janela.value if self.janela.value else None
+
+    def _redraw(self) -> None:
+        """Redraw at once (a changed time range), never alongside the refresh thread."""
+        with ticker(self.orq)._drawing:
+            self.refresh()
+
     def refresh(self) -> None:
         self.refreshes += 1
         store = self.orq._core.store
-        counts = store.count_by_state()
+        since = self.since()
+        everything = store.count_by_state()
+        counts = everything if since is None else _counts_since(store, since)
         total = sum(counts.values())
         done = sum(counts.get(s, 0) for s in FINAIS)
-        self.rate.add(done)
+        # Throughput is of the whole system: jobs ageing out of the range must not make it negative.
+        self.rate.add(sum(everything.get(s, 0) for s in FINAIS))
         self.bar.max = max(1, total)
         self.bar.value = done
         self.status.value = (
             f"{done}/{total} done · {counts_html(counts)} · {self.rate.per_second:.1f} jobs/s · "
             f"ETA {fmt_seconds(self.rate.eta(total - done))}"
         )
-        self.erros.value = self._errors_html(store)
+        self.erros.value = self._errors_html(store, since)
         if time.monotonic() - self._stats_at >= STATS_EVERY:
             self._stats_at = time.monotonic()
             self._refresh_stats()
 
-    def _errors_html(self, store: Any) -> str:
+    def _errors_html(self, store: Any, since: float | None) -> str:
+        where, args = jobs_filter(estado=["erro", "dead-lettered"], desde=since)
         rows = (
             store._conn()
-            .execute(
-                "SELECT alvo, estado, erro FROM jobs WHERE estado IN ('erro', 'dead-lettered') "
-                "ORDER BY rowid DESC LIMIT 5"
-            )
+            .execute(f"SELECT alvo, estado, erro FROM jobs{where} ORDER BY rowid DESC LIMIT 5", args)
             .fetchall()
         )
         if not rows:
@@ -193,6 +197,17 @@ class Painel:
         self.widget.close()
 
 
-def painel(orq: Orquestrador, plugins: list[Plugin] | None = None) -> Painel:
-    """Build the dashboard; display ``painel(orq)`` (or ``.widget``) in a cell."""
-    return Painel(orq, plugins)
+def _counts_since(store: Any, since: float) -> dict[str, int]:
+    where, args = jobs_filter(desde=since)
+    rows = store._conn().execute(f"SELECT estado, COUNT(*) FROM jobs{where} GROUP BY estado", args)
+    return {r[0]: r[1] for r in rows}
+
+
+def painel(
+    orq: Orquestrador, plugins: list[Plugin] | None = None, dados: pd.DataFrame | None = None
+) -> Painel:
+    """Build the dashboard; display ``painel(orq)`` (or ``.widget``) in a cell.
+
+    With ``dados``, the launcher offers one job per row of any of its columns.
+    """
+    return Painel(orq, plugins, dados)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from orquestrador import Orquestrador, Worker, WorkerOptions
 from orquestrador.brokers import connect
@@ -110,13 +111,14 @@ def test_a_page_title_and_an_error_show_literally(env) -> None:  # type: ignore[
 def test_payload_errors_show_in_the_widget_and_launch_n_copies(env) -> None:  # type: ignore[no-untyped-def]
     orq, _, plugin = env
     board = painel(orq, [plugin])
-    board.payload.value = '{"titulo": '
-    assert board.launch() == 0 and "invalid JSON" in board.mensagem.value
-    board.payload.value = f'["{EVIL}"]'
-    assert board.launch() == 0 and "JSON object" in board.mensagem.value
-    board.payload.value = '{"titulo": "x"}'
-    board.copias.value = 25
-    assert board.launch() == 25
+    form = board.lancador
+    form.payload.value = '{"titulo": '
+    assert board.launch() == 0 and "invalid JSON" in form.mensagem.value
+    form.payload.value = f'["{EVIL}"]'
+    assert board.launch() == 0 and "JSON object" in form.mensagem.value and "<img" not in form.mensagem.value
+    form.payload.value = '{"titulo": "x"}'
+    form.copias.value = 25
+    assert board.launch() == 25 and "launched 25" in form.mensagem.value
     wait_until(lambda: orq._core.store.count_by_state().get("ok") == 25)
     board.refresh()
     assert "25/25 done" in board.status.value and board.bar.value == 25
@@ -199,3 +201,77 @@ def test_dead_letters_show_escaped_and_replay(env) -> None:  # type: ignore[no-u
     assert ESCAPED in board.dead_letters.value and "<img" not in board.dead_letters.value
     assert board.replay() == 1 and "replayed 1" in board.replay_message.value
     board.close()
+
+
+class Pagina(BaseModel):
+    url: str
+    titulo: str = "ok"
+
+
+def test_the_launcher_checks_the_plugin_schema_and_launches_a_dataframe_column(env) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    orq, nome, _ = env
+    plugin = Plugin("escavador", nome, pagina, "tests", schema=Pagina)
+    dados = pd.DataFrame({"url": [f"http://127.0.0.1/{i}" for i in range(12)], "n": range(12)})
+    board = orq.painel(dados)
+    board.plugins[:] = [plugin]  # the registry's plugins, narrowed to this test's
+    form = board.lancador
+    form.alvo.options = [("escavador " + nome, 0)]
+    form.alvo.value = 0
+    form._show_schema()
+    assert "<code>url</code> string <b>required</b>" in form.esquema.value
+
+    form.payload.value = '{"titulo": "x"}'
+    assert board.launch() == 0 and "url: Field required" in form.mensagem.value
+    assert orq._core.store.count_by_state() == {}, "nothing leaves when a payload is invalid"
+
+    form.fonte.value = "n"  # one job per row, but n is not a url: row 0 is refused before any launch
+    assert form.copias.disabled
+    assert board.launch() == 0 and "row 0: " in form.mensagem.value
+
+    form.fonte.value = "url"
+    form.payload.value = f'{{"titulo": "{EVIL}"}}'
+    assert board.launch() == 12
+    wait_until(lambda: orq._core.store.count_by_state().get("ok") == 12)
+    sent = orq.resultados(alvo=nome)
+    assert sorted(sent["payload.url"]) == sorted(dados["url"]) and set(sent["resultado.titulo"]) == {EVIL}
+    board.close()
+
+
+def test_the_jobs_view_shows_the_chosen_time_range(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    old = orq.iniciar_coletas(nome, [{"n": i} for i in range(3)] + [{"falhar": True}], progress=False)
+    old.wait(20)
+    # Those four were sent two hours ago, as far as the store knows.
+    ids = [j.message_id for j in old]
+    orq._core.store._conn().execute(
+        f"UPDATE jobs SET enviado_em = enviado_em - 7200, concluido_em = concluido_em - 7200 "
+        f"WHERE message_id IN ({','.join('?' * len(ids))})",
+        ids,
+    )
+    orq.iniciar_coletas(nome, [{"n": i} for i in range(5)], progress=False).wait(20)
+    board = Painel(orq, [plugin])
+    assert "9/9 done" in board.status.value and "PermanentFailure" in board.erros.value
+    board.janela.value = 300  # last 5 minutes: redrawn at once
+    assert "5/5 done" in board.status.value and board.bar.value == 5 and board.bar.max == 5
+    assert board.erros.value == "", "the error two hours ago is outside the range"
+    board.janela.value = 86400
+    assert "9/9 done" in board.status.value and "dead-lettered" in board.erros.value
+    board.close()
+
+
+def test_closing_the_orchestrator_draws_the_final_counts(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    live = ticker(orq)
+    board = Painel(orq, [plugin])
+    live.interval = live.idle = 3600.0  # after its next pass the refresh thread sleeps an hour
+    before = board.refreshes
+    orq.iniciar_coleta(nome, {"n": -1}).wait(20)
+    wait_until(lambda: board.refreshes > before)
+    orq.iniciar_coletas(nome, [{"n": i} for i in range(30)], progress=False).wait(20)
+    time.sleep(0.5)
+    assert "31/31 done" not in board.status.value, "no timed redraw since the first job"
+    orq.close()  # what a notebook's last cell does right after the last result
+    assert "31/31 done" in board.status.value and "ok</b> 31" in board.status.value
+    assert live._stop.is_set()

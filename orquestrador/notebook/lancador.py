@@ -1,0 +1,154 @@
+"""The painel's launch form: pick a plugin, edit a payload, launch one job or a batch.
+
+Why a form of its own: every payload is checked (JSON, then the plugin's pydantic schema) before
+any job leaves, so a typo in row 900 of a DataFrame does not launch 899 jobs and fail the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+from pydantic import ValidationError
+
+from orquestrador.errors import OrquestradorError
+from orquestrador.notebook._live import esc
+from orquestrador.plugins import Plugin
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from orquestrador.facade import Orquestrador
+
+
+class PayloadError(OrquestradorError, ValueError):
+    """A payload the form refuses to launch; its message is shown in the form."""
+
+
+class Lancador:
+    """The launch form. ``dados`` offers its columns as a source of one payload per row."""
+
+    def __init__(self, orq: Orquestrador, plugins: list[Plugin], dados: pd.DataFrame | None = None) -> None:
+        self.orq = orq
+        self.plugins = plugins
+        self.dados = dados
+        options = [(f"{p.kind} {p.nome}", i) for i, p in enumerate(plugins)]
+        self.alvo = w.Dropdown(options=options, description="alvo")
+        self.payload = w.Textarea(value="{}", description="payload", layout=w.Layout(width="60%"))
+        columns = [] if dados is None else [(f"one job per row of column {c!s}", c) for c in dados.columns]
+        self.fonte = w.Dropdown(options=[("the payload, N copies", None), *columns], description="launch")
+        self.copias = w.BoundedIntText(value=1, min=1, max=1_000_000, description="copies")
+        self.lancar = w.Button(description="Launch", button_style="primary")
+        self.esquema = w.HTML()
+        self.mensagem = w.HTML()
+        self.lancar.on_click(lambda _: self.launch())
+        self.alvo.observe(lambda _: self._show_schema(), names="value")
+        self.fonte.observe(lambda _: self._sync_copies(), names="value")
+        self.widget = w.VBox(
+            [
+                w.HBox([self.alvo, self.fonte, self.copias, self.lancar]),
+                self.payload,
+                self.esquema,
+                self.mensagem,
+            ]
+        )
+        self._show_schema()
+
+    @property
+    def plugin(self) -> Plugin | None:
+        return None if self.alvo.value is None else self.plugins[self.alvo.value]
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """Every payload the form would launch, each valid for the plugin; else PayloadError."""
+        try:
+            base = json.loads(self.payload.value or "{}")
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"invalid JSON: {exc}") from None
+        if not isinstance(base, dict):
+            raise PayloadError(f"the payload must be a JSON object, not {type(base).__name__}")
+        plugin = self.plugin
+        if plugin is None:
+            raise PayloadError("no plugin registered: import the module that defines it")
+        if self.fonte.value is None or self.dados is None:
+            items = [dict(base) for _ in range(int(self.copias.value))]
+            rows: list[Any] = [None] * len(items)
+        else:
+            column = self.fonte.value
+            series = self.dados[column]
+            items = [_row_payload(base, column, value) for value in series.tolist()]
+            rows = list(series.index)
+            if not items:
+                raise PayloadError(f"column {column!s} has no rows")
+        if plugin.schema is not None:
+            for row, item in zip(rows, items, strict=True):
+                _validate(plugin, item, row)
+        return items
+
+    def launch(self) -> int:
+        """Validate every payload, then launch them all; the outcome shows in the form."""
+        try:
+            items = self.payloads()
+        except PayloadError as exc:
+            return self._error(str(exc))
+        plugin = self.plugin
+        assert plugin is not None  # payloads() refused otherwise
+        start: Any = self.orq.iniciar_coletas if plugin.kind == "escavador" else self.orq.iniciar_execucoes
+        try:
+            lote = start(plugin.nome, items, progress=False)
+        except Exception as exc:  # a broker error: shown where the user clicked
+            return self._error(f"{type(exc).__name__}: {exc}")
+        self.mensagem.value = f"launched {len(lote)} × <code>{esc(plugin.nome)}</code>"
+        return len(lote)
+
+    def _error(self, message: str) -> int:
+        self.mensagem.value = f"<span style='color:#b00'>{esc(message, 1000)}</span>"
+        return 0
+
+    def _sync_copies(self) -> None:
+        self.copias.disabled = self.fonte.value is not None
+
+    def _show_schema(self) -> None:
+        plugin = self.plugin
+        if plugin is None or plugin.schema is None:
+            self.esquema.value = "<small>no payload schema: any JSON object is sent as is</small>"
+            return
+        spec = plugin.schema.model_json_schema()
+        required = set(spec.get("required", []))
+        fields = [
+            f"<code>{esc(name)}</code> {esc(prop.get('type', prop.get('anyOf', '')))}"
+            + (" <b>required</b>" if name in required else "")
+            for name, prop in spec.get("properties", {}).items()
+        ]
+        self.esquema.value = "<small>payload fields: " + ", ".join(fields) + "</small>"
+
+
+def _row_payload(base: dict[str, Any], column: Any, value: Any) -> dict[str, Any]:
+    """A dict cell is the payload (over the editor's defaults); any other value becomes one field."""
+    if isinstance(value, dict):
+        return {**base, **value}
+    return {**base, str(column): _plain(value)}
+
+
+def _plain(value: Any) -> Any:
+    """DataFrame cells as JSON values: NaN is null, timestamps are ISO text."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _validate(plugin: Plugin, payload: dict[str, Any], row: Any) -> None:
+    assert plugin.schema is not None
+    try:
+        plugin.schema.model_validate(payload)
+    except ValidationError as exc:
+        where = "" if row is None else f"row {row}: "
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise PayloadError(f"{where}not a valid {plugin.nome} payload: {problems}") from None
