@@ -37,8 +37,13 @@ class Lancador:
         options = [(f"{p.kind} {p.nome}", i) for i, p in enumerate(plugins)]
         self.alvo = w.Dropdown(options=options, description="alvo")
         self.payload = w.Textarea(value="{}", description="payload", layout=w.Layout(width="60%"))
-        columns = [] if dados is None else [(f"one job per row of column {c!s}", c) for c in dados.columns]
-        self.fonte = w.Dropdown(options=[("the payload, N copies", None), *columns], description="launch")
+        # Values are column positions (-1: the editor's payload): a column may be named anything.
+        columns = (
+            [] if dados is None else [(f"one job per row of {c!s}", i) for i, c in enumerate(dados.columns)]
+        )
+        self.fonte = w.Dropdown(
+            options=[("the payload, N copies", -1), *columns], value=-1, description="launch"
+        )
         self.copias = w.BoundedIntText(value=1, min=1, max=1_000_000, description="copies")
         self.lancar = w.Button(description="Launch", button_style="primary")
         self.esquema = w.HTML()
@@ -71,12 +76,12 @@ class Lancador:
         plugin = self.plugin
         if plugin is None:
             raise PayloadError("no plugin registered: import the module that defines it")
-        if self.fonte.value is None or self.dados is None:
+        if self.fonte.value < 0 or self.dados is None:
             items = [dict(base) for _ in range(int(self.copias.value))]
             rows: list[Any] = [None] * len(items)
         else:
-            column = self.fonte.value
-            series = self.dados[column]
+            column = self.dados.columns[self.fonte.value]
+            series = self.dados.iloc[:, self.fonte.value]
             items = [_row_payload(base, column, value) for value in series.tolist()]
             rows = list(series.index)
             if not items:
@@ -107,7 +112,7 @@ class Lancador:
         return 0
 
     def _sync_copies(self) -> None:
-        self.copias.disabled = self.fonte.value is not None
+        self.copias.disabled = self.fonte.value >= 0
 
     def _show_schema(self) -> None:
         plugin = self.plugin

@@ -65,7 +65,7 @@ class Painel:
         replay = w.HBox([self.dlq, self.replay_button])
         dead = w.VBox([self.filas, replay, self.replay_message, self.dead_letters])
         tabs = w.Tab(children=[self.lancador.widget, dead])
-        for i, title in enumerate(["launch", "queues and dead letters"]):
+        for i, title in enumerate(["launch", "queues"]):
             tabs.set_title(i, title)
         # The jobs view stays in sight: it is what one watches while the launcher is open.
         self.widget = w.VBox([w.HTML("<b>orquestrador</b> · jobs"), jobs, tabs])

@@ -214,23 +214,25 @@ def test_the_launcher_checks_the_plugin_schema_and_launches_a_dataframe_column(e
     orq, nome, _ = env
     plugin = Plugin("escavador", nome, pagina, "tests", schema=Pagina)
     dados = pd.DataFrame({"url": [f"http://127.0.0.1/{i}" for i in range(12)], "n": range(12)})
-    board = orq.painel(dados)
-    board.plugins[:] = [plugin]  # the registry's plugins, narrowed to this test's
+    from_registry = orq.painel(dados)  # every registered plugin; the DataFrame's columns as sources
+    assert [label for label, _ in from_registry.lancador.fonte.options][1:] == [
+        "one job per row of url",
+        "one job per row of n",
+    ]
+    from_registry.close()
+    board = painel(orq, [plugin], dados)
     form = board.lancador
-    form.alvo.options = [("escavador " + nome, 0)]
-    form.alvo.value = 0
-    form._show_schema()
     assert "<code>url</code> string <b>required</b>" in form.esquema.value
 
     form.payload.value = '{"titulo": "x"}'
     assert board.launch() == 0 and "url: Field required" in form.mensagem.value
     assert orq._core.store.count_by_state() == {}, "nothing leaves when a payload is invalid"
 
-    form.fonte.value = "n"  # one job per row, but n is not a url: row 0 is refused before any launch
+    form.fonte.value = 1  # one job per row, but n is not a url: row 0 is refused before any launch
     assert form.copias.disabled
     assert board.launch() == 0 and "row 0: " in form.mensagem.value
 
-    form.fonte.value = "url"
+    form.fonte.value = 0
     form.payload.value = f'{{"titulo": "{EVIL}"}}'
     assert board.launch() == 12
     wait_until(lambda: orq._core.store.count_by_state().get("ok") == 12)
