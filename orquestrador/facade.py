@@ -331,15 +331,16 @@ class Orquestrador:
         ate: datetime | None = None,
     ) -> pd.DataFrame:
         """One row per job, payload and result flattened into columns; typed times."""
-        from orquestrador.analysis import jobs_frame
+        from orquestrador.analysis import jobs_frame, read_jobs
+        from orquestrador.store import jobs_filter
 
-        rows = self._core.store.jobs(
+        where, args = jobs_filter(
             alvo=alvo,
             estado=status,
             desde=desde.timestamp() if desde else None,
             ate=ate.timestamp() if ate else None,
         )
-        return jobs_frame(rows)
+        return jobs_frame(read_jobs(self._core.store.path, where, args))
 
     def rastrear(self, correlation_id: str) -> pd.DataFrame:
         """Every envelope and lifecycle event of one chain, in time order."""

@@ -286,25 +286,10 @@ class Store:
         ate: float | None = None,
         correlation_id: str | None = None,
     ) -> list[sqlite3.Row]:
-        where, args = [], []
-        if alvo is not None:
-            where.append("alvo = ?")
-            args.append(alvo)
-        if estado is not None:
-            states = [estado] if isinstance(estado, str) else list(estado)
-            where.append(f"estado IN ({','.join('?' * len(states))})")
-            args.extend(states)
-        if desde is not None:
-            where.append("COALESCE(enviado_em, concluido_em) >= ?")
-            args.append(desde)
-        if ate is not None:
-            where.append("COALESCE(enviado_em, concluido_em) < ?")
-            args.append(ate)
-        if correlation_id is not None:
-            where.append("correlation_id = ?")
-            args.append(correlation_id)
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        return self._conn().execute(sql + " ORDER BY rowid", args).fetchall()
+        where, args = jobs_filter(
+            alvo=alvo, estado=estado, desde=desde, ate=ate, correlation_id=correlation_id
+        )
+        return self._conn().execute(f"SELECT * FROM jobs{where} ORDER BY rowid", args).fetchall()
 
     def count_by_state(self, message_ids: Sequence[str] | None = None) -> dict[str, int]:
         if message_ids is None:
@@ -347,6 +332,36 @@ class Store:
             })  # fmt: skip
         rows.sort(key=lambda row: row["momento"])
         return rows
+
+
+def jobs_filter(
+    *,
+    alvo: str | None = None,
+    estado: str | Sequence[str] | None = None,
+    desde: float | None = None,
+    ate: float | None = None,
+    correlation_id: str | None = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a jobs query, shared by row reads and the columnar reader."""
+    where: list[str] = []
+    args: list[Any] = []
+    if alvo is not None:
+        where.append("alvo = ?")
+        args.append(alvo)
+    if estado is not None:
+        states = [estado] if isinstance(estado, str) else list(estado)
+        where.append(f"estado IN ({','.join('?' * len(states))})")
+        args.extend(states)
+    if desde is not None:
+        where.append("COALESCE(enviado_em, concluido_em) >= ?")
+        args.append(desde)
+    if ate is not None:
+        where.append("COALESCE(enviado_em, concluido_em) < ?")
+        args.append(ate)
+    if correlation_id is not None:
+        where.append("correlation_id = ?")
+        args.append(correlation_id)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 def _estado_of(env: Envelope) -> str:
