@@ -293,6 +293,9 @@ def plugins() -> None:
 from orquestrador.cli_ops import register as _register_ops  # noqa: E402 - after the core commands
 
 _register_ops(app)
+from orquestrador.asyncapi import register as _register_asyncapi  # noqa: E402
+
+_register_asyncapi(app)
 
 
 def main() -> None:

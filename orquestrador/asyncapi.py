@@ -1,0 +1,295 @@
+"""``orq asyncapi``: the toolkit's messages as an AsyncAPI 3.0 document.
+
+Teams that publish jobs from other languages, or that keep a catalogue of their event-driven
+services, read AsyncAPI. The document is generated from the same pydantic models that validate
+envelopes on the wire and from the plugins registered in this process, so it cannot drift from
+what workers accept. It describes the configured broker as its server, never its password.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from orquestrador import __version__, settings
+from orquestrador.brokers.base import DLQ_ATTEMPTS, DLQ_ERROR_TYPE, DLQ_REASON, dlq_of
+from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, RESULTADO_DE, Envelope
+from orquestrador.errors import ConfigError
+from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
+from orquestrador.eventos import EventoJob
+from orquestrador.plugins import Plugin, registry
+
+VERSION = "3.0.0"
+REF = "#/components/schemas/{model}"
+PROTOCOLS = {"nats": "nats", "tls": "nats", "redis": "redis", "rediss": "redis", "amqp": "amqp",
+             "amqps": "amqps", "memory": "memory"}  # fmt: skip
+DESCRIPTIONS = {
+    "iniciar_coleta": "Asks an escavador (scraper) to collect; answered by resultado_coleta.",
+    "iniciar_execucao": "Asks an executor to act; answered by resultado_execucao.",
+    "resultado_coleta": "An escavador's answer: status ok with its result, or erro with the reason.",
+    "resultado_execucao": "An executor's answer: status ok with its result, or erro with the reason.",
+}
+KIND_OF_TIPO = {"iniciar_coleta": "escavador", "iniciar_execucao": "executor"}
+
+
+def _id(name: str) -> str:
+    """A channel key: AsyncAPI keys allow letters, digits, '_' and '-'; no queue name ends in '__dlq'."""
+    return name.replace(".dlq", "__dlq")
+
+
+def _schemas(plugins: list[Plugin]) -> tuple[dict[str, Any], dict[str, str]]:
+    """JSON Schemas of the envelope and of every plugin payload, sharing one ``$defs`` namespace."""
+    models: list[type[BaseModel]] = [Envelope, *(p.schema for p in plugins if p.schema is not None)]
+    keys, top = models_json_schema([(m, "validation") for m in dict.fromkeys(models)], ref_template=REF)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    names = {m: value["$ref"].rsplit("/", 1)[1] for (m, _), value in keys.items()}
+    envelope = schemas[names[Envelope]]
+    for tipo in (*RESULTADO_DE, *RESULTADO_DE.values()):
+        specific = copy.deepcopy(envelope)
+        specific["title"] = tipo
+        specific["description"] = DESCRIPTIONS[tipo]
+        specific["properties"]["tipo_evento"] = {"const": tipo, "title": "Tipo Evento"}
+        if tipo in RESULTADO_DE:  # a request carries no status or erro
+            for field in ("status", "erro"):
+                specific["properties"].pop(field, None)
+        schemas[tipo] = specific
+    event = TypeAdapter(EventoJob).json_schema(ref_template=REF)
+    schemas["EventoJob"] = event
+    plugin_schemas = {f"{p.kind}_{p.nome}": names[p.schema] for p in plugins if p.schema is not None}
+    return schemas, plugin_schemas
+
+
+def _message(tipo: str, payload: dict[str, Any], title: str | None = None) -> dict[str, Any]:
+    return {
+        "name": tipo,
+        "title": title or tipo,
+        "summary": DESCRIPTIONS[tipo],
+        "contentType": "application/json",
+        "payload": payload,
+    }
+
+
+def _server(url: str | None) -> dict[str, Any]:
+    """The broker as an AsyncAPI server: host and path only, credentials never included."""
+    if url is None:
+        from orquestrador.brokers import embedded
+
+        running = embedded.status(settings.home())
+        if running is None:
+            return {"host": "127.0.0.1", "protocol": "nats",
+                    "description": "The embedded NATS server (JetStream), started on a free port on "
+                    "first use; set ORQ_BROKER_URL or --broker to describe a shared broker."}  # fmt: skip
+        url = running.url
+    parts = urlsplit(settings.check_url(url))
+    host = parts.hostname or parts.netloc or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    server: dict[str, Any] = {
+        "host": host,
+        "protocol": PROTOCOLS.get(parts.scheme, parts.scheme),
+        "description": f"Configured broker {settings.redact_url(url)}",
+    }
+    if parts.path not in ("", "/"):
+        server["pathname"] = parts.path
+    if parts.scheme in ("tls", "rediss"):
+        server["description"] += " (TLS)"
+    if parts.username or parts.password:
+        server["security"] = [{"$ref": "#/components/securitySchemes/credentials"}]
+    return server
+
+
+def _dead_letter_headers() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Broker message headers a dead letter carries besides its original envelope.",
+        "properties": {
+            DLQ_REASON: {"type": "string", "description": "Why it was dead-lettered."},
+            DLQ_ERROR_TYPE: {"type": "string", "description": "The exception type."},
+            DLQ_ATTEMPTS: {"type": "string", "description": "Attempts made, as a decimal string."},
+        },
+    }
+
+
+def document(
+    url: str | None = None, plugins: list[Plugin] | None = None, results_queue: str | None = None
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document for ``plugins`` (default: every registered one) on ``url``."""
+    plugins = registry.all() if plugins is None else plugins
+    results = settings.results_queue(results_queue) or DEFAULT_RESULTS_QUEUE
+    schemas, plugin_schemas = _schemas(plugins)
+    messages: dict[str, Any] = {
+        tipo: _message(tipo, {"$ref": REF.format(model=tipo)}) for tipo in DESCRIPTIONS
+    }
+    messages["dead_letter"] = {
+        "name": "dead_letter", "title": "dead letter", "contentType": "application/json",
+        "summary": "The original message, unchanged, after its last failed attempt (or invalid input).",
+        "headers": _dead_letter_headers(), "payload": {},
+    }  # fmt: skip
+    messages["evento"] = {
+        "name": "evento", "title": "lifecycle event", "contentType": "application/json",
+        "summary": "Best-effort progress of a job (started, progress, retry scheduled, dead-lettered).",
+        "payload": {"$ref": REF.format(model="EventoJob")},
+    }  # fmt: skip
+    results_id = _id(results)
+    channels: dict[str, Any] = {
+        results_id: {
+            "address": results,
+            "title": "results",
+            "description": "Default results queue (responder_para) of the orchestrator.",
+            "messages": {t: {"$ref": f"#/components/messages/{t}"} for t in RESULTADO_DE.values()},
+        },
+        "eventos": {
+            "address": EVENTS_SUBJECT,
+            "description": "Pub/sub subject (not a queue) of lifecycle events; losing one loses no job.",
+            "messages": {"evento": {"$ref": "#/components/messages/evento"}},
+        },
+    }
+    operations: dict[str, Any] = {
+        f"collect_{results_id}": _operation("receive", results_id, RESULTADO_DE.values(),
+                                            "The orchestrator records results in its store."),
+        "emit_eventos": _operation("send", "eventos", ["evento"], "Workers report job progress."),
+        "watch_eventos": _operation("receive", "eventos", ["evento"], "Orchestrators and widgets watch."),
+    }  # fmt: skip
+    for plugin in plugins:
+        tipo, fila = plugin.tipo_evento, plugin.fila
+        message_ref = f"#/components/messages/{tipo}"
+        if plugin.schema is not None:  # this plugin's payload, validated by its workers
+            name = _id(f"{tipo}_{plugin.nome}")
+            payload = {"$ref": REF.format(model=plugin_schemas[f"{plugin.kind}_{plugin.nome}"])}
+            messages[name] = _message(tipo, {"allOf": [
+                {"$ref": REF.format(model=tipo)},
+                {"type": "object", "properties": {"payload": payload}},
+            ]}, title=f"{tipo} for {plugin.kind} {plugin.nome}")  # fmt: skip
+            message_ref = f"#/components/messages/{name}"
+        channel_id, dlq_id = _id(fila), _id(dlq_of(fila))
+        channels[channel_id] = {
+            "address": fila,
+            "title": f"{plugin.kind} {plugin.nome}",
+            "description": f"Jobs for {plugin.kind} {plugin.nome!r} ({plugin.origem}).",
+            "messages": {tipo: {"$ref": message_ref}},
+        }
+        channels[dlq_id] = {
+            "address": dlq_of(fila),
+            "description": f"Dead letters of {fila}: see them with `orq dlq list`, `orq dlq replay` them.",
+            "messages": {"dead_letter": {"$ref": "#/components/messages/dead_letter"}},
+        }
+        resultado = RESULTADO_DE[tipo]
+        launch = _operation("send", channel_id, [tipo], f"The orchestrator launches {plugin.kind} jobs.")
+        launch["reply"] = {
+            "address": {"location": "$message.payload#/responder_para",
+                        "description": f"The requester's results queue (default {results})."},
+            "channel": {"$ref": f"#/channels/{results_id}"},
+            "messages": [{"$ref": f"#/channels/{results_id}/messages/{resultado}"}],
+        }  # fmt: skip
+        operations[f"launch_{channel_id}"] = launch
+        operations[f"handle_{channel_id}"] = _operation(
+            "receive", channel_id, [tipo], f"{plugin.kind} workers run {plugin.nome!r}; ack after the result."
+        )
+        operations[f"answer_{channel_id}"] = _operation(
+            "send", results_id, [resultado], f"{plugin.kind} workers answer to the job's responder_para."
+        )
+        operations[f"inspect_{dlq_id}"] = _operation(
+            "receive", dlq_id, ["dead_letter"], "Operators list and replay dead letters."
+        )
+    components: dict[str, Any] = {"schemas": schemas, "messages": messages}
+    server = _server(settings.broker_url(url))
+    if "security" in server:
+        components["securitySchemes"] = {
+            "credentials": {"type": "userPassword", "description": "Broker user and password (not shown)."}
+        }
+    return {
+        "asyncapi": VERSION,
+        "info": {
+            "title": "orquestrador job envelopes",
+            "version": __version__,
+            "description": "Wire format v1: JSON envelopes of job chains (iniciar_* jobs, resultado_* "
+            "answers sharing one correlation_id). Fields beyond correlation_id, tipo_evento, payload "
+            "and timestamp are optional on read; unknown fields are kept. headers.traceparent carries "
+            "the W3C trace context of the chain.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {"broker": server},
+        "channels": channels,
+        "operations": operations,
+        "components": components,
+    }
+
+
+def _operation(action: str, channel_id: str, messages: Any, description: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel_id}"},
+        "description": description,
+        "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in messages],
+    }
+
+
+def render(doc: dict[str, Any], fmt: str) -> str:
+    """JSON always; YAML only where PyYAML is installed (it is not a dependency of ours)."""
+    if fmt == "json":
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError("YAML output needs PyYAML: pip install pyyaml, or use --format json") from None
+    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="json or yaml (default: from the --output extension, else json)."),
+]
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--broker", "-b", help="Broker URL to describe (default: $ORQ_BROKER_URL, else embedded NATS)."
+    ),
+]
+ModuleOpt = Annotated[
+    list[str] | None,
+    typer.Option("--module", "-m", help="Import plugins from this module first (repeatable)."),
+]
+ResultsOpt = Annotated[
+    str | None,
+    typer.Option(help="Results queue (default: $ORQ_RESULTS_QUEUE, else orquestrador_resultados)."),
+]
+
+
+def asyncapi(
+    output: OutputOpt = None,
+    fmt: FormatOpt = None,
+    broker: BrokerOpt = None,
+    module: ModuleOpt = None,
+    results_queue: ResultsOpt = None,
+) -> None:
+    """Write an AsyncAPI 3.0 document of the envelopes, plugin queues and broker in use."""
+    from orquestrador.cli import _import_modules
+
+    _import_modules(module or [])
+    chosen = fmt or ("yaml" if output is not None and output.suffix in (".yaml", ".yml") else "json")
+    if chosen not in ("json", "yaml"):
+        raise ConfigError(f"unknown format {chosen!r}: use json or yaml")
+    text = render(document(broker, results_queue=results_queue), chosen)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``orq asyncapi`` (called once by :mod:`orquestrador.cli`)."""
+    app.command("asyncapi")(asyncapi)
+
+
+__all__ = ["document", "register", "render"]
