@@ -67,8 +67,8 @@ def _refs(node: Any) -> Iterator[str]:
 
 
 def _validator(doc: dict[str, Any], message: str) -> jsonschema.Validator:
-    """Validates against a message's payload, with ``#/components/...`` resolved in the document."""
-    return jsonschema.Draft202012Validator({**doc, "$ref": f"#/components/messages/{message}/payload"})
+    """Validates against a message's payload as AsyncAPI does (JSON Schema draft-07), refs resolved."""
+    return jsonschema.Draft7Validator({**doc, "$ref": f"#/components/messages/{message}/payload"})
 
 
 def test_the_document_is_structurally_valid_asyncapi_3(plugins: tuple[Plugin, Plugin]):
@@ -90,9 +90,9 @@ def test_the_document_is_structurally_valid_asyncapi_3(plugins: tuple[Plugin, Pl
         if "reply" in operation:
             _resolve(doc, operation["reply"]["channel"]["$ref"])
     for schema in doc["components"]["schemas"].values():
-        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft7Validator.check_schema(schema)
     for message in doc["components"]["messages"].values():
-        jsonschema.Draft202012Validator.check_schema(message["payload"])
+        jsonschema.Draft7Validator.check_schema(message["payload"])
 
 
 def test_message_schemas_accept_real_envelopes_and_refuse_wrong_ones(plugins: tuple[Plugin, Plugin]):
