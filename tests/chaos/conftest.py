@@ -16,15 +16,9 @@ import pytest
 
 from tests.chaos.harness import Linha
 from tests.conftest import adapter_available, broker_url_for
+from tests.contract.test_worker_processes import REAL_BROKERS
 
 ROWS = pytest.StashKey[list[Linha]]()
-
-REAL_BROKERS = [
-    pytest.param("nats", marks=pytest.mark.nats),
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-]
-
 
 @pytest.fixture(params=REAL_BROKERS)
 def broker_name(request: pytest.FixtureRequest) -> str:

@@ -13,9 +13,13 @@ from pathlib import Path
 
 from orquestrador import AsyncOrquestrador
 from orquestrador import envelope as wire
+from orquestrador.brokers import connect
 from orquestrador.brokers.base import DLQ_ERROR_TYPE, DLQ_REASON, Broker, Delivery, dlq_of
 from orquestrador.errors import EnvelopeError
 from orquestrador.store import FINAIS
+from tests.workers import WorkerProcess, start_worker
+
+MODULE = "tests.chaos.plugins_caos"
 
 
 @dataclass
@@ -89,6 +93,51 @@ class Contador(AsyncOrquestrador):
     @property
     def duplicados(self) -> int:
         return sum(n - 1 for n in self.entregas.values() if n > 1)
+
+
+class Cenario:
+    """One scenario's orchestrator, broker connection and worker processes, cleaned up on exit:
+    workers stopped, this run's queues deleted (shared servers stay as found)."""
+
+    def __init__(self, url: str, suffix: str, plugin: str = "trabalho") -> None:
+        self.url, self.suffix, self.plugin = url, suffix, plugin
+        self.alvo = f"{plugin}_{suffix}"
+        self.fila = f"escavador_{self.alvo}"
+        self.orq = Contador(url, responder_para=f"res_{suffix}")
+        self.workers: list[WorkerProcess] = []
+        self.started = 0.0
+        self._broker: Broker | None = None
+
+    @property
+    def broker(self) -> Broker:
+        assert self._broker is not None, "use Cenario in an async with"
+        return self._broker
+
+    async def __aenter__(self) -> Cenario:
+        await self.orq.start()
+        self._broker = await connect(self.url)
+        self.started = time.monotonic()
+        return self
+
+    async def worker(
+        self, *extra: str, concurrency: int = 8, visibility_timeout: float = 10
+    ) -> WorkerProcess:
+        """A real ``orq worker`` process serving this scenario's plugin."""
+        process = await asyncio.to_thread(
+            start_worker, self.url, self.plugin, self.suffix, concurrency=concurrency,
+            visibility_timeout=visibility_timeout, extra=["--module", MODULE, *extra],
+        )  # fmt: skip
+        self.workers.append(process)
+        return process
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
+            for queue in (self.fila, self.orq.responder_para):
+                await self.broker.delete(queue)
+            await self.broker.close()
+        finally:
+            await self.orq.close()
 
 
 async def esperar_finais(orq: AsyncOrquestrador, ids: Sequence[str], timeout: float) -> dict[str, int]:

@@ -8,17 +8,13 @@ the queue. Each one is checked with the decoder first, so the expected dead lett
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import random
-import time
 
 from orquestrador import envelope as wire
-from orquestrador.brokers import connect
 from orquestrador.errors import EnvelopeError
-from tests.chaos.harness import Contador, Linha, drenar_dlq, esperar_finais, fechar
-from tests.workers import start_worker
+from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, fechar
 
 BAD = 10_000
 GOOD = 1_000
@@ -91,39 +87,25 @@ def bad_inputs(seed: int, n: int) -> list[bytes]:
 
 
 async def test_10000_fuzzed_inputs_mixed_with_good_ones(broker_name: str, url: str, suffix: str, report):
-    alvo, fila = f"trabalho_{suffix}", f"escavador_trabalho_{suffix}"
-    linha = Linha(broker_name, "10,000 fuzzed inputs + 1,000 good")
     bad = bad_inputs(seed=7, n=BAD)
-    orq = Contador(url, responder_para=f"res_{suffix}")
-    await orq.start()
-    start = time.monotonic()
-    worker = await asyncio.to_thread(
-        start_worker, url, "trabalho", suffix, concurrency=32, visibility_timeout=30,
-        extra=["--module", "tests.chaos.plugins_caos"],
-    )  # fmt: skip
-    broker = await connect(url)
-    try:
+    async with Cenario(url, suffix) as c:
+        worker = await c.worker(concurrency=32, visibility_timeout=30)
         good = [
-            wire.nova("iniciar_coleta", {"i": i}, alvo=alvo, responder_para=orq.responder_para)
+            wire.nova("iniciar_coleta", {"i": i}, alvo=c.alvo, responder_para=c.orq.responder_para)
             for i in range(GOOD)
         ]
-        orq.store.record_sent(good, fila)
+        c.orq.store.record_sent(good, c.fila)
         items: list[tuple[bytes, str | None]] = [(body, None) for body in bad]
         for i, env in enumerate(good):  # one good job after every ten bad inputs
             items.insert(i * 11, (wire.encode(env), env.message_id))
-        await broker.publish_many(fila, items, window=512)
+        await c.broker.publish_many(c.fila, items, window=512)
         ids = [e.message_id or "" for e in good]
-        counts = await esperar_finais(orq, ids, timeout=300)
-        mortos = await drenar_dlq(broker, fila, BAD, timeout=300)
+        counts = await esperar_finais(c.orq, ids, timeout=300)
+        mortos = await drenar_dlq(c.broker, c.fila, BAD, timeout=300)
         alive = worker.proc.poll() is None
-    finally:
-        await asyncio.to_thread(worker.stop)
-        for queue in (fila, orq.responder_para):
-            await broker.delete(queue)
-        await broker.close()
-        await orq.close()
 
-    report(fechar(linha, orq, ids, counts, start, mortos=mortos, enviados=len(items)))
+    linha = Linha(broker_name, "10,000 fuzzed inputs + 1,000 good")
+    report(fechar(linha, c.orq, ids, counts, c.started, mortos=mortos, enviados=len(items)))
     dead_bodies = collections.Counter(m.body for m in mortos)
     linha.perdidos += sum((collections.Counter(bad) - dead_bodies).values())
 
