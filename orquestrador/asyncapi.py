@@ -9,7 +9,9 @@ what workers accept. It describes the configured broker as its server, never its
 from __future__ import annotations
 
 import copy
+import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -273,9 +275,7 @@ def asyncapi(
     results_queue: ResultsOpt = None,
 ) -> None:
     """Write an AsyncAPI 3.0 document of the envelopes, plugin queues and broker in use."""
-    from orquestrador.cli import _import_modules
-
-    _import_modules(module or [])
+    _load_plugin_modules(module or [])
     chosen = fmt or ("yaml" if output is not None and output.suffix in (".yaml", ".yml") else "json")
     if chosen not in ("json", "yaml"):
         raise ConfigError(f"unknown format {chosen!r}: use json or yaml")
@@ -285,6 +285,17 @@ def asyncapi(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+def _load_plugin_modules(names: list[str]) -> None:
+    """Plugins registered by decorator exist only once their module ran (as for ``orq worker``)."""
+    if names and "" not in sys.path:
+        sys.path.insert(0, "")  # modules in the current directory, like python -m
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import module {name!r}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

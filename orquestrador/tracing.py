@@ -25,7 +25,9 @@ SpanKindName = Literal["producer", "consumer", "internal"]
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.ASCII)
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-_random = random.SystemRandom()
+# Trace ids need uniqueness, not secrecy: the module's generator (reseeded in forked children,
+# like OpenTelemetry's own id generator uses) costs far less than os.urandom per message.
+_bits = random.getrandbits
 
 
 def parse_traceparent(value: object) -> tuple[str, str, str] | None:
@@ -48,21 +50,22 @@ def new_traceparent(parent: object = None) -> str:
     A new trace is marked sampled so that downstream processes with OpenTelemetry record it.
     """
     parsed = parse_traceparent(parent)
-    span_id = f"{_random.getrandbits(64) or 1:016x}"
     if parsed is None:
-        return f"00-{_random.getrandbits(128) or 1:032x}-{span_id}-01"
-    return f"00-{parsed[0]}-{span_id}-{parsed[2]}"
+        return f"00-{_bits(128) or 1:032x}-{_bits(64) or 1:016x}-01"
+    return f"00-{parsed[0]}-{_bits(64) or 1:016x}-{parsed[2]}"
 
 
 def _child_headers(parent: Mapping[str, str] | None) -> dict[str, str]:
     traceparent = parent.get("traceparent") if parent else None
-    if parent and parse_traceparent(traceparent) is not None:
-        headers = {"traceparent": new_traceparent(traceparent)}
-        if "tracestate" in parent:
-            headers["tracestate"] = parent["tracestate"]
-        return headers
-    current = _current_traceparent()
-    return {"traceparent": new_traceparent(current)}
+    if traceparent is not None:
+        parsed = parse_traceparent(traceparent)
+        if parsed is not None:
+            headers = {"traceparent": f"00-{parsed[0]}-{_bits(64) or 1:016x}-{parsed[2]}"}
+            tracestate = parent.get("tracestate") if parent else None
+            if tracestate is not None:
+                headers["tracestate"] = tracestate
+            return headers
+    return {"traceparent": new_traceparent(_current_traceparent())}
 
 
 class Span:
@@ -77,7 +80,12 @@ class Span:
 
     def child(self, name: str, kind: SpanKindName, attributes: Mapping[str, Any] | None = None) -> Span:
         """A span caused by this one, in the same process (e.g. the result of a handled job)."""
-        return Span(_child_headers(self.headers))
+        # Our own, valid traceparent: only the span id (characters 36-51) changes.
+        traceparent = self.headers["traceparent"]
+        headers = {"traceparent": f"{traceparent[:36]}{_bits(64) or 1:016x}{traceparent[52:]}"}
+        if "tracestate" in self.headers:
+            headers["tracestate"] = self.headers["tracestate"]
+        return Span(headers)
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Ignored when nothing is recorded."""
