@@ -7,8 +7,9 @@ same way everywhere.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from orquestrador.errors import ConfigError
 
@@ -16,7 +17,12 @@ ENV_BROKER_URL = "ORQ_BROKER_URL"
 ENV_HOME = "ORQ_HOME"
 ENV_RESULTS_QUEUE = "ORQ_RESULTS_QUEUE"
 
+ENV_TLS_CA = "ORQ_TLS_CA"
+ENV_TLS_CERT = "ORQ_TLS_CERT"
+ENV_TLS_KEY = "ORQ_TLS_KEY"
+
 SCHEMES = ("memory", "nats", "tls", "redis", "rediss", "amqp", "amqps")
+TLS_SCHEMES = ("tls", "rediss", "amqps")
 
 
 def home() -> Path:
@@ -74,3 +80,53 @@ def redact_url(url: str) -> str:
     if port is not None:
         netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    """PEM files for a TLS broker connection; ``settings`` names where each came from, for errors.
+
+    ``ca`` None means the system's trusted CAs; ``cert``/``key`` are the client certificate,
+    only needed when the server asks for one (the key may sit in the ``cert`` file).
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+_TLS_PARAMS = {
+    "ca": ("tls_ca", ENV_TLS_CA),
+    "cert": ("tls_cert", ENV_TLS_CERT),
+    "key": ("tls_key", ENV_TLS_KEY),
+}
+
+
+def split_tls(url: str) -> tuple[str, TlsPaths | None]:
+    """The URL without ``tls_ca``/``tls_cert``/``tls_key`` query parameters, and the TLS files.
+
+    URL parameters win over ``ORQ_TLS_*``; both are only used by TLS schemes (``tls://``,
+    ``rediss://``, ``amqps://``), which always get a ``TlsPaths`` (plain ones get None), so
+    one environment can serve plain and TLS brokers alike.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {param for param, _ in _TLS_PARAMS.values()}
+    given = {k: v for k, v in query if k in names}
+    clean = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in names])))
+    if parts.scheme not in TLS_SCHEMES:
+        if given:
+            raise ConfigError(
+                f"{', '.join(sorted(given))} in broker URL {redact_url(url)!r} need a TLS scheme: "
+                "use " + ", ".join(f"{s}://" for s in TLS_SCHEMES)
+            )
+        return clean, None
+    values: dict[str, str | None] = {}
+    origins: dict[str, str] = {}
+    for attr, (param, env) in _TLS_PARAMS.items():
+        if given.get(param):
+            values[attr], origins[attr] = given[param], f"{param} in the broker URL"
+        else:
+            values[attr], origins[attr] = os.environ.get(env) or None, env
+    return clean, TlsPaths(values["ca"], values["cert"], values["key"], origins)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -41,8 +42,9 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable
-from orquestrador.settings import redact_url
+from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ class NatsBroker(Broker):
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
         self.url = url
+        self._client_url, self._tls = split_tls(url)
         self.request_timeout = request_timeout
         self.reconnects = 0
         self._nc: Client | None = None
@@ -179,7 +182,13 @@ class NatsBroker(Broker):
         return self._js
 
     async def connect(self) -> None:
+        # nats-py retries a refused TLS handshake or login quietly (and may hang on a refused
+        # certificate), so the first such error ends the first connect with a clear message.
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
         async def on_error(exc: Exception) -> None:
+            if not refused.done() and (isinstance(exc, ssl.SSLError) or _auth_refused(exc)):
+                refused.set_result(exc)
             log.debug("nats client error: %s", exc)
 
         async def on_reconnect() -> None:
@@ -187,9 +196,10 @@ class NatsBroker(Broker):
             self._declared.clear()
             log.warning("reconnected to %s", redact_url(self.url))
 
-        try:
-            self._nc = await nats.connect(
-                self.url,
+        tls = ssl_context(self._tls) if self._tls is not None else None
+        attempt = asyncio.ensure_future(
+            nats.connect(
+                self._client_url,
                 name="orquestrador",
                 connect_timeout=3,
                 # nats-py uses one setting for the first connect and for reconnects: fail the
@@ -199,14 +209,35 @@ class NatsBroker(Broker):
                 allow_reconnect=True,
                 error_cb=on_error,
                 reconnected_cb=on_reconnect,
+                tls=tls,
             )
+        )
+        await asyncio.wait({attempt, refused}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            if not attempt.done():
+                attempt.cancel()
+                await asyncio.wait({attempt}, timeout=5)
+                raise refused.result() if refused.done() else TimeoutError("connect timed out")
+            self._nc = attempt.result()
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise BrokerUnavailable(
-                f"cannot reach NATS at {redact_url(self.url)}: {exc or type(exc).__name__}; "
-                "is the server running (orq broker status)?"
-            ) from None
+            raise BrokerUnavailable(self._unavailable(refused.result() if refused.done() else exc)) from None
+        if not refused.done():
+            refused.cancel()
         self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream(timeout=self.request_timeout)
+
+    def _unavailable(self, exc: BaseException) -> str:
+        where = redact_url(self.url)
+        if _auth_refused(exc):
+            return (
+                f"NATS at {where} refused the credentials ({exc}): check the user and password, "
+                "or the token, in the URL"
+            )
+        hint = tls_failure(exc)
+        if hint is not None:
+            return f"cannot connect to NATS at {where}: {hint}"
+        reason = exc or type(exc).__name__
+        return f"cannot reach NATS at {where}: {reason}; is the server running (orq broker status)?"
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
@@ -400,6 +431,10 @@ class NatsBroker(Broker):
             await _quietly(sub.unsubscribe())
 
         return unsubscribe
+
+
+def _auth_refused(exc: BaseException) -> bool:
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
 
 
 def _age(raw: Any) -> float | None:

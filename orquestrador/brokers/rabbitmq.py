@@ -78,6 +78,7 @@ import pika
 import pika.exceptions
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectorException  # TLS handshake failures
 
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
@@ -110,8 +111,9 @@ from orquestrador.brokers.rabbitmq_channel import (
     short_reason,
     translate,
 )
+from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import redact_url
+from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +137,13 @@ class RabbitMQBroker(Broker):
         self.url = url
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
+        plain_url, tls = split_tls(url)
         try:
-            self._params = pika.URLParameters(url)
+            self._params = pika.URLParameters(plain_url)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
+        if tls is not None:
+            self._params.ssl_options = pika.SSLOptions(ssl_context(tls), server_hostname=self._params.host)
         self._params.client_properties = {"connection_name": "orquestrador"}
         self.consumers: set[RabbitMQConsumer] = set()
         self._conn: AsyncioConnection | None = None
@@ -174,12 +179,14 @@ class RabbitMQBroker(Broker):
     async def _open(self) -> None:
         try:
             conn = await open_connection(self._params, self._lost, self.connect_timeout)
-        except (pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
+        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
             where = redact_url(self.url)
             message = f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
             if isinstance(exc, _LOGIN_REFUSED):
                 message = f"RabbitMQ at {where} {reason}"
+            elif (refused := tls_failure(exc)) is not None:
+                message = f"cannot connect to RabbitMQ at {where}: {refused}"
             raise BrokerUnavailable(message) from None
         if self._closing:
             conn.close()

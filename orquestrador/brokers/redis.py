@@ -52,8 +52,9 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import redact_url
+from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,8 @@ class RedisBroker(Broker):
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         self.url = url
-        parts = urlsplit(url)
+        plain_url, self._tls = split_tls(url)
+        parts = urlsplit(plain_url)
         query = dict(parse_qsl(parts.query))
         raw_maxlen = query.pop("maxlen", None)
         self._client_url = urlunsplit(parts._replace(query=urlencode(query)))
@@ -385,12 +387,16 @@ class RedisBroker(Broker):
         if self._redis is not None:
             return
         where = redact_url(self.url)
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            ssl_context(self._tls)  # refuses bad files with the setting's name
+            tls = {"ssl_ca_certs": self._tls.ca, "ssl_certfile": self._tls.cert, "ssl_keyfile": self._tls.key}
         try:
             # A blocking pool: under load a command waits for a free connection instead of
             # failing with "Too many connections" (many jobs ack and publish at once).
             pool = aioredis.BlockingConnectionPool.from_url(
                 self._client_url, max_connections=64, timeout=30, socket_connect_timeout=3,
-                socket_timeout=10, health_check_interval=30, client_name="orquestrador",
+                socket_timeout=10, health_check_interval=30, client_name="orquestrador", **tls,
             )  # fmt: skip
             client = aioredis.Redis.from_pool(pool)
             client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1))
@@ -405,6 +411,9 @@ class RedisBroker(Broker):
             raise ConfigError(f"unsupported option in Redis URL {where}: {self._scrub(exc)}") from None
         except (rexc.RedisError, OSError) as exc:
             await client.aclose()
+            refused = tls_failure(exc)
+            if refused is not None:
+                raise BrokerUnavailable(f"cannot connect to Redis at {where}: {refused}") from None
             if isinstance(exc, rexc.AuthenticationError) or "AUTH" in str(exc).upper():
                 hint = "check the user and password in the URL"
             else:
