@@ -13,7 +13,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from orquestrador import AsyncOrquestrador, PermanentFailure, Pipeline, Worker, WorkerOptions, tracing
+from orquestrador import (
+    AsyncOrquestrador,
+    Orquestrador,
+    PermanentFailure,
+    Pipeline,
+    Worker,
+    WorkerOptions,
+    tracing,
+)
 from orquestrador.brokers import Broker
 from orquestrador.plugins import Plugin
 
@@ -133,3 +141,29 @@ def test_no_spans_without_a_provider(spans: InMemorySpanExporter):
     assert not span.recording
     assert tracing.parse_traceparent(span.headers["traceparent"]) is not None
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("broker_url", ["nats"], indirect=True)
+async def test_a_job_launched_from_a_notebook_cell_joins_the_cells_trace(
+    spans: InMemorySpanExporter, provider: tuple[TracerProvider, Any], broker: Broker, broker_url: str
+):
+    # The synchronous facade runs the core on its own loop thread; the cell's span still reaches it.
+    alvo = f"eco_{uuid.uuid4().hex[:8]}"
+    tracer = provider[0].get_tracer("test")
+
+    def cell() -> tuple[Any, Any]:
+        with (
+            Orquestrador(broker_url, responder_para=f"res_{alvo}") as orq,
+            tracer.start_as_current_span("cell") as span,
+        ):
+            return span, orq.iniciar_coleta(alvo, {"n": 1})
+
+    try:
+        span, job = await asyncio.to_thread(cell)
+    finally:
+        for queue in (f"escavador_{alvo}", f"res_{alvo}"):
+            await broker.delete(queue)
+    publish = next(s for s in spans.get_finished_spans() if s.name == f"orq.publish escavador_{alvo}")
+    assert publish.parent is not None and publish.parent.span_id == span.get_span_context().span_id
+    assert publish.context.trace_id == span.get_span_context().trace_id
+    assert publish.attributes["messaging.message.id"] == job.message_id
