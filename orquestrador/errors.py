@@ -82,6 +82,10 @@ class PermanentFailure(HandlerSignal):
     """The job can never succeed (bad input, forbidden program): dead-letter it without retries."""
 
 
+class WorkerLost(PermanentFailure):
+    """Every attempt so far died with its worker (a crash, the OOM killer): stop re-running the job."""
+
+
 __all__ = [
     "BrokerError",
     "BrokerUnavailable",
@@ -95,4 +99,5 @@ __all__ = [
     "PermanentFailure",
     "PluginError",
     "Retry",
+    "WorkerLost",
 ]

@@ -47,6 +47,7 @@ from orquestrador.errors import (
     PayloadTooLarge,
     PermanentFailure,
     Retry,
+    WorkerLost,
 )
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import Evento, EventoJob
@@ -194,6 +195,14 @@ class Worker:
     async def _handle(self, plugin: Plugin, delivery: Delivery) -> None:
         job = await self._intake(plugin, delivery)
         if job is None:
+            return
+        if delivery.attempt > self._max_tentativas(plugin):
+            # Earlier attempts never settled: the job killed its worker (e.g. out of memory) or
+            # lost its lease each time. Running it again would only loop; dead-letter it instead.
+            await self._give_up(job, WorkerLost(
+                f"attempt {delivery.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
+                "earlier attempts never finished (the worker died or lost the job while running it)"
+            ))  # fmt: skip
             return
         heartbeat = asyncio.create_task(self._heartbeat(job))
         self._emit(job, "iniciado")
