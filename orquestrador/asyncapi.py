@@ -74,6 +74,7 @@ def _message(tipo: str, payload: dict[str, Any], title: str | None = None) -> di
         "title": title or tipo,
         "summary": DESCRIPTIONS[tipo],
         "contentType": "application/json",
+        "correlationId": {"$ref": "#/components/correlationIds/chain"},
         "payload": payload,
     }
 
@@ -202,7 +203,13 @@ def document(
         operations[f"inspect_{dlq_id}"] = _operation(
             "receive", dlq_id, ["dead_letter"], "Operators list and replay dead letters."
         )
-    components: dict[str, Any] = {"schemas": schemas, "messages": messages}
+    chain = {
+        "location": "$message.payload#/correlation_id",
+        "description": "Shared by every envelope of one job chain, results and pipeline children included.",
+    }
+    components: dict[str, Any] = {
+        "schemas": schemas, "messages": messages, "correlationIds": {"chain": chain}
+    }  # fmt: skip
     server = _server(settings.broker_url(url))
     if "security" in server:
         components["securitySchemes"] = {
