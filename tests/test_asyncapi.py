@@ -44,6 +44,22 @@ def plugins() -> Iterator[tuple[Plugin, Plugin]]:
         registry.unregister(plugin.kind, plugin.nome)
 
 
+# The fields AsyncAPI 3.0.0 allows on each object (its JSON Schema sets additionalProperties: false).
+ALLOWED = {
+    "document": {"asyncapi", "id", "info", "servers", "defaultContentType", "channels", "operations",
+                 "components"},
+    "server": {"host", "protocol", "protocolVersion", "pathname", "description", "title", "summary",
+               "variables", "security", "tags", "externalDocs", "bindings"},
+    "channel": {"address", "messages", "title", "summary", "description", "servers", "parameters", "tags",
+                "externalDocs", "bindings"},
+    "operation": {"action", "channel", "title", "summary", "description", "security", "tags",
+                  "externalDocs", "bindings", "traits", "messages", "reply"},
+    "reply": {"address", "channel", "messages"},
+    "message": {"headers", "payload", "correlationId", "contentType", "name", "title", "summary",
+                "description", "tags", "externalDocs", "bindings", "examples", "traits"},
+}  # fmt: skip
+
+
 def _resolve(doc: dict[str, Any], ref: str) -> Any:
     assert ref.startswith("#/"), ref
     node: Any = doc
@@ -75,19 +91,28 @@ def test_the_document_is_structurally_valid_asyncapi_3(plugins: tuple[Plugin, Pl
     doc = asyncapi.document(URL)
     assert doc["asyncapi"] == "3.0.0"
     assert doc["info"]["title"] and doc["info"]["version"]
+    assert set(doc) <= ALLOWED["document"]
+    for server in doc["servers"].values():
+        assert {"host", "protocol"} <= set(server) <= ALLOWED["server"]
+    for message in doc["components"]["messages"].values():
+        assert set(message) <= ALLOWED["message"]
     for ref in _refs(doc):
         _resolve(doc, ref)
     for channel_id, channel in doc["channels"].items():
         assert channel["address"] and channel["messages"], channel_id
+        assert set(channel) <= ALLOWED["channel"]
         for message in channel["messages"].values():
             assert "payload" in _resolve(doc, message["$ref"])
     for name, operation in doc["operations"].items():
         assert operation["action"] in ("send", "receive"), name
+        assert set(operation) <= ALLOWED["operation"]
         channel_ref = operation["channel"]["$ref"]
         for message in operation["messages"]:
             # AsyncAPI 3: an operation's messages are messages of its own channel.
             assert message["$ref"].startswith(channel_ref + "/messages/"), name
         if "reply" in operation:
+            assert set(operation["reply"]) <= ALLOWED["reply"]
+            assert operation["reply"]["address"]["location"].startswith("$message.payload#/")
             _resolve(doc, operation["reply"]["channel"]["$ref"])
     for schema in doc["components"]["schemas"].values():
         jsonschema.Draft7Validator.check_schema(schema)
