@@ -203,6 +203,7 @@ class Worker:
                 f"attempt {delivery.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
                 "earlier attempts never finished (the worker died or lost the job while running it)"
             ))  # fmt: skip
+            job.span.end()
             return
         heartbeat = asyncio.create_task(self._heartbeat(job))
         self._emit(job, "iniciado")
