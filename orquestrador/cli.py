@@ -6,22 +6,18 @@ exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
-import logging
-import signal
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from orquestrador.cli_worker import worker_app
 from orquestrador.errors import JobTimeout, OrquestradorError
-from orquestrador.plugins import Kind, registry
-from orquestrador.settings import redact_url
+from orquestrador.plugins import registry
 
 app = typer.Typer(
     help="Launch scraping and execution jobs and run their workers on real brokers.",
@@ -29,7 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-worker_app = typer.Typer(help="Run a worker for one escavador or executor.", no_args_is_help=True)
 broker_app = typer.Typer(help="The embedded NATS server of this directory.", no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker")
@@ -54,15 +49,6 @@ class TipoEventoArg(StrEnum):
     iniciar_execucao = "iniciar_execucao"
 
 
-def _setup_logging(level: str, fmt: str = "text") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("nats").setLevel(logging.WARNING)
-
-
 @app.command()
 def demo(
     jobs: Annotated[int, typer.Option("--jobs", "-n", min=1, help="How many coletas to launch.")] = 20,
@@ -75,124 +61,6 @@ def demo(
 
     ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=_wide())
     raise typer.Exit(0 if ok else 1)
-
-
-def _import_modules(modules: list[str]) -> None:
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # --module finds modules in the current directory
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OrquestradorError(f"cannot import module {module!r}: {exc}") from None
-
-
-def _run_worker(
-    kind: Kind,
-    name: str,
-    broker: str | None,
-    modules: list[str],
-    overrides: dict[str, Any],
-    visibility_timeout: float,
-    log_level: str,
-) -> None:
-    import dataclasses
-
-    from orquestrador.brokers import connect, resolve_url
-    from orquestrador.worker import Worker, WorkerOptions
-
-    _setup_logging(log_level)
-    _import_modules(modules)
-    # Options given on the command line win over the plugin's decorator, which wins over defaults.
-    plugin = dataclasses.replace(
-        registry.get(kind, name), **{k: v for k, v in overrides.items() if v is not None}
-    )
-    if plugin.rate_limit and plugin.rate_key is None and kind == "escavador":
-        from orquestrador.plugins import domain_of
-
-        plugin = dataclasses.replace(plugin, rate_key=domain_of)
-    options = WorkerOptions(visibility_timeout=visibility_timeout)
-    url = resolve_url(broker)
-
-    async def serve() -> None:
-        connection = await connect(url)
-        try:
-            await Worker(connection, [plugin], options).run_until_signal()
-        finally:
-            await connection.close()
-
-    logging.getLogger("orquestrador.worker").info("connecting to %s", redact_url(url))
-    asyncio.run(serve())
-
-
-def _worker_command(kind: Kind) -> Any:
-    def command(
-        name: Annotated[str, typer.Argument(help="The plugin name, e.g. http.")],
-        broker: BrokerOpt = None,
-        concurrency: Annotated[
-            int | None, typer.Option("--concurrency", "-c", min=1, help="Jobs at once [plugin's, else 8].")
-        ] = None,
-        module: Annotated[
-            list[str] | None,
-            typer.Option("--module", "-m", help="Import this module first (registers plugins)."),
-        ] = None,
-        max_tentativas: Annotated[
-            int | None, typer.Option(min=1, help="Attempts before the DLQ [plugin's, else 5].")
-        ] = None,
-        timeout: Annotated[
-            float | None, typer.Option(min=0.001, help="Seconds a job may run [plugin's, else none].")
-        ] = None,
-        rate_limit: Annotated[
-            float | None,
-            typer.Option(min=0.001, help="Jobs per second (per domain for escavadores) [plugin's]."),
-        ] = None,
-        visibility_timeout: Annotated[
-            float, typer.Option(min=0.5, help="Seconds before a dead worker's job is redelivered.")
-        ] = 30.0,
-        log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING…")] = "INFO",
-    ) -> None:
-        overrides = {"concurrency": concurrency, "max_tentativas": max_tentativas,
-                     "timeout": timeout, "rate_limit": rate_limit}  # fmt: skip
-        _run_worker(kind, name, broker, module or [], overrides, visibility_timeout, log_level)
-
-    command.__doc__ = f"Serve {kind}_NAME until SIGINT/SIGTERM (then drain and exit)."
-    return command
-
-
-worker_app.command("escavador")(_worker_command("escavador"))
-worker_app.command("executor")(_worker_command("executor"))
-
-
-@worker_app.command("pipeline")
-def worker_pipeline(
-    name: Annotated[str, typer.Argument(help="The pipeline's name.")],
-    module: Annotated[
-        list[str] | None, typer.Option("--module", "-m", help="Module that declares the pipeline.")
-    ] = None,
-    broker: BrokerOpt = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING…")] = "INFO",
-) -> None:
-    """Run a pipeline's rules (pipeline_NAME) so they outlive the notebook that declared them."""
-    from orquestrador.brokers import connect, resolve_url
-    from orquestrador.pipeline import PipelineRunner, get_pipeline
-
-    _setup_logging(log_level)
-    _import_modules(module or [])
-    pipeline = get_pipeline(name)
-    url = resolve_url(broker)
-
-    async def serve() -> None:
-        connection = await connect(url)
-        runner = PipelineRunner(connection, pipeline)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runner.stop)
-        try:
-            await runner.run()
-        finally:
-            await connection.close()
-
-    asyncio.run(serve())
 
 
 @app.command()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -28,6 +29,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,8 @@ from orquestrador.errors import (
 )
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import Evento, EventoJob
+from orquestrador.logs import job_fields
+from orquestrador.metrics import NO_METRICS, NoMetrics
 from orquestrador.plugins import Plugin
 
 log = logging.getLogger("orquestrador.worker")
@@ -96,6 +100,7 @@ class Worker:
         options: WorkerOptions | None = None,
         *,
         worker_id: str | None = None,
+        metrics: NoMetrics | None = None,
     ) -> None:
         if not plugins:
             raise ValueError("a worker needs at least one plugin")
@@ -108,6 +113,7 @@ class Worker:
         threads = sum(self._concurrency(p) for p in self.plugins if not p.is_async)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="orq-job")
         self._background: set[asyncio.Task[Any]] = set()
+        self._metrics = metrics or NO_METRICS  # the no-op recorder unless metrics are served
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -117,9 +123,13 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until :meth:`stop` (or a signal, with :meth:`run_until_signal`)."""
+        job_fields.set({"worker": self.worker_id})  # inherited by the tasks started below
+        watcher = self._metrics.watch(self.broker)
         try:
             await asyncio.gather(*(self._serve(p) for p in self.plugins))
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run_until_signal(self) -> None:
@@ -160,6 +170,8 @@ class Worker:
                     continue
                 try:
                     batch = await consumer.fetch(free, timeout=self.options.fetch_timeout)
+                    if failures:
+                        self._metrics.fetch_recovered(self.broker)
                     failures = 0
                 except BrokerError as exc:
                     failures += 1
@@ -193,6 +205,9 @@ class Worker:
     # -- one delivery ----------------------------------------------------------------------
 
     async def _handle(self, plugin: Plugin, delivery: Delivery) -> None:
+        self._metrics.received(plugin.nome)
+        # Each delivery is its own task: these fields stay on this job's log lines only.
+        job_fields.set({"message_id": delivery.message_id or None, "worker": self.worker_id})
         job = await self._intake(plugin, delivery)
         if job is None:
             return
@@ -207,6 +222,7 @@ class Worker:
             return
         heartbeat = asyncio.create_task(self._heartbeat(job))
         self._emit(job, "iniciado")
+        self._metrics.started(plugin.nome)
         try:
             result = await self._run(job)
         except asyncio.CancelledError:
@@ -216,13 +232,16 @@ class Worker:
             raise
         except PermanentFailure as exc:
             job.span.fail(exc)
+            self._metrics.failed(plugin.nome)
             await self._give_up(job, exc)
         except Exception as exc:
             job.span.fail(exc)
+            self._metrics.failed(plugin.nome)
             await self._retry_or_give_up(job, exc)
         else:
             await self._succeed(job, result)
         finally:
+            self._metrics.finished(plugin.nome)
             heartbeat.cancel()
             job.span.end()
 
@@ -240,11 +259,10 @@ class Worker:
                 "EnvelopeError",
             )
             return None
-        bound = JobLogger(
-            log,
-            {"correlation_id": env.correlation_id, "message_id": env.message_id,
-             "alvo": plugin.nome, "tentativa": delivery.attempt},
-        )  # fmt: skip
+        fields = {"correlation_id": env.correlation_id, "message_id": env.message_id,
+                  "alvo": plugin.nome, "tentativa": delivery.attempt}  # fmt: skip
+        job_fields.set({**fields, "worker": self.worker_id})  # for the handler's own loggers too
+        bound = JobLogger(log, fields)
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
         attributes["orq.tentativa"] = delivery.attempt
         span = tracing.start(f"orq.handle {plugin.nome}", "consumer", env.headers, attributes)
@@ -287,8 +305,14 @@ class Worker:
         elif plugin.is_async:
             call = plugin.handler(*args)
         else:
-            call = loop.run_in_executor(self._pool, functools.partial(plugin.handler, *args))
-        result = await asyncio.wait_for(call, timeout=timeout)
+            # copy_context: the thread sees the job's log fields (run_in_executor does not pass them).
+            run = contextvars.copy_context().run
+            call = loop.run_in_executor(self._pool, functools.partial(run, plugin.handler, *args))
+        began = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(call, timeout=timeout)
+        finally:
+            self._metrics.handled(plugin.nome, time.perf_counter() - began)
         return _as_dict(result)
 
     async def _parts(self, job: _Job, parts: Any) -> dict[str, Any]:
@@ -301,7 +325,8 @@ class Worker:
         else:
             loop = asyncio.get_running_loop()
             done = object()
-            while (part := await loop.run_in_executor(self._pool, next, parts, done)) is not done:
+            run = contextvars.copy_context().run
+            while (part := await loop.run_in_executor(self._pool, run, next, parts, done)) is not done:
                 count += 1
                 await self._answer(job, "ok", _as_dict(part), None, parte=count)
         return {"partes": count}
@@ -349,6 +374,7 @@ class Worker:
             await job.delivery.ack()
         except BrokerError as exc:  # the result is out; a redelivery only repeats it
             job.log.warning("ack failed after the result was published: %s", exc)
+        self._metrics.ok(job.plugin.nome)
         # No "concluido" event: the durable result already says so, one message less per job.
 
     async def _retry_or_give_up(self, job: _Job, exc: Exception) -> None:
@@ -361,6 +387,7 @@ class Worker:
         job.log.info("attempt %d failed (%s: %s); retry in %.2fs", attempt,
                      type(exc).__name__, exc, delay)  # fmt: skip
         self._emit(job, "retry", {"erro": _erro(exc).model_dump(), "atraso": delay})
+        self._metrics.retried(job.plugin.nome)
         await self._nack(job, delay)
 
     async def _give_up(self, job: _Job, exc: BaseException) -> None:
@@ -375,6 +402,7 @@ class Worker:
             await self._nack(job, self.options.backoff(job.delivery.attempt))
             return
         self._emit(job, "dead_letter", {"erro": erro.model_dump()})
+        self._metrics.dead_lettered(job.plugin.nome)
 
     async def _nack(self, job: _Job, delay: float) -> None:
         try:
