@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -162,3 +164,17 @@ async def test_hand_published_traceparents_are_continued_or_replaced(broker: Bro
         replaced = parse_traceparent(got[case].headers["traceparent"])
         assert replaced is not None and replaced[0] != "0" * 32
         assert "tracestate" not in got[case].headers, "vendor state of a broken trace is dropped"
+
+
+def test_workers_and_orchestrators_do_not_import_opentelemetry_themselves():
+    # Spans cost nothing unless the application set OpenTelemetry up (and so imported it).
+    code = (
+        "import sys, orquestrador.worker, orquestrador.orchestrator, orquestrador.pipeline\n"
+        "from orquestrador import tracing\n"
+        "span = tracing.start('orq.publish q', 'producer', None)\n"
+        "assert not span.recording and tracing.parse_traceparent(span.headers['traceparent'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
