@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Literal
+from typing import IO, Any, Literal, cast
 
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[str, ...] = ("text", "json")
@@ -88,6 +88,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+def make_handler(stream: IO[str], fmt: LogFormat = "text") -> logging.Handler:
+    """A handler writing ``fmt`` lines that carry the current job's fields."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_JobFields())
+    return handler
+
+
 def setup(level: str | None = None, fmt: str | None = None) -> None:
     """Configure the root logger of a CLI process (worker, supervisor, pipeline runner).
 
@@ -101,9 +109,7 @@ def setup(level: str | None = None, fmt: str | None = None) -> None:
     level = (level or os.environ.get(ENV_LOG_LEVEL) or "INFO").upper()
     if not isinstance(logging.getLevelName(level), int):
         raise ConfigError(f"log level {level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(_JobFields())
+    handler = make_handler(sys.stderr, cast(LogFormat, fmt))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
