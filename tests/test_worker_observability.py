@@ -9,6 +9,7 @@ import logging
 import socket
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orquestrador import Orquestrador, Worker, WorkerOptions, escavador, logs, registry
 from orquestrador.brokers import connect
 from tests.conftest import broker_url_for
+from tests.servers import NatsServer
 from tests.test_cli_worker import delete_queues, orq_worker, wait_serving
 from tests.workers import wait_for
 
@@ -192,3 +194,28 @@ def test_a_worker_process_never_imports_pandas_ipywidgets_or_pyarrow(nats_url: s
     assert {m: loaded[m] for m in ("pandas", "ipywidgets", "pyarrow")} == {
         "pandas": False, "ipywidgets": False, "pyarrow": False,
     }  # fmt: skip
+
+
+@pytest.mark.nats
+def test_reconnects_are_counted_and_the_password_never_logged(tmp_path: Path):
+    """A throwaway NATS with a password, restarted under a running worker."""
+    password = f"s3cr3t-{uuid.uuid4().hex[:6]}"
+    suffix = uuid.uuid4().hex[:8]
+    port = free_port()
+    with NatsServer(tmp_path, user="orq", password=password) as server:
+        url = server.url.replace("://", f"://orq:{password}@")
+        worker = orq_worker(url, suffix, "escavador", f"eco_{suffix}", "--log-format", "json",
+                            "--metrics-port", str(port), env={"ORQ_METRICS_ADDR": "127.0.0.1"})  # fmt: skip
+        try:
+            wait_serving(worker, 1)
+            server.restart()
+            reconnects = ("orq_broker_reconnects_total", "")
+            wait_for(lambda: scrape(port).get(reconnects, 0) >= 1, 60)
+            with Orquestrador(url, responder_para=f"res_{suffix}") as orq:
+                assert orq.iniciar_coleta(f"eco_{suffix}", {"k": 2}).wait(60).status == "ok"
+        finally:
+            code = worker.stop()
+    out = worker.output()
+    assert code == 0, out
+    assert password not in out
+    assert f"orq:***@127.0.0.1:{server.port}" in out  # the URL still says where it connects

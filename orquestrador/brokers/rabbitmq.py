@@ -150,6 +150,7 @@ class RabbitMQBroker(Broker):
         self._ready = asyncio.Event()
         self._started = self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
+        self.reconnects = 0  # connections re-established (orq_broker_reconnects_total)
         self._publisher: ConfirmPublisher | None = None
         self._publisher_lock = asyncio.Lock()
         self._admin: AsyncChannel | None = None
@@ -216,6 +217,7 @@ class RabbitMQBroker(Broker):
                     log.warning("%s (attempt %d); still retrying", exc, failures)
                 delay = min(delay * 2, 5.0)
                 continue
+            self.reconnects += 1
             log.warning("reconnected to RabbitMQ at %s", redact_url(self.url))
             await self._events.restore()
             return
