@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +30,21 @@ if TYPE_CHECKING:
 class Job:
     """One launched envelope. Its state lives in the store, so it is never stale."""
 
-    def __init__(self, orq: Orquestrador, envelope: Envelope) -> None:
+    __slots__ = ("_orq", "alvo", "correlation_id", "message_id", "tipo_evento")
+
+    def __init__(
+        self, orq: Orquestrador, message_id: str, correlation_id: str, alvo: str | None, tipo_evento: str
+    ) -> None:
         self._orq = orq
-        self.message_id: str = envelope.message_id or ""
-        self.correlation_id: str = envelope.correlation_id
-        self.alvo: str | None = envelope.alvo
-        self.tipo_evento: str = envelope.tipo_evento
+        self.message_id = message_id
+        self.correlation_id = correlation_id
+        self.alvo = alvo
+        self.tipo_evento = tipo_evento
+
+    @classmethod
+    def of(cls, orq: Orquestrador, envelope: Envelope) -> Job:
+        env = envelope
+        return cls(orq, env.message_id or "", env.correlation_id, env.alvo, env.tipo_evento)
 
     def _row(self) -> JobRow | None:
         return self._orq._core.store.job(self.message_id)
@@ -95,33 +104,49 @@ class Job:
 
 
 class Lote:
-    """A batch of jobs launched together."""
+    """A batch of jobs launched together.
 
-    def __init__(self, orq: Orquestrador, jobs: list[Job]) -> None:
+    It holds only its id and size: the store tags each job with the batch, so counting, listing
+    and waiting read the store, and 100,000 jobs cost no memory here.
+    """
+
+    def __init__(self, orq: Orquestrador, lote: str, size: int) -> None:
         self._orq = orq
-        self.jobs = jobs
+        self.id = lote
+        self._size = size
 
     def __len__(self) -> int:
-        return len(self.jobs)
+        return self._size
 
     def __iter__(self) -> Iterator[Job]:
-        return iter(self.jobs)
+        store, page = self._orq._core.store, 1000
+        for offset in range(0, self._size, page):
+            for row in store.lote_jobs(self.id, offset, page):
+                yield Job(self._orq, *row)
 
     def __getitem__(self, index: int) -> Job:
-        return self.jobs[index]
+        if not -self._size <= index < self._size:
+            raise IndexError(f"batch of {self._size} jobs has no job {index}")
+        rows = self._orq._core.store.lote_jobs(self.id, index % self._size, 1)
+        return Job(self._orq, *rows[0])
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job of the batch (built from the store on each call)."""
+        return list(self)
 
     def contagem(self) -> dict[str, int]:
         """How many jobs are in each state."""
-        counts = self._orq._core.store.count_by_state([j.message_id for j in self.jobs])
+        counts = self._orq._core.store.count_lote(self.id)
         known = sum(counts.values())
-        if known < len(self.jobs):
-            counts["unknown"] = len(self.jobs) - known
+        if known < self._size:
+            counts["unknown"] = self._size - known
         return counts
 
     @property
     def done(self) -> bool:
         counts = self.contagem()
-        return sum(counts.get(s, 0) for s in FINAIS) == len(self.jobs)
+        return sum(counts.get(s, 0) for s in FINAIS) == self._size
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.1) -> Lote:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -132,9 +157,8 @@ class Lote:
         return self
 
     def resultados(self) -> pd.DataFrame:
-        ids = {j.message_id for j in self.jobs}
-        frame = self._orq.resultados()
-        return frame[frame["message_id"].isin(ids)].reset_index(drop=True)
+        """The batch's rows of :meth:`Orquestrador.resultados`."""
+        return self._orq._frame(lote=self.id)
 
     def __repr__(self) -> str:
         return f"Lote({len(self)} jobs: {self.contagem()})"
@@ -241,7 +265,7 @@ class Orquestrador:
         env = self._loop.run(
             self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id, pipeline=_name(pipeline))
         )
-        return Job(self, env)
+        return Job.of(self, env)
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -295,30 +319,32 @@ class Orquestrador:
         progress: bool,
         pipeline: str | None,
     ) -> Lote:
-        items = list(payloads)
+        lote = wire.new_id()
         if not progress:
-            envs = self._loop.run(self._core.iniciar_lote(tipo, alvo, items, pipeline=pipeline))
-            return Lote(self, [Job(self, e) for e in envs])
+            size = self._loop.run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
+            return Lote(self, lote, size)
         from rich.progress import Progress
 
+        items = payloads if isinstance(payloads, Sized) else list(payloads)
         with Progress(transient=True) as bar:
             task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
-            envs = self._loop.run(
-                self._core.iniciar_lote(
-                    tipo, alvo, items, on_progress=lambda n: bar.advance(task, n), pipeline=pipeline
-                )
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            size = self._loop.run(
+                self._core.lancar_lote(tipo, alvo, items, on_progress=advance, pipeline=pipeline, lote=lote)
             )
-        return Lote(self, [Job(self, e) for e in envs])
+        return Lote(self, lote, size)
 
     def job(self, message_id: str) -> Job | None:
+        """A job launched earlier (even before a kernel restart), from its message_id."""
         row = self._core.store.job(message_id)
         if row is None:
             return None
-        env = wire.Envelope(
-            correlation_id=row.correlation_id, tipo_evento=row.tipo_evento,  # type: ignore[arg-type]
-            payload={}, timestamp=wire.now(), message_id=row.message_id, alvo=row.alvo,
-        )  # fmt: skip
-        return Job(self, env)
+        return Job(self, row.message_id, row.correlation_id, row.alvo, row.tipo_evento)
+
+    def lote(self, lote_id: str) -> Lote | None:
+        """A batch launched earlier (even before a kernel restart), from its ``Lote.id``."""
+        size = sum(self._core.store.count_lote(lote_id).values())
+        return Lote(self, lote_id, size) if size else None
 
     # -- analysis --------------------------------------------------------------------------
 
@@ -331,15 +357,18 @@ class Orquestrador:
         ate: datetime | None = None,
     ) -> pd.DataFrame:
         """One row per job, payload and result flattened into columns; typed times."""
-        from orquestrador.analysis import jobs_frame, read_jobs
-        from orquestrador.store import jobs_filter
-
-        where, args = jobs_filter(
+        return self._frame(
             alvo=alvo,
             estado=status,
             desde=desde.timestamp() if desde else None,
             ate=ate.timestamp() if ate else None,
         )
+
+    def _frame(self, **filters: Any) -> pd.DataFrame:
+        from orquestrador.analysis import jobs_frame, read_jobs
+        from orquestrador.store import jobs_filter
+
+        where, args = jobs_filter(**filters)
         return jobs_frame(read_jobs(self._core.store.path, where, args))
 
     def rastrear(self, correlation_id: str) -> pd.DataFrame:

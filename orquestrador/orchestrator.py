@@ -161,21 +161,44 @@ class AsyncOrquestrador:
         on_progress: Callable[[int], None] | None = None,
         chunk: int = 500,
         pipeline: str | None = None,
+        lote: str | None = None,
     ) -> list[Envelope]:
         """Publish many jobs, pipelined; each chunk is recorded before it is sent."""
-        fila = queue_for(KIND_OF[tipo], alvo)
         sent: list[Envelope] = []
+        await self.lancar_lote(tipo, alvo, payloads, on_progress=on_progress, chunk=chunk,
+                               pipeline=pipeline, lote=lote, on_sent=sent.extend)  # fmt: skip
+        return sent
+
+    async def lancar_lote(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        chunk: int = 500,
+        pipeline: str | None = None,
+        lote: str | None = None,
+        on_sent: Callable[[list[Envelope]], None] | None = None,
+    ) -> int:
+        """Like :meth:`iniciar_lote`, without keeping the envelopes: memory stays flat however many.
+
+        ``lote`` tags every job in the store, so the batch is counted and listed from there.
+        Returns how many jobs were published.
+        """
+        fila = queue_for(KIND_OF[tipo], alvo)
+        total = 0
         batch: list[tuple[Envelope, bytes]] = []
         spans: list[tracing.Span] = []  # each job starts its own trace; spans end once confirmed
         for payload in payloads:
             spans.append(self._publish_span(fila, None))
             batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline, spans[-1]))
             if len(batch) >= chunk:
-                sent += await self._send_chunk(fila, batch, on_progress, spans)
+                total += await self._send_chunk(fila, batch, on_progress, spans, lote, on_sent)
                 batch, spans = [], []
         if batch:
-            sent += await self._send_chunk(fila, batch, on_progress, spans)
-        return sent
+            total += await self._send_chunk(fila, batch, on_progress, spans, lote, on_sent)
+        return total
 
     async def _send_chunk(
         self,
@@ -183,9 +206,11 @@ class AsyncOrquestrador:
         batch: list[tuple[Envelope, bytes]],
         on_progress: Callable[[int], None] | None,
         spans: list[tracing.Span],
-    ) -> list[Envelope]:
+        lote: str | None,
+        on_sent: Callable[[list[Envelope]], None] | None,
+    ) -> int:
         envelopes = [env for env, _ in batch]
-        self.store.record_sent(envelopes, fila)
+        self.store.record_sent(envelopes, fila, lote=lote)
         try:
             await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
         except BaseException as exc:
@@ -199,7 +224,9 @@ class AsyncOrquestrador:
             span.end()
         if on_progress is not None:
             on_progress(len(batch))
-        return envelopes
+        if on_sent is not None:
+            on_sent(envelopes)
+        return len(envelopes)
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:
         """Run a pipeline's rules inside this orchestrator until it closes."""

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     resultado TEXT,
     erro TEXT,
     result_id TEXT,
-    causation_id TEXT
+    causation_id TEXT,
+    lote TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
 CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
@@ -110,7 +111,10 @@ class Store:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         if "causation_id" not in columns:  # stores written by 0.1 before pipelines existed
             conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
+        if "lote" not in columns:  # stores written before batches were tagged
+            conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
         conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
+        conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -130,15 +134,15 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def record_sent(self, envelopes: Sequence[Envelope], fila: str) -> None:
+    def record_sent(self, envelopes: Sequence[Envelope], fila: str, *, lote: str | None = None) -> None:
         now = time.time()
         with _transaction(self._conn()) as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO jobs (message_id, correlation_id, tipo_evento, alvo, fila,"
-                " payload, estado, enviado_em) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                " payload, estado, enviado_em, lote) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 [
                     (e.message_id, e.correlation_id, e.tipo_evento, e.alvo, fila,
-                     json.dumps(e.payload), e.timestamp.timestamp())
+                     json.dumps(e.payload), e.timestamp.timestamp(), lote)
                     for e in envelopes
                 ],
             )  # fmt: skip
@@ -291,6 +295,22 @@ class Store:
         )
         return self._conn().execute(f"SELECT * FROM jobs{where} ORDER BY rowid", args).fetchall()
 
+    def count_lote(self, lote: str) -> dict[str, int]:
+        """Jobs of one batch by state, from the index: no list of ids kept anywhere."""
+        sql = "SELECT estado, COUNT(*) FROM jobs WHERE lote = ? GROUP BY estado"
+        rows = self._conn().execute(sql, (lote,))
+        return {estado: n for estado, n in rows}
+
+    def lote_jobs(
+        self, lote: str, offset: int = 0, limit: int = -1
+    ) -> list[tuple[str, str, str | None, str]]:
+        """(message_id, correlation_id, alvo, tipo_evento) of a batch, in launch order."""
+        return self._conn().execute(
+            "SELECT message_id, correlation_id, alvo, tipo_evento FROM jobs WHERE lote = ?"
+            " ORDER BY rowid LIMIT ? OFFSET ?",
+            (lote, limit, offset),
+        ).fetchall()
+
     def count_by_state(self, message_ids: Sequence[str] | None = None) -> dict[str, int]:
         if message_ids is None:
             rows = self._conn().execute("SELECT estado, COUNT(*) FROM jobs GROUP BY estado")
@@ -341,6 +361,7 @@ def jobs_filter(
     desde: float | None = None,
     ate: float | None = None,
     correlation_id: str | None = None,
+    lote: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause of a jobs query, shared by row reads and the columnar reader."""
     where: list[str] = []
@@ -361,6 +382,9 @@ def jobs_filter(
     if correlation_id is not None:
         where.append("correlation_id = ?")
         args.append(correlation_id)
+    if lote is not None:
+        where.append("lote = ?")
+        args.append(lote)
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 

@@ -117,3 +117,24 @@ async def test_duplicate_results_are_recorded_once():
     await orq.close()
     assert row is not None and row.estado == "ok"
     assert len(orq.store.jobs(alvo="dup")) == 1
+
+
+def test_a_batch_lives_in_the_store_and_reopens_after_a_restart(setup, tmp_path):  # type: ignore[no-untyped-def]
+    url, nome = setup
+    with Orquestrador(url, home=tmp_path) as orq:
+        outro = orq.iniciar_coleta(nome, {"n": 100})  # not part of the batch
+        lote = orq.iniciar_coletas(nome, ({"n": i} for i in range(25)), progress=False).wait(20)
+        outro.wait(20)
+        assert len(lote) == 25
+        assert [j.message_id for j in lote] == [lote[i].message_id for i in range(25)]
+        assert lote[-1].message_id == lote.jobs[24].message_id
+        with pytest.raises(IndexError):
+            lote[25]
+        assert sorted(lote.resultados()["resultado.triplo"]) == [i * 3 for i in range(25)]
+        lote_id = lote.id
+
+    with Orquestrador(url, home=tmp_path) as again:  # a new kernel: same store, same batch
+        reaberto = again.lote(lote_id)
+        assert reaberto is not None and len(reaberto) == 25
+        assert reaberto.contagem() == {"ok": 25}
+        assert again.lote("no-such-batch") is None
