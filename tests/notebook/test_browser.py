@@ -7,6 +7,7 @@ fetched from outside the machine. A screenshot is kept for the eye (tests/notebo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -69,14 +72,50 @@ def processes_marked(marker: str) -> list[int]:
     return found
 
 
+def without_last_cell(tmp_path: Path) -> Path:
+    """Notebook 01 minus its clean-up cell: its workers stay up for clicks in the browser."""
+    book = json.loads(NOTEBOOK.read_text())
+    assert "embedded.stop" in "".join(book["cells"][-1]["source"]), "the last cell is the clean-up"
+    book["cells"] = book["cells"][:-1]
+    path = tmp_path / "01_interactive.ipynb"
+    path.write_text(json.dumps(book))
+    return path
+
+
+def stop_marked(marker: str) -> list[int]:
+    """SIGTERM (workers drain), then SIGKILL, whatever of ours still runs; returns what there was."""
+    left = processes_marked(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while processes_marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in processes_marked(marker):
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@dataclass
+class Served:
+    url: str
+    scratch: Path  # TMPDIR of the kernel: the notebook's ORQ_HOME is made under it
+    notebook: Path
+
+
 @pytest.fixture
-def voila(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    """Voila serving notebook 01 on loopback; afterwards every process it started is gone."""
+def voila(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """Voila serving notebook 01 on loopback; afterwards every process it started is gone.
+
+    ``request.param`` "whole" serves the notebook as is (it stops all it started: checked),
+    "interactive" without its last cell, and the fixture stops the workers and broker it left.
+    """
     if not shutil.which("voila"):
         unreachable("voila (pip install -e '.[dev]')")
+    whole = request.param == "whole"
+    notebook = NOTEBOOK if whole else without_last_cell(tmp_path)
     marker = uuid.uuid4().hex
     port = free_port()
-    scratch = tmp_path / "tmp"  # the notebook's ORQ_HOME is tempfile.mkdtemp() under it
+    scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {
         **os.environ,
@@ -90,13 +129,13 @@ def voila(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     env.pop("ORQ_BROKER_URL", None)
     log = (tmp_path / "voila.log").open("wb")
     command = [
-        "voila", str(NOTEBOOK), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
+        "voila", str(notebook), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
         "--show_tracebacks=True", "--VoilaConfiguration.http_keep_alive_timeout=5",
     ]  # fmt: skip
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, proc, 60)
-        yield f"http://127.0.0.1:{port}/", scratch, marker
+        yield Served(f"http://127.0.0.1:{port}/", scratch, notebook)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # voila shuts its kernel down on SIGTERM
         try:
@@ -105,14 +144,13 @@ def voila(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
-        for home in scratch.glob("orq-notebook-*"):  # a run that failed before its last cell
+        for home in scratch.glob("orq-notebook-*"):  # left by the interactive run, or a failed one
             embedded.stop(home)
-        deadline = time.monotonic() + 20
-        while (left := processes_marked(marker)) and time.monotonic() < deadline:
+        deadline = time.monotonic() + (20 if whole else 2)
+        while processes_marked(marker) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for pid in left:  # the kernel or a worker that outlived voila: ours, by pid
-            os.kill(pid, signal.SIGKILL)
-        assert not left, f"processes left running after voila stopped: {left}"
+        left = stop_marked(marker)  # the kernel or a worker that outlived voila: ours, by pid
+        assert not (whole and left), f"processes left running after notebook 01 and voila stopped: {left}"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -122,61 +160,116 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.nats
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_notebook_01_dashboard_in_a_real_browser(voila: tuple[str, Path, str], tmp_path: Path) -> None:
+def open_page(pw: Any, tmp_path: Path, outside: list[str]) -> tuple[Any, Any]:
+    """Headless Debian Chromium with a fresh profile; requests off the machine are refused."""
     if not CHROMIUM.exists():
         unreachable(f"chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    url, scratch, _ = voila
-    pages = len(list(SITE.glob("*.html")))
-    launched = 1 + 5 * pages  # notebook 01: one job, then every demo page five times
-    outside: list[str] = []
 
-    def loopback_only(route) -> None:  # type: ignore[no-untyped-def]
+    def loopback_only(route: Any) -> None:
         if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
             route.continue_()
         else:  # Voila links a CDN stylesheet: this test sends nothing off the machine
             outside.append(route.request.url)
             route.abort()
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",  # a fresh profile: nothing from earlier runs
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 2200},
-        )
-        try:
-            page = browser.new_page()
-            page.route("**/*", loopback_only)
-            # Voila answers once the whole notebook ran: its last cell stops workers and broker.
-            page.goto(url, timeout=150_000, wait_until="load")
-            board = page.locator(".orq-painel")
-            expect = sync_api.expect
-            expect(board).to_be_visible(timeout=60_000)
-            expect(board).to_contain_text(f"{launched}/{launched} done", timeout=60_000)
-            expect(board).to_contain_text(f"ok {launched}", timeout=10_000)
-            expect(board.locator(".widget-tab")).to_contain_text("launch", timeout=10_000)
-            batch = f"{launched - 1}/{launched - 1} done"  # the Lote widget of the batch cell
-            expect(page.locator(".widget-html", has_text=batch)).to_have_count(1, timeout=30_000)
-            expect(page.get_by_text("Mercado Municipal — Início").first).to_be_visible()
-            assert "refresh failed" not in page.inner_text("body")
+    browser = pw.chromium.launch_persistent_context(
+        tmp_path / "chromium-profile",
+        executable_path=str(CHROMIUM),
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": 2200},
+    )
+    page = browser.new_page()
+    page.route("**/*", loopback_only)
+    return browser, page
 
-            shot = tmp_path / "01_lancar_coletas.png"
-            page.screenshot(path=str(shot), full_page=True)
-            board_shot = tmp_path / "01_painel.png"
-            board.screenshot(path=str(board_shot))
-        finally:
-            browser.close()
 
-    for path in (shot, board_shot):
+def keep_screenshots(*paths: Path) -> None:
+    for path in paths:
         width, height = png_size(path)
         assert width >= 600 and height >= 150 and path.stat().st_size > 10_000, (path, width, height)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / ".gitignore").write_text("*\n")
-    for path in (shot, board_shot):
+    for path in paths:
         shutil.copy(path, ARTIFACTS / path.name)
-    print(f"screenshots: {ARTIFACTS / shot.name}, {ARTIFACTS / board_shot.name}")
-    assert not list(scratch.glob("orq-notebook-*")), "the notebook's last cell removes its ORQ_HOME"
+    print("screenshots:", ", ".join(str(ARTIFACTS / p.name) for p in paths))
+
+
+def reached(board: Any, text: str, voila: Served, timeout: float = 90.0) -> None:
+    """Wait for ``text`` in the dashboard; on failure say what it showed and what Voila logged."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(board).to_contain_text(text, timeout=timeout * 1000)
+    except AssertionError as exc:
+        shown = board.inner_text() if board.count() else "(no dashboard on the page)"
+        log = (voila.scratch.parent / "voila.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{text!r} not shown: {exc}\ndashboard: {shown}\nvoila log: {log}") from None
+
+
+LAUNCHED = 1 + 5 * len(list(SITE.glob("*.html")))  # notebook 01: one job, then every page five times
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("voila", ["whole"], indirect=True)
+def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    outside: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, tmp_path, outside)
+        try:
+            # Voila answers once the whole notebook ran: its last cell stops workers and broker.
+            page.goto(voila.url, timeout=150_000, wait_until="load")
+            board = page.locator(".orq-painel")
+            expect(board).to_be_visible(timeout=60_000)
+            reached(board, f"{LAUNCHED}/{LAUNCHED} done", voila)
+            expect(board).to_contain_text(f"ok {LAUNCHED}", timeout=10_000)
+            expect(board.locator(".widget-tab")).to_contain_text("launch", timeout=10_000)
+            batch = f"{LAUNCHED - 1}/{LAUNCHED - 1} done"  # the Lote widget of the batch cell
+            expect(page.locator(".widget-html", has_text=batch)).to_have_count(1, timeout=30_000)
+            expect(page.get_by_text("Mercado Municipal — Início").first).to_be_visible()
+            assert "refresh failed" not in page.inner_text("body")
+            shot = tmp_path / "01_lancar_coletas.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    keep_screenshots(shot)
+    assert not list(voila.scratch.glob("orq-notebook-*")), "the notebook's last cell removes its ORQ_HOME"
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("voila", ["interactive"], indirect=True)
+def test_launching_from_the_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) -> None:
+    """Clicks travel browser → kernel → broker → workers, and the counts come back live."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    pages = len(list(SITE.glob("*.html")))
+    outside: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser, page = open_page(pw, tmp_path, outside)
+        try:
+            page.goto(voila.url, timeout=150_000, wait_until="load")
+            board = page.locator(".orq-painel")
+            reached(board, f"{LAUNCHED}/{LAUNCHED} done", voila)
+            source = board.locator("select").filter(
+                has=page.locator("option", has_text="one job per row of url")
+            )
+            source.select_option(label="one job per row of url")
+            expect(board.locator("input[type=number]")).to_be_disabled()  # copies: one per row instead
+            board.get_by_role("button", name="Launch").click()
+            expect(board).to_contain_text(f"launched {pages} × http", timeout=30_000)
+            total = LAUNCHED + pages
+            # No cell runs any more: only the live refresh can bring these counts to the page.
+            reached(board, f"{total}/{total} done", voila)
+            expect(board).to_contain_text(f"ok {total}", timeout=10_000)
+            assert "refresh failed" not in page.inner_text("body")
+            shot = tmp_path / "01_painel_launched.png"
+            board.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    keep_screenshots(shot)
+    assert outside, "the CDN stylesheet Voila links was requested and refused"

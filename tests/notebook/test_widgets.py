@@ -101,6 +101,8 @@ def test_a_page_title_and_an_error_show_literally(env) -> None:  # type: ignore[
     assert (
         ESCAPED in bad_trace.status.value and "<img" not in bad_trace.timeline.value + bad_trace.status.value
     )
+    shown = bad_trace.timeline.value
+    assert "PermanentFailure" in shown and "bad page " + ESCAPED in shown
 
     board = Painel(orq, [plugin])
     board.refresh()
@@ -277,3 +279,102 @@ def test_closing_the_orchestrator_draws_the_final_counts(env) -> None:  # type: 
     orq.close()  # what a notebook's last cell does right after the last result
     assert "31/31 done" in board.status.value and "ok</b> 31" in board.status.value
     assert live._stop.is_set()
+
+
+def test_queue_stats_refresh_by_themselves(env) -> None:  # type: ignore[no-untyped-def]
+    orq, _, _ = env
+    idle = Plugin("escavador", f"sem_worker_{uuid.uuid4().hex[:6]}", pagina, "tests")
+    board = Painel(orq, [idle])
+    board.lancador.copias.value = 7
+    assert board.launch() == 7
+    # Nobody consumes that queue: the refresh thread alone must show the 7 waiting in it.
+    wait_until(lambda: [(s.queue, s.depth) for s in board.stats] == [(idle.fila, 7)], timeout=30)
+    assert f"<code>{idle.fila}</code></td><td>7</td>" in board.filas.value
+    assert "0/7 done" in board.status.value and "queued</b> 7" in board.status.value
+    board.close()
+
+
+def test_rastreio_follows_the_chain_while_it_runs(env) -> None:  # type: ignore[no-untyped-def]
+    orq, _, _ = env
+    later = f"tarde_{uuid.uuid4().hex[:6]}"
+    job = orq.iniciar_coleta(later, {"titulo": "depois"})
+    trace = rastreio(orq, job.correlation_id)
+    assert "queued" in trace.status.value and "resultado_coleta" not in trace.timeline.value
+    assert not trace.finished and trace in ticker(orq)._views
+    worker = BackgroundWorker(orq._core.url, later)  # the worker comes up after the timeline is shown
+    try:
+        wait_until(lambda: "resultado_coleta" in trace.timeline.value, timeout=30)
+        assert "depois" in trace.timeline.value and "ok</b> 1" in trace.status.value
+        wait_until(lambda: trace not in ticker(orq)._views)  # finished chains stop being redrawn
+        assert trace.finished
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ten_thousand_jobs_in_flight_redraw_at_the_throttled_rate(env) -> None:  # type: ignore[no-untyped-def]
+    orq, _, _ = env
+    later = f"dez_mil_{uuid.uuid4().hex[:6]}"
+    lote = orq.iniciar_coletas(later, [{"n": i} for i in range(10_000)], progress=False)
+    board = Painel(orq, [Plugin("escavador", later, pagina, "tests")])
+    view = LoteView(lote)
+    sent: list[str] = []  # every change of a widget value is one message to the front end
+    for widget in (board.status, board.erros, view.status):
+        widget.observe(lambda change: sent.append(change["new"]), names="value")
+    assert "0/10000 done" in view.status.value and "queued</b> 10000" in board.status.value
+    started = time.monotonic()
+    worker = BackgroundWorker(orq._core.url, later)
+    try:
+        wait_until(lambda: view.finished, timeout=240)
+    finally:
+        worker.stop()
+    elapsed = time.monotonic() - started
+    wait_until(lambda: "10000/10000 done" in board.status.value, timeout=10)
+    # Thousands of result batches arrived; each view redrew at most once per interval.
+    assert len(sent) <= 3 * (elapsed / ticker(orq).interval + 3), (len(sent), elapsed)
+    assert view.bar.value == 10_000 and "jobs/s" in view.status.value and "ETA" in view.status.value
+    board.close()
+
+
+def test_resultados_filters_by_alvo_status_and_time_range(env) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    orq, nome, _ = env
+    old = orq.iniciar_coletas(nome, [{"n": 1}, {"falhar": True}], progress=False).wait(20)
+    ids = [j.message_id for j in old]
+    orq._core.store._conn().execute(
+        f"UPDATE jobs SET enviado_em = enviado_em - 7200 WHERE message_id IN ({','.join('?' * len(ids))})",
+        ids,
+    )
+    orq.iniciar_coletas(nome, [{"n": 2}, {"n": 3}, {"falhar": True}], progress=False).wait(20)
+    orq.iniciar_coleta(f"outro_{nome}", {"n": 9})  # another alvo, never consumed
+
+    every = orq.resultados()
+    assert len(every) == 6 and str(every["iniciado_em"].dtype) == "datetime64[ns, UTC]"
+    assert str(every["duracao"].dtype).startswith("timedelta64") and "payload.n" in every.columns
+    assert len(orq.resultados(nome)) == 5
+    assert sorted(orq.resultados(nome, status="ok")["payload.n"]) == [1, 2, 3]
+    assert len(orq.resultados(nome, status=["erro", "dead-lettered"])) == 2
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert sorted(orq.resultados(nome, status="ok", desde=hour_ago)["payload.n"]) == [2, 3]
+    assert orq.resultados(nome, ate=hour_ago)["message_id"].tolist() == ids
+    assert orq.resultados(nome, desde=datetime.now(UTC) + timedelta(minutes=1)).empty
+
+
+def test_job_and_lote_are_plain_text_without_ipywidgets() -> None:
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['ipywidgets'] = None\n"  # as if it were not installed
+        "from orquestrador import Orquestrador\n"
+        "with Orquestrador('memory://sem-widgets') as orq:\n"
+        "    job = orq.iniciar_coleta('x', {'n': 1})\n"
+        "    lote = orq.iniciar_coletas('x', [{'n': 2}], progress=False)\n"
+        "    print(job._repr_mimebundle_()); print(lote._repr_mimebundle_())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    job_bundle, lote_bundle = done.stdout.splitlines()
+    assert job_bundle.startswith("{'text/plain': \"Job(alvo='x'") and "status='queued'" in job_bundle
+    assert lote_bundle == "{'text/plain': \"Lote(1 jobs: {'queued': 1})\"}"
