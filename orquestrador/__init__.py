@@ -8,8 +8,9 @@
 Importing this package loads neither pandas nor ipywidgets, so worker processes stay small.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from orquestrador.context import Contexto
-from orquestrador.envelope import Envelope, Erro, decode, encode
 from orquestrador.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -22,11 +23,42 @@ from orquestrador.errors import (
     PluginError,
     Retry,
 )
-from orquestrador.facade import Job, Lote, Orquestrador
-from orquestrador.orchestrator import AsyncOrquestrador
-from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import Plugin, escavador, executor, registry
-from orquestrador.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from orquestrador.envelope import Envelope, Erro, decode, encode
+    from orquestrador.facade import Job, Lote, Orquestrador
+    from orquestrador.orchestrator import AsyncOrquestrador
+    from orquestrador.pipeline import Pipeline
+    from orquestrador.worker import Worker, WorkerOptions
+
+# Loaded on first use: a worker process that only registers plugins never imports the
+# orchestrator, the store (sqlite3) or the notebook facade.
+_LAZY = {
+    "Envelope": "orquestrador.envelope",
+    "Erro": "orquestrador.envelope",
+    "decode": "orquestrador.envelope",
+    "encode": "orquestrador.envelope",
+    "Job": "orquestrador.facade",
+    "Lote": "orquestrador.facade",
+    "Orquestrador": "orquestrador.facade",
+    "AsyncOrquestrador": "orquestrador.orchestrator",
+    "Pipeline": "orquestrador.pipeline",
+    "Worker": "orquestrador.worker",
+    "WorkerOptions": "orquestrador.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orquestrador' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
