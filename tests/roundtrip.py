@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from orquestrador import AsyncOrquestrador, Worker, WorkerOptions
 from orquestrador.brokers import connect
@@ -26,11 +27,17 @@ def somar(payload: dict) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def worker_and_orchestrator(url: str) -> AsyncIterator[tuple[AsyncOrquestrador, str]]:
-    """A running worker of escavador ``nome`` (it adds ``a`` and ``b``) and a started orchestrator."""
+async def worker_and_orchestrator(
+    url: str,
+    handler: Callable[[dict], Any] = somar,
+    options: WorkerOptions | None = None,
+) -> AsyncIterator[tuple[AsyncOrquestrador, str]]:
+    """A running worker of escavador ``nome`` (by default it adds ``a`` and ``b``) and a started
+    orchestrator whose results queue is ``res_<nome>``."""
     nome = f"somar_{uuid.uuid4().hex[:6]}"
     broker = await connect(url)
-    worker = Worker(broker, [Plugin("escavador", nome, somar, "tests")], WorkerOptions(fetch_timeout=0.5))
+    plugin = Plugin("escavador", nome, handler, "tests")
+    worker = Worker(broker, [plugin], options or WorkerOptions(fetch_timeout=0.5))
     task = asyncio.create_task(worker.run())
     orq = AsyncOrquestrador(url, responder_para=f"res_{nome}")
     await orq.start()

@@ -1,60 +1,92 @@
-"""A NATS server restart is survived: the worker's consumer comes back and nothing is lost.
+"""A broker restart is survived on every broker: jobs published before, during and after the
+restart all come back with their result (nothing lost), the worker's consumer comes back and
+the orchestrator keeps receiving results.
 
-Runs its own throwaway nats-server on a free loopback port, never the shared one.
+Each broker is a throwaway server (tests/servers.py) whose settings keep data across restarts:
+JetStream file storage, Redis with ``appendonly yes`` + ``appendfsync always``, a RabbitMQ node
+of its own with durable queues and persistent messages. The shared servers are never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import time
 from pathlib import Path
 
 import pytest
 
-from orquestrador import AsyncOrquestrador, Worker, WorkerOptions
-from orquestrador.brokers import connect
+from orquestrador import AsyncOrquestrador, WorkerOptions
 from orquestrador.errors import BrokerError
-from orquestrador.plugins import Plugin
-from tests.servers import NatsServer
+from tests.roundtrip import worker_and_orchestrator
+from tests.servers import NatsServer, RabbitServer, RedisServer, rabbit_server, tls_files
 
-pytestmark = pytest.mark.nats
+__all__ = ["rabbit_server", "tls_files"]  # fixtures
+
+Server = NatsServer | RedisServer | RabbitServer
 
 
-def somar(payload: dict) -> dict:
+def devagar(payload: dict) -> dict:
+    time.sleep(0.3)  # keeps several jobs in flight when the broker goes away
     return {"soma": payload["a"] + payload["b"]}
 
 
-async def test_worker_and_orchestrator_survive_a_server_restart(tmp_path: Path):
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    url = server.url
-    nome = f"somar_{uuid.uuid4().hex[:6]}"
-    broker = await connect(url)
-    worker = Worker(broker, [Plugin("escavador", nome, somar, "tests")], WorkerOptions(fetch_timeout=0.5))
-    task = asyncio.create_task(worker.run())
-    orq = AsyncOrquestrador(url, responder_para=f"res_{nome}")
-    await orq.start()
-    try:
-        before = await orq.iniciar("iniciar_coleta", nome, {"a": 1, "b": 2})
-        assert (await orq.esperar(before.message_id, 20)).resultado == {"soma": 3}
+@pytest.fixture(
+    params=[
+        pytest.param(("nats", "restart"), id="nats-restart", marks=pytest.mark.nats),
+        pytest.param(("redis", "restart"), id="redis-restart", marks=pytest.mark.redis),
+        pytest.param(("redis", "kill"), id="redis-sigkill", marks=pytest.mark.redis),
+        pytest.param(("rabbitmq", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
+    ]
+)
+def outage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Server, str]:
+    """(a running throwaway server, how it goes away: a clean restart or SIGKILL + start)."""
+    name, how = request.param
+    if name == "rabbitmq":
+        return request.getfixturevalue("rabbit_server"), how
+    started = (NatsServer if name == "nats" else RedisServer)(tmp_path / name)
+    started.start()
+    request.addfinalizer(started.stop)
+    return started, how
 
-        server.stop()
-        await asyncio.sleep(1.0)
+
+def interrupt(server: Server, how: str) -> None:
+    if how == "kill":  # appendfsync always: every acknowledged write is on disk already
+        server.kill()
         server.start()
+    else:
+        server.restart()
 
-        after = None
-        for _ in range(60):  # publishing retries until the client has reconnected
+
+async def publish_retrying(orq: AsyncOrquestrador, nome: str, n: int) -> str:
+    """Publishing raises while the client reconnects; a caller that retries gets through."""
+    for _ in range(120):
+        try:
+            return (await orq.iniciar("iniciar_coleta", nome, {"a": n, "b": 1})).message_id
+        except BrokerError:
+            await asyncio.sleep(0.5)
+    raise AssertionError("could not publish after the restart")
+
+
+async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str]):
+    server, how = outage
+    options = WorkerOptions(fetch_timeout=0.5, concurrency=4, visibility_timeout=10)
+    async with worker_and_orchestrator(server.url, devagar, options) as (orq, nome):
+        sent = {await publish_retrying(orq, nome, n): n for n in range(20)}
+        first = next(iter(sent))
+        assert (await orq.esperar(first, 60)).resultado == {"soma": 1}
+
+        await asyncio.to_thread(interrupt, server, how)  # while most jobs wait or run
+        for n in range(20, 30):
+            sent[await publish_retrying(orq, nome, n)] = n
+
+        lost = []
+        for message_id, n in sent.items():
             try:
-                after = await orq.iniciar("iniciar_coleta", nome, {"a": 20, "b": 22})
-                break
-            except BrokerError:  # while the client reconnects
-                await asyncio.sleep(0.5)
-        assert after is not None, "could not publish after the restart"
-        row = await orq.esperar(after.message_id, 30)
-        assert row is not None and row.resultado == {"soma": 42}
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 20)
-        await orq.close()
-        await broker.close()
-        server.stop()
+                row = await orq.esperar(message_id, 120 if not lost else 1)
+            except TimeoutError:
+                row = None
+            if row is None:
+                lost.append(n)
+            else:
+                assert row.resultado == {"soma": n + 1}
+        assert not lost, f"jobs lost in the {how}: {lost}"
