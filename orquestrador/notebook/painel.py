@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orquestrador.facade import Orquestrador
 
 STATS_EVERY = 2.0  # queue stats are broker round trips: fewer of them than store reads
+STATS_TIMEOUT = 10.0  # seconds the broker has to answer them before the queues tab says so
 
 
 JANELAS = [
@@ -163,7 +164,11 @@ class Painel:
                     continue
             return out
 
-        self.stats = self.orq._loop.run(read(), timeout=10)
+        try:
+            self.stats = self.orq._loop.run(read(), timeout=STATS_TIMEOUT)
+        except Exception as exc:  # a slow or lost broker: said here, the jobs view above stays right
+            self.filas.value = f"<span style='color:#b00'>queue stats unavailable: {esc(repr(exc))}</span>"
+            return
         rows = "".join(
             f"<tr><td><code>{esc(s.queue)}</code></td><td>{s.depth}</td><td>{s.in_flight}</td>"
             f"<td>{s.dead_letters}</td><td>{'' if s.consumers is None else s.consumers}</td></tr>"
