@@ -25,7 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-broker_app = typer.Typer(help="The embedded NATS server of this directory.", no_args_is_help=True)
+broker_app = typer.Typer(
+    help="The configured broker, or the embedded NATS server of this directory.", no_args_is_help=True
+)
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker")
 
@@ -127,11 +129,24 @@ def trace(
 
 
 @broker_app.command("status")
-def broker_status() -> None:
-    """Show whether this directory's embedded NATS server runs, and where."""
-    from orquestrador.brokers import embedded
-    from orquestrador.settings import home
+def broker_status(broker: BrokerOpt = None) -> None:
+    """Show the configured broker and whether it answers (a password or token shows as ***), or
+    whether this directory's embedded NATS server runs, and where."""
+    import asyncio
 
+    from orquestrador.brokers import connect, embedded
+    from orquestrador.settings import broker_url, home, redact_url
+
+    configured = broker_url(broker)
+    if configured is not None:
+        console.print(f"configured  {redact_url(configured)}", markup=False, highlight=False)
+
+        async def ping() -> None:
+            await (await connect(configured)).close()
+
+        asyncio.run(ping())  # an unreachable broker ends as one redacted error line
+        console.print("reachable")
+        return
     server = embedded.status()
     if server is None:
         console.print(f"no embedded broker running for {home()}")

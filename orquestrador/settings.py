@@ -7,6 +7,7 @@ same way everywhere.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -20,6 +21,8 @@ ENV_RESULTS_QUEUE = "ORQ_RESULTS_QUEUE"
 ENV_TLS_CA = "ORQ_TLS_CA"
 ENV_TLS_CERT = "ORQ_TLS_CERT"
 ENV_TLS_KEY = "ORQ_TLS_KEY"
+
+_SECRET_PARAM = re.compile(r"pass|token|secret", re.IGNORECASE)
 
 SCHEMES = ("memory", "nats", "tls", "redis", "rediss", "amqp", "amqps")
 TLS_SCHEMES = ("tls", "rediss", "amqps")
@@ -61,13 +64,22 @@ def check_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password or token replaced by ``***``, safe for logs and errors."""
+    """The URL with any password or token replaced by ``***``, safe for logs and errors.
+
+    Covers ``user:password@``, a lone token (``nats://token@host``) and query parameters whose
+    name says they hold a secret (``?password=``, ``?token=``).
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAM.search(k) for k, _ in pairs):
+            query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*/")
     if not parts.username and not parts.password:
-        return url
+        return url if query == parts.query else urlunsplit(parts._replace(query=query))
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
@@ -79,7 +91,7 @@ def redact_url(url: str) -> str:
     netloc = f"{user}:***@{host}" if parts.password else f"***@{host}"
     if port is not None:
         netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True)
