@@ -139,8 +139,12 @@ def document(
     }  # fmt: skip
     messages["evento"] = {
         "name": "evento", "title": "lifecycle event", "contentType": "application/json",
-        "summary": "Best-effort progress of a job (started, progress, retry scheduled, dead-lettered).",
-        "payload": {"$ref": REF.format(model="EventoJob")},
+        "summary": "Best-effort progress of a job (started, progress, retry scheduled, dead-lettered);"
+        " busy workers send a batch of them as one JSON array.",
+        "payload": {"oneOf": [
+            {"$ref": REF.format(model="EventoJob")},
+            {"type": "array", "items": {"$ref": REF.format(model="EventoJob")}},
+        ]},
     }  # fmt: skip
     results_id = _id(results)
     channels: dict[str, Any] = {

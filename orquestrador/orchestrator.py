@@ -318,9 +318,7 @@ class AsyncOrquestrador:
             self._wake(finished)
 
     def _on_event(self, body: bytes) -> None:
-        event = EventoJob.decode(body)
-        if event is not None:
-            self._events.append(event)
+        self._events.extend(EventoJob.decode_many(body))
 
     async def _flush_events(self) -> None:
         while not self._closing.is_set():

@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orquestrador import envelope as wire
-from orquestrador import tracing
+from orquestrador import eventos, tracing
 from orquestrador.brokers.base import Broker, Delivery
 from orquestrador.context import Contexto, JobLogger
 from orquestrador.envelope import Envelope, Erro
@@ -81,7 +81,7 @@ class WorkerOptions:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a key of the heartbeat loop's table
 class _Job:
     plugin: Plugin
     delivery: Delivery
@@ -112,7 +112,10 @@ class Worker:
         self._cancel = threading.Event()
         threads = sum(self._concurrency(p) for p in self.plugins if not p.is_async)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="orq-job")
-        self._background: set[asyncio.Task[Any]] = set()
+        self._running: dict[_Job, float] = {}  # jobs whose lease the heartbeat loop renews
+        self._beater: asyncio.Task[None] | None = None
+        self._events: list[EventoJob] = []  # lifecycle events waiting for the next batch
+        self._flusher: asyncio.Task[None] | None = None
         self._metrics = metrics or NO_METRICS  # the no-op recorder unless metrics are served
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -130,6 +133,14 @@ class Worker:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if self._beater is not None:
+                self._beater.cancel()
+                self._beater = None
+            if self._flusher is not None:
+                self._flusher.cancel()
+            if self._events:  # the last events (retries, dead letters) still reach live views
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flush_events(0)
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run_until_signal(self) -> None:
@@ -220,7 +231,9 @@ class Worker:
             ))  # fmt: skip
             job.span.end()
             return
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        self._running[job] = asyncio.get_running_loop().time()
+        if self._beater is None:
+            self._beater = asyncio.create_task(self._heartbeats())
         self._emit(job, "iniciado")
         self._metrics.started(plugin.nome)
         try:
@@ -242,7 +255,7 @@ class Worker:
             await self._succeed(job, result)
         finally:
             self._metrics.finished(plugin.nome)
-            heartbeat.cancel()
+            self._running.pop(job, None)
             job.span.end()
 
     async def _intake(self, plugin: Plugin, delivery: Delivery) -> _Job | None:
@@ -277,14 +290,28 @@ class Worker:
             with contextlib.suppress(BrokerError):
                 await delivery.nack(self.options.backoff(delivery.attempt))
 
-    async def _heartbeat(self, job: _Job) -> None:
+    async def _heartbeats(self) -> None:
+        """One loop renews the lease of every job running longer than a beat.
+
+        It runs on the event loop, not in the handler's thread, so a handler stuck in C code or
+        a blocking call keeps its lease while the process lives. One task for all jobs instead
+        of one per job: a job that ends within a beat costs no timer at all.
+        """
         interval = max(0.05, self.options.visibility_timeout / 3)
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            try:
-                await job.delivery.heartbeat()
-            except BrokerError as exc:
-                job.log.warning("heartbeat failed: %s", exc)
+            now = loop.time()
+            due = [job for job, since in self._running.items() if now - since >= interval * 0.9]
+            if due:
+                beats = await asyncio.gather(
+                    *(job.delivery.heartbeat() for job in due), return_exceptions=True
+                )
+                for job, outcome in zip(due, beats, strict=True):
+                    if isinstance(outcome, BrokerError):
+                        job.log.warning("heartbeat failed: %s", outcome)
+                    elif isinstance(outcome, Exception):
+                        job.log.error("heartbeat failed unexpectedly: %r", outcome)
 
     async def _run(self, job: _Job) -> dict[str, Any]:
         plugin, env = job.plugin, job.envelope
@@ -310,7 +337,7 @@ class Worker:
             call = loop.run_in_executor(self._pool, functools.partial(run, plugin.handler, *args))
         began = time.perf_counter()
         try:
-            result = await asyncio.wait_for(call, timeout=timeout)
+            result = await (call if timeout is None else asyncio.wait_for(call, timeout=timeout))
         finally:
             self._metrics.handled(plugin.nome, time.perf_counter() - began)
         return _as_dict(result)
@@ -444,7 +471,7 @@ class Worker:
             await self.broker.publish(queue, body, message_id=resultado.message_id)
 
     def _emit(self, job: _Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
-        event = EventoJob(
+        self._events.append(EventoJob(
             evento=evento,
             correlation_id=job.envelope.correlation_id,
             message_id=job.envelope.message_id or "",
@@ -452,16 +479,20 @@ class Worker:
             worker=self.worker_id,
             tentativa=job.delivery.attempt,
             detalhe=detalhe or {},
-        )
-        task = asyncio.create_task(self._publish_event(event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        ))  # fmt: skip
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_events(eventos.FLUSH_SECONDS))
 
-    async def _publish_event(self, event: EventoJob) -> None:
-        try:
-            await asyncio.wait_for(self.broker.publish_event(EVENTS_SUBJECT, event.encode()), 2)
-        except (BrokerError, TimeoutError) as exc:
-            log.debug("lifecycle event dropped: %s", exc)
+    async def _flush_events(self, delay: float) -> None:
+        """Send the events gathered meanwhile as one message (an object when there is one)."""
+        await asyncio.sleep(delay)
+        while self._events:
+            batch, self._events = self._events[: eventos.MAX_BATCH], self._events[eventos.MAX_BATCH :]
+            body = batch[0].encode() if len(batch) == 1 else eventos.encode_many(batch)
+            try:
+                await asyncio.wait_for(self.broker.publish_event(EVENTS_SUBJECT, body), 2)
+            except (BrokerError, TimeoutError) as exc:
+                log.debug("%d lifecycle events dropped: %s", len(batch), exc)
 
 
 def _as_dict(result: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from orquestrador import asyncapi
 from orquestrador import envelope as wire
-from orquestrador.eventos import EventoJob
+from orquestrador.eventos import EventoJob, encode_many
 from orquestrador.plugins import Plugin, registry
 from tests.test_cli import orq
 
@@ -134,6 +134,11 @@ def test_message_schemas_accept_real_envelopes_and_refuse_wrong_ones(plugins: tu
     _validator(doc, "iniciar_execucao").validate(by_hand)
     _validator(doc, "resultado_coleta").validate(json.loads(wire.encode(failed)))
     _validator(doc, "evento").validate(json.loads(EventoJob("retry", "c", "m", "a", "w", 2).encode()))
+    batch = encode_many([
+        EventoJob("iniciado", "c", "m", "a", "w", 1),
+        EventoJob("retry", "c", "m", "a", "w", 2),
+    ])
+    _validator(doc, "evento").validate(json.loads(batch))
     assert not _validator(doc, "iniciar_coleta").is_valid(json.loads(wire.encode(failed)))
     assert not _validator(doc, "iniciar_coleta").is_valid({**encoded, "payload": "not an object"})
     assert not _validator(doc, "resultado_coleta").is_valid({**encoded, "tipo_evento": "resultado_coleta",
