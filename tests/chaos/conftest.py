@@ -20,6 +20,7 @@ from tests.contract.test_worker_processes import REAL_BROKERS
 
 ROWS = pytest.StashKey[list[Linha]]()
 
+
 @pytest.fixture(params=REAL_BROKERS)
 def broker_name(request: pytest.FixtureRequest) -> str:
     if not adapter_available(request.param):
