@@ -18,7 +18,7 @@ import pytest
 from orquestrador import AsyncOrquestrador, WorkerOptions
 from orquestrador.errors import BrokerError
 from tests.roundtrip import worker_and_orchestrator
-from tests.servers import NatsServer, RabbitServer, RedisServer, rabbit_server, tls_files
+from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles, rabbit_server, tls_files
 
 __all__ = ["rabbit_server", "tls_files"]  # fixtures
 
@@ -33,20 +33,28 @@ def devagar(payload: dict) -> dict:
 @pytest.fixture(
     params=[
         pytest.param(("nats", "restart"), id="nats-restart", marks=pytest.mark.nats),
+        pytest.param(("tls", "restart"), id="nats-tls-restart", marks=pytest.mark.nats),
         pytest.param(("redis", "restart"), id="redis-restart", marks=pytest.mark.redis),
         pytest.param(("redis", "kill"), id="redis-sigkill", marks=pytest.mark.redis),
-        pytest.param(("rabbitmq", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
+        pytest.param(("rediss", "restart"), id="redis-tls-restart", marks=pytest.mark.redis),
+        pytest.param(("amqp", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
+        pytest.param(("amqps", "restart"), id="rabbitmq-tls-restart", marks=pytest.mark.rabbitmq),
     ]
 )
-def outage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Server, str]:
-    """(a running throwaway server, how it goes away: a clean restart or SIGKILL + start)."""
-    name, how = request.param
-    if name == "rabbitmq":
-        return request.getfixturevalue("rabbit_server"), how
-    started = (NatsServer if name == "nats" else RedisServer)(tmp_path / name)
+def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) -> tuple[Server, str, str]:
+    """(a running throwaway server, its URL, how it goes away: a clean restart or SIGKILL + start).
+
+    TLS variants check that the reconnect makes a new TLS handshake with the same CA."""
+    scheme, how = request.param
+    tls = tls_files if scheme in ("tls", "rediss", "amqps") else None
+    with_ca = f"?tls_ca={tls_files.ca}" if tls else ""
+    if scheme.startswith("amqp"):
+        rabbit: RabbitServer = request.getfixturevalue("rabbit_server")
+        return rabbit, (rabbit.tls_url + with_ca if tls else rabbit.url), how
+    started = (NatsServer if scheme in ("nats", "tls") else RedisServer)(tmp_path / scheme, tls=tls)
     started.start()
     request.addfinalizer(started.stop)
-    return started, how
+    return started, started.url + with_ca, how
 
 
 def interrupt(server: Server, how: str) -> None:
@@ -67,10 +75,10 @@ async def publish_retrying(orq: AsyncOrquestrador, nome: str, n: int) -> str:
     raise AssertionError("could not publish after the restart")
 
 
-async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str]):
-    server, how = outage
+async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str, str]):
+    server, url, how = outage
     options = WorkerOptions(fetch_timeout=0.5, concurrency=4, visibility_timeout=10)
-    async with worker_and_orchestrator(server.url, devagar, options) as (orq, nome):
+    async with worker_and_orchestrator(url, devagar, options) as (orq, nome):
         sent = {await publish_retrying(orq, nome, n): n for n in range(20)}
         first = next(iter(sent))
         assert (await orq.esperar(first, 60)).resultado == {"soma": 1}
