@@ -276,6 +276,10 @@ class RedisConsumer(Consumer):
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._visibility_ms = max(1, int(visibility * 1000))
         self._slice = max(0.05, min(1.0, visibility / 2))  # how often a long fetch re-checks
+        # Due retries and stalled entries are looked for at most this often, not on every fetch:
+        # that check is a round trip of its own, and a busy worker fetches once or twice per job.
+        self._claim_every = self._slice
+        self._next_claim = 0.0
         self._cursor = "0-0"
         self._closed = False
 
@@ -286,12 +290,15 @@ class RedisConsumer(Consumer):
         while not self._closed:
             try:
                 with _errors(f"fetch from {self.queue} failed"):
-                    batch, next_due_ms = await self._claim(count)
-                    if batch:
-                        return batch
-                    block = min(deadline - loop.time(), self._slice)
-                    if next_due_ms >= 0:
-                        block = min(block, next_due_ms / 1000)
+                    now = loop.time()
+                    if now >= self._next_claim:
+                        batch, next_due_ms = await self._claim(count)
+                        if batch:
+                            return batch  # more may be waiting: look again on the next fetch
+                        self._next_claim = now + self._claim_every
+                        if next_due_ms >= 0:
+                            self._next_claim = min(self._next_claim, now + next_due_ms / 1000)
+                    block = min(deadline - now, self._slice, max(0.0, self._next_claim - now))
                     batch = await self._read_new(count, block)
             except BrokerError as exc:
                 if not _is_nogroup(exc.__cause__ or exc):
