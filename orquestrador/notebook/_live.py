@@ -93,22 +93,30 @@ class Ticker:
 
     def _run(self) -> None:
         while self._alive():
-            self._dirty.wait(self.idle)
+            poked = self._dirty.wait(self.idle)
             self._dirty.clear()
             with self._drawing:
                 if not self._alive():
                     break
-                self._draw()
+                self._draw(resend=not poked)
             self._stop.wait(self.interval)
         with self._lock:
             self._views.clear()
 
-    def _draw(self) -> None:
+    def _draw(self, resend: bool = False) -> None:
+        """Redraw every view; on idle passes ``resend`` their state even if nothing changed.
+
+        Why resend: a widget only sends a value that changed, so a front end that missed the last
+        update (connected while it was in flight, or reconnected) would show it stale for good.
+        """
         with self._lock:
             views = list(self._views)
         for view in views:
             try:
                 view.refresh()
+                if resend:
+                    for widget in getattr(view, "shown", ()):
+                        widget.send_state()
             except Exception as exc:  # a broken view must not stop the others
                 _show_error(view, exc)
             if view.finished:

@@ -71,6 +71,7 @@ class Painel:
         # The jobs view stays in sight: it is what one watches while the launcher is open.
         self.widget = w.VBox([w.HTML("<b>orquestrador</b> · jobs"), jobs, tabs])
         self.widget.add_class("orq-painel")
+        self.shown = (self.bar, self.status, self.erros)  # re-sent on idle redraws, see Ticker._draw
         self.refresh()
         ticker(orq).add(self)
 

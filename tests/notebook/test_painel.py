@@ -153,3 +153,16 @@ def test_a_broker_that_does_not_answer_spoils_only_the_queue_stats(env, monkeypa
         assert "3/3 done" in board.status.value and "refresh failed" not in board.status.value
         assert "queue stats unavailable: TimeoutError" in board.filas.value
     board.close()
+
+
+def test_an_idle_dashboard_resends_its_counts_for_a_front_end_that_missed_them(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    orq.iniciar_coletas(nome, [{"n": i} for i in range(4)], progress=False).wait(20)
+    board = Painel(orq, [plugin])
+    sent: list[dict] = []
+    board.status.comm.send = lambda data=None, **kw: sent.append(data)  # what would go to the browser
+    ticker(orq).idle = 0.2  # nothing runs: every pass of the refresh thread is an idle one
+    updates = lambda: [d["state"]["value"] for d in sent if d and d.get("method") == "update"]  # noqa: E731
+    wait_until(lambda: len(updates()) >= 2, timeout=20)
+    assert all("4/4 done" in value for value in updates())
+    board.close()
