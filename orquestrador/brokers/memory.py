@@ -27,6 +27,7 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.dedup import WINDOW as DEDUP_WINDOW
 
 _POLL = 0.005
 
@@ -58,6 +59,17 @@ class _Space:
         self.seq = itertools.count(1)
         self.tokens = itertools.count(1)
         self.listeners: dict[str, list[tuple[asyncio.AbstractEventLoop, EventCallback]]] = {}
+        self.recent: dict[tuple[str, str], float] = {}  # (queue, message_id) -> published at
+
+    def first_within_window(self, queue: str, message_id: str) -> bool:
+        """Record ``message_id``; False if it was published to ``queue`` within the window."""
+        now = time.monotonic()
+        if len(self.recent) > 10_000:
+            self.recent = {k: t for k, t in self.recent.items() if now - t < DEDUP_WINDOW}
+        if now - self.recent.get((queue, message_id), -DEDUP_WINDOW) < DEDUP_WINDOW:
+            return False
+        self.recent[(queue, message_id)] = now
+        return True
 
     def queue(self, name: str) -> _Queue:
         return self.queues.setdefault(name, _Queue())
@@ -205,6 +217,8 @@ class MemoryBroker(Broker):
     ) -> None:
         validate_queue_name(queue)
         with self._space.lock:
+            if message_id and not self._space.first_within_window(queue, message_id):
+                return  # published already within the dedup window, as NATS and Redis do
             seq = next(self._space.seq)
             self._space.queue(queue).waiting[seq] = _Entry(seq, bytes(body), dict(headers or {}), message_id)
 
@@ -247,6 +261,7 @@ class MemoryBroker(Broker):
         with self._space.lock:
             self._space.queues.pop(queue, None)
             self._space.queues.pop(dlq_of(queue), None)
+            self._space.recent = {k: t for k, t in self._space.recent.items() if k[0] != queue}
 
     async def queues(self) -> list[str]:
         with self._space.lock:

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -90,6 +91,7 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.dedup import RecentIds
 from orquestrador.brokers.rabbitmq_channel import (
     ATTEMPTS_HEADER,
     NOT_FOUND,
@@ -160,6 +162,7 @@ class RabbitMQBroker(Broker):
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
         self._registry = _Registry(self)
+        self._recent = RecentIds()
 
     def __repr__(self) -> str:
         return f"RabbitMQBroker({redact_url(self.url)!r})"
@@ -303,7 +306,11 @@ class RabbitMQBroker(Broker):
     ) -> None:
         await self.declare(queue)
         props = {"delivery_mode": 2, "message_id": message_id, "headers": dict(headers) if headers else None}
-        await self.send(queue, body, spec.BasicProperties(**props))
+        send = functools.partial(self.send, queue, body, spec.BasicProperties(**props))
+        if message_id:  # RabbitMQ keeps no dedup state: this connection remembers its ids (.dedup)
+            await self._recent.once(queue, message_id, send)
+        else:
+            await send()
 
     # -- queues ----------------------------------------------------------------------------
 
@@ -425,6 +432,7 @@ class RabbitMQBroker(Broker):
             self._declared.discard(name)
             self._buckets.discard(name)
             self._registry.forget(name)
+            self._recent.forget_queue(name)
 
     async def queues(self) -> list[str]:
         names = {n for n, op in (await self._registry.snapshot()).items() if op == "+"}
