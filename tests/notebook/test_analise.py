@@ -20,6 +20,10 @@ def test_metricas_and_parquet_export(env, tmp_path: Path) -> None:  # type: igno
     path = orq.exportar_parquet(tmp_path / "out" / "r.parquet", alvo=nome)
     back = pd.read_parquet(path)
     assert len(back) == 10 and "resultado.titulo" in back.columns
+    # Types survive the trip: times stay datetimes, durations stay durations, as resultados() gives them.
+    assert str(back["enviado_em"].dtype).startswith("datetime64") and str(back["enviado_em"].dt.tz) == "UTC"
+    assert str(back["duracao"].dtype).startswith("timedelta64") and back["duracao"].notna().all()
+    assert sorted(back["status"].astype(str)) == ["dead-lettered"] + ["ok"] * 9
 
 
 def test_resultados_filters_by_alvo_status_and_time_range(env) -> None:  # type: ignore[no-untyped-def]

@@ -194,6 +194,14 @@ def keep_screenshots(*paths: Path) -> None:
     print("screenshots:", ", ".join(str(ARTIFACTS / p.name) for p in paths))
 
 
+def playwright() -> Any:
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unreachable("the playwright package (pip install -e '.[dev]')")
+    return sync_api
+
+
 def reached(board: Any, text: str, voila: Served, timeout: float = 90.0) -> None:
     """Wait for ``text`` in the dashboard; on failure say what it showed and what Voila logged."""
     from playwright.sync_api import expect
@@ -214,7 +222,7 @@ LAUNCHED = 1 + 5 * len(list(SITE.glob("*.html")))  # notebook 01: one job, then 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("voila", ["whole"], indirect=True)
 def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright()
     expect = sync_api.expect
     outside: list[str] = []
     with sync_api.sync_playwright() as pw:
@@ -245,7 +253,7 @@ def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) 
 @pytest.mark.parametrize("voila", ["interactive"], indirect=True)
 def test_launching_from_the_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) -> None:
     """Clicks travel browser → kernel → broker → workers, and the counts come back live."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright()
     expect = sync_api.expect
     pages = len(list(SITE.glob("*.html")))
     outside: list[str] = []
