@@ -52,11 +52,18 @@ def _load(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+def _job_id(row: dict[str, Any]) -> str:
+    """The job a trace row belongs to: a result envelope is caused by the job's envelope."""
+    if str(row["evento"]).startswith("resultado") and row.get("causation_id"):
+        return str(row["causation_id"])
+    return str(row["message_id"] or "")
+
+
 def _detail(row: dict[str, Any], conteudo: dict[str, tuple[Any, Any]]) -> Any:
     """What a reader wants on each line: the payload sent, the page title or result, the error."""
     if row["detalhe"]:
         return row["detalhe"]
-    payload, resultado = conteudo.get(row["message_id"] or "", (None, None))
+    payload, resultado = conteudo.get(_job_id(row), (None, None))
     evento = str(row["evento"])
     if evento.startswith("iniciar"):
         return payload
@@ -84,7 +91,7 @@ def timeline_html(
     for r in rows:
         status = r.get("status") or ""
         colour = COLOURS.get(status, "inherit")
-        took = duracao.get(r["message_id"] or "") if str(r["evento"]).startswith("resultado") else None
+        took = duracao.get(_job_id(r)) if str(r["evento"]).startswith("resultado") else None
         body.append(
             "<tr>"
             f"<td>{(r['momento'] - start) * 1000:.0f}</td><td>{esc(r['tipo'])}</td>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -35,7 +36,10 @@ def test_a_page_title_and_an_error_show_literally(env) -> None:  # type: ignore[
 
     trace = Rastreio(orq, job.correlation_id)
     assert ESCAPED in trace.timeline.value and "<img" not in trace.timeline.value
-    assert "resultado_coleta" in trace.timeline.value and "ms" in trace.timeline.value
+    assert "resultado_coleta" in trace.timeline.value
+    assert re.search(r"<td>\d+ ms</td><td>" + re.escape(ESCAPED) + "</td></tr>", trace.timeline.value), (
+        "the result's row shows how long the job took and the page title"
+    )
     bad_trace = Rastreio(orq, EVIL)
     assert (
         ESCAPED in bad_trace.status.value and "<img" not in bad_trace.timeline.value + bad_trace.status.value
