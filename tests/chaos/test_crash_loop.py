@@ -35,6 +35,7 @@ async def test_a_job_that_kills_its_worker_every_time_ends_in_the_dlq(
                 deaths += 1
                 worker = await c.worker(*options, concurrency=1, visibility_timeout=2)
         mortos = await drenar_dlq(c.broker, c.fila, 1, timeout=20)
+        left = await c.broker.stats(c.fila)  # e.g. JetStream past max deliveries keeps messages
         alive = worker.proc.poll() is None
 
     runs = execucoes(run_log)
@@ -52,3 +53,4 @@ async def test_a_job_that_kills_its_worker_every_time_ends_in_the_dlq(
     assert dead.headers[DLQ_ERROR_TYPE] == "WorkerLost"
     assert counts == {"ok": GOOD, "dead-lettered": 1}
     assert alive, "the last worker dead-lettered the job instead of running it"
+    assert (left.depth, left.in_flight) == (0, 0), "nothing is left behind in the queue"
