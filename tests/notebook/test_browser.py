@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -238,6 +239,9 @@ def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) 
             batch = f"{LAUNCHED - 1}/{LAUNCHED - 1} done"  # the Lote widget of the batch cell
             expect(page.locator(".widget-html", has_text=batch)).to_have_count(1, timeout=30_000)
             expect(page.get_by_text("Mercado Municipal — Início").first).to_be_visible()
+            # The rastreio cell: the result's row has the job's duration and the page's title.
+            result_row = page.locator("tr", has_text="resultado_coleta")
+            expect(result_row).to_contain_text(re.compile(r"\d+ ms\s*Mercado Municipal — Início"))
             assert "refresh failed" not in page.inner_text("body")
             shot = tmp_path / "01_lancar_coletas.png"
             page.screenshot(path=str(shot), full_page=True)
