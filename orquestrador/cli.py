@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orquestrador.cli_publish import json_object, publish_file
 from orquestrador.cli_worker import worker_app
 from orquestrador.errors import JobTimeout, OrquestradorError
 from orquestrador.plugins import registry
@@ -74,16 +75,23 @@ def publish(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 60.0,
     correlation_id: Annotated[str | None, typer.Option(help="Join an existing chain.")] = None,
     broker: BrokerOpt = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from-file", "-f", help="A JSON-lines file, one payload per line (- for stdin)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --from-file: one JSON object per job, no progress bar.")
+    ] = False,
 ) -> None:
-    """Publish one job and print its correlation_id (and its result with --wait)."""
+    """Publish one job and print its correlation_id (and its result with --wait), or a batch from a file."""
     from orquestrador.facade import Orquestrador
 
-    try:
-        data = json.loads(payload)
-    except ValueError as exc:
-        raise OrquestradorError(f"--payload is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise OrquestradorError('--payload must be a JSON object, e.g. \'{"url": "https://…"}\'')
+    if from_file is not None:
+        if wait or correlation_id:
+            raise OrquestradorError("--wait and --correlation-id are for one job, not a --from-file batch")
+        publish_file(tipo_evento.value, alvo, from_file, broker, as_json=as_json)
+        return
+    data = json_object(payload, "--payload", 'e.g. \'{"url": "https://…"}\'')
     with Orquestrador(broker) as orq:
         if tipo_evento is TipoEventoArg.iniciar_coleta:
             job = orq.iniciar_coleta(alvo, data, correlation_id=correlation_id)

@@ -32,6 +32,7 @@ from orquestrador.brokers.base import (
     origin_of,
     strip_dead_letter_headers,
 )
+from orquestrador.cli_progress import bar, spinner
 from orquestrador.errors import ConfigError, OrquestradorError
 
 T = TypeVar("T")
@@ -247,7 +248,7 @@ def queues_purge(
             if not typer.confirm(f"drop {depth} waiting message(s) of {name}?", default=False):
                 _err.print(f"nothing purged: {name} left as it was")
                 raise typer.Exit(1)
-        with _err.status(f"purging {name}…"):
+        with spinner(f"purging {name}…"):
             return await b.purge(name)
 
     dropped = _with_broker(broker, work)
@@ -354,8 +355,6 @@ def dlq_replay(
     broker: BrokerOpt = None,
 ) -> None:
     """Move dead letters back onto their queue, once the cause of their failure is fixed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     origin = origin_of(queue)
 
     async def work(b: Broker) -> int:
@@ -374,14 +373,12 @@ def dlq_replay(
         waiting = (await b.stats(origin)).dead_letters
         total = waiting if limit is None else min(limit, waiting)
         moved = 0
-        columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=_err, transient=True, disable=total < 200) as progress:
-            task = progress.add_task("replay", total=total)
+        with bar(f"replaying onto {origin}", total, quiet=total < 200) as advance:
             while limit is None or moved < limit:
                 chunk = 500 if limit is None else min(500, limit - moved)
                 step = await b.replay(origin, limit=chunk)
                 moved += step
-                progress.update(task, completed=min(moved, total))
+                advance(step)
                 if step < chunk:
                     break
         return moved
