@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -124,11 +125,13 @@ def test_replay_and_purge_of_many_messages_stay_machine_readable(request: pytest
         asyncio.run(_setup(url, queue, ids, 250, "boom"))
         replayed = orq("dlq", "replay", queue, "--broker", url)
         assert replayed.returncode == 0, replayed.stderr
-        assert replayed.stdout == f"replayed 250 dead letter(s) onto {queue}\n"
+        # At-least-once: a dead letter whose ack was lost may move twice, so not "== 250".
+        moved = re.fullmatch(rf"replayed (\d+) dead letter\(s\) onto {queue}\n", replayed.stdout)
+        assert moved is not None and int(moved[1]) >= 250, replayed.stdout
         assert "\x1b" not in replayed.stderr
         purged = orq("queues", "purge", queue, "--yes", "--broker", url)
         assert purged.returncode == 0, purged.stderr
-        assert purged.stdout == f"dropped 300 message(s) from {queue}\n"
+        assert purged.stdout == f"dropped {50 + int(moved[1])} message(s) from {queue}\n"
         assert "\x1b" not in purged.stderr and "purging" not in purged.stderr
     finally:
         delete(url, queue)
