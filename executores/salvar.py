@@ -48,15 +48,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
-
 from orquestrador import Contexto, PermanentFailure, executor
 from orquestrador.settings import home
 
+# pyarrow (which loads pandas) is imported where it is used: registering this plugin, e.g. in
+# `orq worker --all`, costs a worker nothing until a salvar job actually arrives.
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
 ENV_DATASET_DIR = "ORQ_DATASET_DIR"
 ALVO_PADRAO = "desconhecido"
@@ -66,7 +66,13 @@ RENOMEADAS = {nome: f"{nome}_original" for nome in PARTICOES}
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
 _INT64 = (-(2**63), 2**63 - 1)
-_PARTICIONAMENTO = ds.partitioning(pa.schema([(p, pa.string()) for p in PARTICOES]), flavor="hive")
+
+
+def _particionamento() -> ds.Partitioning:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    return ds.partitioning(pa.schema([(p, pa.string()) for p in PARTICOES]), flavor="hive")
 
 
 def diretorio_base(diretorio: str | os.PathLike[str] | None = None, dataset: str | None = None) -> Path:
@@ -88,6 +94,8 @@ def _nome_arquivo(message_id: str) -> str:
 
 
 def _coluna(valores: list[Any]) -> pa.Array:
+    import pyarrow as pa
+
     presentes = [v for v in valores if v is not None]
     if not presentes:
         return pa.array(valores, pa.string())
@@ -109,6 +117,8 @@ def _coluna(valores: list[Any]) -> pa.Array:
 
 def tabela(registros: list[dict[str, Any]]) -> pa.Table:
     """The records as an Arrow table with the column types described in the module docstring."""
+    import pyarrow as pa
+
     nomes: dict[str, None] = {}
     for registro in registros:
         nomes.update(dict.fromkeys(registro))
@@ -141,6 +151,8 @@ def _existente(pasta_alvo: Path, nome: str) -> Path | None:
 
 def _gravar(tab: pa.Table, destino: Path) -> bool:
     """Write ``tab`` to ``destino`` unless it exists; True if this call created it."""
+    import pyarrow.parquet as pq
+
     tmp = destino.with_name(f".{destino.name}.{uuid.uuid4().hex}.tmp")
     try:
         pq.write_table(tab, tmp)
@@ -180,6 +192,8 @@ def salvar(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     A plain ``def``: the worker runs it in its thread pool, so the pyarrow write never blocks
     the event loop.
     """
+    import pyarrow.parquet as pq
+
     registros = _validar(payload.get("registros"))
     if not registros:
         return {"arquivo": None, "registros": 0, "ja_existia": False}
@@ -211,6 +225,8 @@ def salvar(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
 
 
 def _unificar(schemas: list[pa.Schema]) -> pa.Schema:
+    import pyarrow as pa
+
     try:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -236,6 +252,8 @@ def _schema_efetivo(fragmento: ds.ParquetFileFragment) -> pa.Schema:
     salvar writes an all-null column as string, which would otherwise turn a numeric field to
     text as soon as one job had no value for it.
     """
+    import pyarrow as pa
+
     schema = fragmento.physical_schema
     metadata = fragmento.metadata
     if metadata.num_rows == 0 or metadata.num_row_groups == 0:
@@ -268,12 +286,15 @@ def ler(diretorio: str | os.PathLike[str] | None = None, *, dataset: str | None 
     missing and a changed type fails. This reads every file's footer and unifies the schemas
     (int64 + float64 → float64, conflicting types → text, missing columns → null).
     """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
     base = diretorio_base(diretorio, dataset)
     if not base.exists():
         import pandas as pd
 
         return pd.DataFrame(columns=list(PARTICOES))
-    descoberta = ds.dataset(base, format="parquet", partitioning=_PARTICIONAMENTO)
+    descoberta = ds.dataset(base, format="parquet", partitioning=_particionamento())
     schemas = [_schema_efetivo(fragmento) for fragmento in descoberta.get_fragments()]
     if not schemas:
         import pandas as pd
@@ -282,5 +303,5 @@ def ler(diretorio: str | os.PathLike[str] | None = None, *, dataset: str | None 
     schema = _unificar(schemas)
     for particao in PARTICOES:
         schema = schema.append(pa.field(particao, pa.string()))
-    completo = ds.dataset(base, schema=schema, format="parquet", partitioning=_PARTICIONAMENTO)
+    completo = ds.dataset(base, schema=schema, format="parquet", partitioning=_particionamento())
     return completo.to_table().to_pandas()

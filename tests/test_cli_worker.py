@@ -92,6 +92,9 @@ def test_all_serves_every_registered_plugin(nats_url: str, suffix: str):
             quadrado = orq.iniciar_coleta(f"quadrado_{suffix}", {"x": 3})
             assert eco.wait(60).result["eco"] == {"k": "all"}
             assert quadrado.wait(60).result == {"quadrado": 9}
+            # Registering every plugin (salvar writes Parquet) must not load pyarrow or pandas.
+            loaded = orq.iniciar_coleta(f"modulos_{suffix}", {}).wait(60).result
+            assert loaded is not None and not loaded["pandas"] and not loaded["pyarrow"], loaded
     finally:
         code = worker.stop()
     out = worker.output()
