@@ -36,7 +36,10 @@ class Lancador:
         self.dados = dados
         options = [(f"{p.kind} {p.nome}", i) for i, p in enumerate(plugins)]
         self.alvo = w.Dropdown(options=options, description="alvo")
-        self.payload = w.Textarea(value="{}", description="payload", layout=w.Layout(width="60%"))
+        # Checked when the editor loses focus (not on every keystroke): see check().
+        self.payload = w.Textarea(
+            value="{}", description="payload", layout=w.Layout(width="60%"), continuous_update=False
+        )
         # Values are column positions (-1: the editor's payload): a column may be named anything.
         columns = (
             [] if dados is None else [(f"one job per row of {c!s}", i) for i, c in enumerate(dados.columns)]
@@ -51,6 +54,8 @@ class Lancador:
         self.lancar.on_click(lambda _: self.launch())
         self.alvo.observe(lambda _: self._show_schema(), names="value")
         self.fonte.observe(lambda _: self._sync_copies(), names="value")
+        for field in (self.alvo, self.fonte, self.copias, self.payload):
+            field.observe(lambda _: self.check(), names="value")
         self.widget = w.VBox(
             [
                 w.HBox([self.alvo, self.fonte, self.copias, self.lancar]),
@@ -60,13 +65,30 @@ class Lancador:
             ]
         )
         self._show_schema()
+        self.check()
 
     @property
     def plugin(self) -> Plugin | None:
         return None if self.alvo.value is None else self.plugins[self.alvo.value]
 
-    def payloads(self) -> list[dict[str, Any]]:
-        """Every payload the form would launch, each valid for the plugin; else PayloadError."""
+    def check(self) -> bool:
+        """Say whether Launch would go, and why not, before anything is sent."""
+        try:
+            count = len(self.payloads(copies=1)) if self.fonte.value < 0 else len(self.payloads())
+        except PayloadError as exc:
+            self._error(str(exc))
+            return False
+        plugin = self.plugin
+        assert plugin is not None
+        count = int(self.copias.value) if self.fonte.value < 0 else count
+        self.mensagem.value = f"ready: {count} valid payload(s) for <code>{esc(plugin.nome)}</code>"
+        return True
+
+    def payloads(self, copies: int | None = None) -> list[dict[str, Any]]:
+        """Every payload the form would launch, each valid for the plugin; else PayloadError.
+
+        ``copies`` overrides the form's count (check() validates one copy: they are all the same).
+        """
         try:
             base = json.loads(self.payload.value or "{}")
         except json.JSONDecodeError as exc:
@@ -77,8 +99,8 @@ class Lancador:
         if plugin is None:
             raise PayloadError("no plugin registered: import the module that defines it")
         if self.fonte.value < 0 or self.dados is None:
-            items = [dict(base) for _ in range(int(self.copias.value))]
-            rows: list[Any] = [None] * len(items)
+            items = [dict(base) for _ in range(int(self.copias.value) if copies is None else copies)]
+            rows: list[Any] = [None] * min(1, len(items))  # identical copies: checking one is enough
         else:
             column = self.dados.columns[self.fonte.value]
             series = self.dados.iloc[:, self.fonte.value]
@@ -87,7 +109,7 @@ class Lancador:
             if not items:
                 raise PayloadError(f"column {column!s} has no rows")
         if plugin.schema is not None:
-            for row, item in zip(rows, items, strict=True):
+            for row, item in zip(rows, items, strict=False):
                 _validate(plugin, item, row)
         return items
 

@@ -166,3 +166,19 @@ def test_an_idle_dashboard_resends_its_counts_for_a_front_end_that_missed_them(e
     wait_until(lambda: len(updates()) >= 2, timeout=20)
     assert all("4/4 done" in value for value in updates())
     board.close()
+
+
+def test_the_payload_editor_says_what_is_wrong_before_launch(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, _ = env
+    board = painel(orq, [Plugin("escavador", nome, pagina, "tests", schema=Pagina)])
+    form = board.lancador
+    assert "url: Field required" in form.mensagem.value, "the empty payload is checked as shown"
+    form.payload.value = '{"url": "http://127.0.0.1/x",'  # what the editor sends when it loses focus
+    assert "invalid JSON" in form.mensagem.value
+    form.payload.value = '{"url": 5}'
+    assert "url: Input should be a valid string" in form.mensagem.value
+    form.copias.value = 1000
+    form.payload.value = '{"url": "http://127.0.0.1/x"}'
+    assert "ready: 1000 valid payload(s)" in form.mensagem.value
+    assert orq._core.store.count_by_state() == {}, "checking sends nothing"
+    board.close()
