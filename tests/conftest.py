@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from orquestrador.brokers import Broker, connect, embedded
+from tests.servers import rabbit_server, tls_files  # noqa: F401 - session fixtures shared by all modules
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

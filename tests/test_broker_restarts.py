@@ -18,9 +18,7 @@ import pytest
 from orquestrador import AsyncOrquestrador, WorkerOptions
 from orquestrador.errors import BrokerError
 from tests.roundtrip import worker_and_orchestrator
-from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles, rabbit_server, tls_files
-
-__all__ = ["rabbit_server", "tls_files"]  # fixtures
+from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles
 
 Server = NatsServer | RedisServer | RabbitServer
 

@@ -19,10 +19,8 @@ import pytest
 from orquestrador.brokers import connect, create_broker
 from orquestrador.errors import BrokerError, ConfigError
 from orquestrador.settings import check_url, redact_url
-from tests.servers import NatsServer, RabbitServer, RedisServer, free_port, rabbit_server, tls_files
+from tests.servers import NatsServer, RabbitServer, RedisServer, free_port
 from tests.test_cli import orq
-
-__all__ = ["rabbit_server", "tls_files"]  # fixtures
 
 SECRET = "S3cr3t-Pa55w0rd"
 WRONG = "Wr0ng-Pa55w0rd"

@@ -19,9 +19,7 @@ import pytest
 from orquestrador.brokers import connect, create_broker
 from orquestrador.errors import BrokerUnavailable, ConfigError
 from tests.roundtrip import worker_and_orchestrator
-from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles, rabbit_server, tls_files
-
-__all__ = ["rabbit_server", "tls_files"]  # fixtures
+from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles
 
 
 def with_params(url: str, **params: Path) -> str:
