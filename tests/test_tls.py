@@ -133,3 +133,8 @@ async def test_bad_files_are_config_errors_naming_the_setting_not_the_secret(
 def test_tls_parameters_on_a_plain_scheme_are_a_config_error(tls_files: TlsFiles):
     with pytest.raises(ConfigError, match="need a TLS scheme"):
         create_broker(with_params("redis://127.0.0.1:6379/0", tls_ca=tls_files.ca))
+
+
+async def test_a_plain_nats_url_to_a_tls_server_says_to_use_tls(nats_tls: NatsServer):
+    with pytest.raises(BrokerUnavailable, match="use a tls:// URL"):
+        await asyncio.wait_for(connect(f"nats://127.0.0.1:{nats_tls.port}"), 60)

@@ -234,6 +234,8 @@ class NatsBroker(Broker):
                 "or the token, in the URL"
             )
         hint = tls_failure(exc)
+        if hint is not None and self._tls is None:  # a plain nats:// URL to a server requiring TLS
+            hint += " (use a tls:// URL: the TLS settings only apply to it)"
         if hint is not None:
             return f"cannot connect to NATS at {where}: {hint}"
         reason = exc or type(exc).__name__
