@@ -10,13 +10,14 @@ that a worker process starts small.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import inspect
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -112,11 +113,29 @@ def _configure(plugin: Plugin, overrides: dict[str, Any]) -> Plugin:
     return plugin
 
 
+@contextlib.contextmanager
+def _logged_errors(fmt: str) -> Iterator[None]:
+    """With JSON logs, a fatal error (broker down, unknown plugin) is a JSON line too, for shippers."""
+    try:
+        yield
+    except OrquestradorError as exc:
+        if fmt != "json":
+            raise
+        log.error("%s", exc)
+        raise typer.Exit(2) from None
+
+
 def _serve(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> None:
-    from orquestrador import logs, supervisor
+    from orquestrador import logs
+
+    with _logged_errors(logs.setup(opts["log_level"], opts["log_format"])):
+        _serve_logged(kind, names, opts)
+
+
+def _serve_logged(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> None:
+    from orquestrador import supervisor
     from orquestrador.settings import redact_url
 
-    logs.setup(opts["log_level"], opts["log_format"])
     import_modules(opts["module"] or [])
     overrides = {k: opts[k] for k in ("concurrency", "max_tentativas", "timeout", "rate_limit")}
     plugins = [_configure(p, overrides) for p in _select(kind, names)]
@@ -194,14 +213,11 @@ def worker_pipeline(
     """Run a pipeline's rules (pipeline_NAME) so they outlive the notebook that declared them."""
     from orquestrador import logs
     from orquestrador.brokers import connect, resolve_url
-    from orquestrador.pipeline import PipelineRunner, get_pipeline
+    from orquestrador.pipeline import Pipeline, PipelineRunner, get_pipeline
 
-    logs.setup(log_level, log_format)
-    import_modules(module or [])
-    pipeline = get_pipeline(name)
-    url = resolve_url(broker)
+    fmt = logs.setup(log_level, log_format)
 
-    async def serve() -> None:
+    async def serve(pipeline: Pipeline, url: str) -> None:
         connection = await connect(url)
         runner = PipelineRunner(connection, pipeline)
         loop = asyncio.get_running_loop()
@@ -212,4 +228,6 @@ def worker_pipeline(
         finally:
             await connection.close()
 
-    asyncio.run(serve())
+    with _logged_errors(fmt):
+        import_modules(module or [])
+        asyncio.run(serve(get_pipeline(name), resolve_url(broker)))

@@ -96,10 +96,11 @@ def make_handler(stream: IO[str], fmt: LogFormat = "text") -> logging.Handler:
     return handler
 
 
-def setup(level: str | None = None, fmt: str | None = None) -> None:
+def setup(level: str | None = None, fmt: str | None = None) -> LogFormat:
     """Configure the root logger of a CLI process (worker, supervisor, pipeline runner).
 
-    ``None`` falls back to ``ORQ_LOG_LEVEL`` / ``ORQ_LOG_FORMAT``, then INFO / text.
+    ``None`` falls back to ``ORQ_LOG_LEVEL`` / ``ORQ_LOG_FORMAT``, then INFO / text. Returns the
+    format chosen.
     """
     from orquestrador.errors import ConfigError
 
@@ -116,3 +117,4 @@ def setup(level: str | None = None, fmt: str | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
+    return cast(LogFormat, fmt)

@@ -6,7 +6,10 @@ import asyncio
 import io
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -19,7 +22,7 @@ from orquestrador.brokers import connect
 from tests.conftest import broker_url_for
 from tests.servers import NatsServer
 from tests.test_cli_worker import delete_queues, orq_worker, wait_serving
-from tests.workers import wait_for
+from tests.workers import ROOT, wait_for
 
 
 def free_port() -> int:
@@ -219,3 +222,13 @@ def test_reconnects_are_counted_and_the_password_never_logged(tmp_path: Path):
     assert code == 0, out
     assert password not in out
     assert f"orq:***@127.0.0.1:{server.port}" in out  # the URL still says where it connects
+
+
+def test_with_json_logs_a_fatal_error_is_a_json_line_too():
+    out = subprocess.run(
+        [sys.executable, "-m", "orquestrador.cli", "worker", "escavador", "no_such_plugin", "-b", "memory://"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "ORQ_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert out.returncode == 2
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    assert lines[-1]["level"] == "ERROR" and "no escavador named 'no_such_plugin'" in lines[-1]["message"]
