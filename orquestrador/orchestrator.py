@@ -306,14 +306,9 @@ class AsyncOrquestrador:
                 continue
             good.append((delivery, env))
         finished = self.store.record_results([env for _, env in good]) if good else []
-        # Bounded: on Redis each ack borrows a pooled connection, and the pool has a ceiling.
-        limit = asyncio.Semaphore(16)
-
-        async def ack(delivery: Delivery) -> None:
-            async with limit:
-                await delivery.ack()
-
-        await asyncio.gather(*(ack(d) for d, _ in good), return_exceptions=True)
+        failed = await self._broker().ack_many([d for d, _ in good])
+        if failed:
+            log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)
         if finished:
             self._wake(finished)
 

@@ -38,8 +38,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orquestrador import batching, eventos, tracing
 from orquestrador import envelope as wire
-from orquestrador import eventos, tracing
 from orquestrador.brokers.base import Broker, Delivery
 from orquestrador.context import Contexto, JobLogger
 from orquestrador.envelope import Envelope, Erro
@@ -112,6 +112,8 @@ class Worker:
         self._cancel = threading.Event()
         threads = sum(self._concurrency(p) for p in self.plugins if not p.is_async)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="orq-job")
+        self._publisher = batching.Publisher(broker)  # results and acks of jobs finishing together
+        self._acker = batching.Acker(broker)  # leave in one round trip (group commit)
         self._running: dict[_Job, float] = {}  # jobs whose lease the heartbeat loop renews
         self._beater: asyncio.Task[None] | None = None
         self._events: list[EventoJob] = []  # lifecycle events waiting for the next batch
@@ -264,6 +266,9 @@ class Worker:
         except EnvelopeError as exc:
             await self._dead_letter_raw(delivery, exc.reason, type(exc).__name__)
             return None
+        fields = {"correlation_id": env.correlation_id, "message_id": env.message_id,
+                  "alvo": plugin.nome, "tentativa": delivery.attempt}  # fmt: skip
+        job_fields.set({**fields, "worker": self.worker_id})  # for the handler's own loggers too
         if env.tipo_evento != plugin.tipo_evento:
             await self._dead_letter_raw(
                 delivery,
@@ -272,9 +277,6 @@ class Worker:
                 "EnvelopeError",
             )
             return None
-        fields = {"correlation_id": env.correlation_id, "message_id": env.message_id,
-                  "alvo": plugin.nome, "tentativa": delivery.attempt}  # fmt: skip
-        job_fields.set({**fields, "worker": self.worker_id})  # for the handler's own loggers too
         bound = JobLogger(log, fields)
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
         attributes["orq.tentativa"] = delivery.attempt
@@ -398,7 +400,7 @@ class Worker:
             await self._nack(job, self.options.backoff(job.delivery.attempt))
             return
         try:
-            await job.delivery.ack()
+            await self._acker.ack(job.delivery)
         except BrokerError as exc:  # the result is out; a redelivery only repeats it
             job.log.warning("ack failed after the result was published: %s", exc)
         self._metrics.ok(job.plugin.nome)
@@ -468,7 +470,7 @@ class Worker:
                 **extras,
             )
             body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
-            await self.broker.publish(queue, body, message_id=resultado.message_id)
+            await self._publisher.publish(queue, body, resultado.message_id)
 
     def _emit(self, job: _Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
         self._events.append(EventoJob(

@@ -25,7 +25,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -190,6 +190,21 @@ class Broker(abc.ABC):
                 if isinstance(task, BaseException):
                     raise task
         return count
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Ack a batch (e.g. the results just recorded); returns how many acks failed.
+
+        Adapters override it to settle the whole batch in one round trip instead of one each.
+        A failed ack only means a redelivery, which the store's dedup absorbs.
+        """
+        limit = asyncio.Semaphore(16)  # on Redis each ack borrows a pooled connection
+
+        async def ack(delivery: Delivery) -> None:
+            async with limit:
+                await delivery.ack()
+
+        outcomes = await asyncio.gather(*(ack(d) for d in deliveries), return_exceptions=True)
+        return sum(isinstance(o, Exception) for o in outcomes)
 
     @abc.abstractmethod
     async def consume(

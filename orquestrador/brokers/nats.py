@@ -19,7 +19,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -303,6 +303,27 @@ class NatsBroker(Broker):
             raise BrokerError(f"message too large for NATS on {queue}: {exc}") from exc
         except nats.errors.Error as exc:
             raise BrokerError(f"publish to {queue} failed: {exc}") from exc
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> int:
+        """Plain acks, then one PING/PONG: the server has them all, in one round trip, not one each."""
+        failed = 0
+        for delivery in deliveries:
+            if not isinstance(delivery, NatsDelivery):
+                raise TypeError(f"not a NATS delivery: {delivery!r}")
+            try:
+                await delivery._msg.ack()
+            except nats.errors.MsgAlreadyAckdError:
+                continue
+            except nats.errors.Error:
+                failed += 1
+        if self._nc is None:
+            raise BrokerError("NATS broker is not connected: call connect() first")
+        try:
+            await self._nc.flush(timeout=max(1, int(self.request_timeout)))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("acks of %d results not confirmed: %s", len(deliveries), exc)
+            return len(deliveries)
+        return failed
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         consumer = NatsConsumer(self, queue, visibility_timeout, prefetch)

@@ -40,6 +40,29 @@ async def test_ack_removes_the_message_for_good(broker: Broker, queue: str):
     await consumer.close()
 
 
+async def test_ack_many_settles_a_whole_batch_and_leaves_the_rest(broker: Broker, queue: str):
+    for i in range(6):
+        await broker.publish(queue, f"job{i}".encode())
+    consumer = await broker.consume(queue, visibility_timeout=1.0)
+    batch = await eventually(lambda: consumer.fetch(6, timeout=1), timeout=10)
+    while len(batch) < 6:
+        batch += await consumer.fetch(6 - len(batch), timeout=1)
+    acked, kept = batch[:4], batch[4:]
+
+    assert await broker.ack_many(acked) == 0
+
+    # The two not acked come back after the visibility timeout; the four acked never do.
+    back = await eventually(lambda: consumer.fetch(10, timeout=0.5), timeout=15)
+    while len(back) < 2:
+        back += await consumer.fetch(10, timeout=0.5)
+    assert sorted(d.body for d in back) == sorted(d.body for d in kept)
+    assert await broker.ack_many(back) == 0
+    assert await consumer.fetch(10, timeout=1.5) == []
+    stats = await broker.stats(queue)
+    assert (stats.depth, stats.in_flight) == (0, 0)
+    await consumer.close()
+
+
 async def test_fetch_on_an_empty_queue_is_an_empty_batch(broker: Broker, queue: str):
     consumer = await broker.consume(queue)
     started = time.monotonic()
