@@ -136,6 +136,10 @@ def _serve_logged(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> 
     from orquestrador import supervisor
     from orquestrador.settings import redact_url
 
+    if "httpx" not in sys.modules:
+        # httpx imports its own command-line client (click, rich, pygments: ~6 MiB) whenever they
+        # are installed, and falls back to a stub when that import fails; a worker never runs it.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     import_modules(opts["module"] or [])
     overrides = {k: opts[k] for k in ("concurrency", "max_tentativas", "timeout", "rate_limit")}
     plugins = [_configure(p, overrides) for p in _select(kind, names)]
