@@ -34,13 +34,16 @@ def devagar(payload: dict) -> dict:
         pytest.param(("tls", "restart"), id="nats-tls-restart", marks=pytest.mark.nats),
         pytest.param(("redis", "restart"), id="redis-restart", marks=pytest.mark.redis),
         pytest.param(("redis", "kill"), id="redis-sigkill", marks=pytest.mark.redis),
+        pytest.param(("redis", "outage"), id="redis-long-outage", marks=pytest.mark.redis),
         pytest.param(("rediss", "restart"), id="redis-tls-restart", marks=pytest.mark.redis),
         pytest.param(("amqp", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
         pytest.param(("amqps", "restart"), id="rabbitmq-tls-restart", marks=pytest.mark.rabbitmq),
+        pytest.param(("amqp", "outage"), id="rabbitmq-long-outage", marks=pytest.mark.rabbitmq),
     ]
 )
 def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) -> tuple[Server, str, str]:
-    """(a running throwaway server, its URL, how it goes away: a clean restart or SIGKILL + start).
+    """(a running throwaway server, its URL, how it goes away: a clean restart, SIGKILL + start,
+    or a long outage).
 
     TLS variants check that the reconnect makes a new TLS handshake with the same CA."""
     scheme, how = request.param
@@ -58,6 +61,10 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) 
 def interrupt(server: Server, how: str) -> None:
     if how == "kill":  # appendfsync always: every acknowledged write is on disk already
         server.kill()
+        server.start()
+    elif how == "outage":  # down for longer than the clients' retry windows (about 10 s)
+        server.stop()
+        time.sleep(15)
         server.start()
     else:
         server.restart()
