@@ -120,3 +120,31 @@ def _results(orq: AsyncOrquestrador, correlation_id: str, n: int) -> bool:
     """Both runs answered: their results (two envelopes, one job) reached the store."""
     trace = orq.store.trace(correlation_id)
     return sum(1 for r in trace if r["evento"] == "resultado_execucao") >= n
+
+
+async def test_the_same_result_arriving_twice_is_recorded_once(broker: Broker, broker_url: str):
+    orq = AsyncOrquestrador(broker_url, responder_para=f"res_{uuid.uuid4().hex[:10]}")
+    await orq.start()
+    try:
+        job = await orq.iniciar("iniciar_coleta", f"dup_{uuid.uuid4().hex[:8]}", {"n": 1})
+        result = wire.nova("resultado_coleta", {"ok": True}, alvo=job.alvo, correlation_id=job.correlation_id,
+                           causation_id=job.message_id).with_changes(status="ok")  # fmt: skip
+        for _ in range(2):  # no broker-level id: both copies reach the orchestrator
+            await broker.publish(orq.responder_para, wire.encode(result))
+        row = await orq.esperar(job.message_id or "", 20)
+        await eventually(lambda: _drained(orq.broker, orq.responder_para), timeout=20)
+        trace = orq.store.trace(job.correlation_id)
+    finally:
+        await orq.close()
+        await broker.delete(orq.responder_para)
+        await broker.delete(f"escavador_{job.alvo}")
+
+    assert row is not None and row.estado == "ok" and row.resultado == {"ok": True}
+    assert len(orq.store.jobs(alvo=job.alvo)) == 1
+    assert [r["evento"] for r in trace if r["tipo"] == "envelope"] == ["iniciar_coleta", "resultado_coleta"]
+
+
+async def _drained(broker: Broker | None, queue: str) -> bool:
+    assert broker is not None
+    stats = await broker.stats(queue)
+    return stats.depth == 0 and stats.in_flight == 0
