@@ -144,7 +144,7 @@ class AsyncOrquestrador:
             env, body = self._envelope(
                 tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span
             )
-            self.store.record_sent([env], fila)
+            self.store.record_sent([env], fila, bodies=[body])
             try:
                 await self._broker().publish(fila, body, message_id=env.message_id)
             except BaseException:
@@ -210,7 +210,7 @@ class AsyncOrquestrador:
         on_sent: Callable[[list[Envelope]], None] | None,
     ) -> int:
         envelopes = [env for env, _ in batch]
-        self.store.record_sent(envelopes, fila, lote=lote)
+        self.store.record_sent(envelopes, fila, lote=lote, bodies=[body for _, body in batch])
         try:
             await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
         except BaseException as exc:
@@ -305,7 +305,7 @@ class AsyncOrquestrador:
                 await delivery.dead_letter(exc.reason, error_type=type(exc).__name__)
                 continue
             good.append((delivery, env))
-        finished = self.store.record_results([env for _, env in good]) if good else []
+        finished = self.store.record_results([e for _, e in good], [d.body for d, _ in good]) if good else []
         failed = await self._broker().ack_many([d for d, _ in good])
         if failed:
             log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)

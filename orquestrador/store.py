@@ -134,7 +134,15 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def record_sent(self, envelopes: Sequence[Envelope], fila: str, *, lote: str | None = None) -> None:
+    def record_sent(
+        self,
+        envelopes: Sequence[Envelope],
+        fila: str,
+        *,
+        lote: str | None = None,
+        bodies: Sequence[bytes] | None = None,
+    ) -> None:
+        """Record launched jobs; ``bodies`` are their wire bytes, stored as sent (not re-encoded)."""
         now = time.time()
         with _transaction(self._conn()) as conn:
             conn.executemany(
@@ -146,7 +154,7 @@ class Store:
                     for e in envelopes
                 ],
             )  # fmt: skip
-            self._insert_envelopes(conn, envelopes, now)
+            self._insert_envelopes(conn, envelopes, now, bodies)
 
     def forget(self, message_ids: Iterable[str]) -> None:
         """Undo ``record_sent`` for envelopes the broker refused."""
@@ -155,12 +163,14 @@ class Store:
             conn.executemany("DELETE FROM jobs WHERE message_id = ?", ids)
             conn.executemany("DELETE FROM envelopes WHERE message_id = ?", ids)
 
-    def record_results(self, results: Sequence[Envelope]) -> list[str]:
+    def record_results(
+        self, results: Sequence[Envelope], bodies: Sequence[bytes] | None = None
+    ) -> list[str]:
         """Store results; returns the message_ids of the jobs that reached a final state now."""
         finished: list[str] = []
         now = time.time()
         with _transaction(self._conn()) as conn:
-            self._insert_envelopes(conn, results, now)
+            self._insert_envelopes(conn, results, now, bodies)
             for env in results:
                 if env.causation_id is None:
                     continue
@@ -262,15 +272,25 @@ class Store:
                         (e.at, e.worker, e.tentativa, e.message_id),
                     )
 
-    def _insert_envelopes(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope], now: float) -> None:
+    def _insert_envelopes(
+        self,
+        conn: sqlite3.Connection,
+        envelopes: Sequence[Envelope],
+        now: float,
+        bodies: Sequence[bytes] | None = None,
+    ) -> None:
+        if bodies is None:
+            texts = [e.model_dump_json(exclude_none=True) for e in envelopes]
+        else:
+            texts = [b.decode("utf-8", "replace") for b in bodies]
         conn.executemany(
             "INSERT OR IGNORE INTO envelopes (message_id, correlation_id, causation_id,"
             " tipo_evento, alvo, status, tentativa, timestamp, recorded_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (e.message_id, e.correlation_id, e.causation_id, e.tipo_evento, e.alvo, e.status,
-                 e.tentativa, e.timestamp.timestamp(), now, e.model_dump_json(exclude_none=True))
-                for e in envelopes
+                 e.tentativa, e.timestamp.timestamp(), now, text)
+                for e, text in zip(envelopes, texts, strict=True)
             ],
         )  # fmt: skip
 

@@ -65,3 +65,24 @@ def test_new_envelopes_carry_ids_and_version():
     assert data["versao"] == 1
     assert data["message_id"] != data["correlation_id"]
     assert isinstance(Envelope.model_validate(data), Envelope)
+
+
+def test_new_ids_are_unique_version_4_uuids_even_across_a_fork():
+    import os
+    import uuid as _uuid
+
+    from orquestrador.envelope import new_id
+
+    ids = [new_id() for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    for value in ids[:: 97]:
+        parsed = _uuid.UUID(value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, _uuid.RFC_4122, value)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child must not reuse the parent's buffered random bytes
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child != new_id() and child not in ids
