@@ -138,3 +138,20 @@ def test_tls_parameters_on_a_plain_scheme_are_a_config_error(tls_files: TlsFiles
 async def test_a_plain_nats_url_to_a_tls_server_says_to_use_tls(nats_tls: NatsServer):
     with pytest.raises(BrokerUnavailable, match="use a tls:// URL"):
         await asyncio.wait_for(connect(f"nats://127.0.0.1:{nats_tls.port}"), 60)
+
+
+def test_an_encrypted_client_key_is_a_config_error_not_a_password_prompt(tmp_path: Path, tls_files: TlsFiles):
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(tls_files.client_key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    url = with_params("amqps://127.0.0.1:1/%2F", tls_cert=tls_files.client_cert, tls_key=encrypted)
+    with pytest.raises(ConfigError, match="unencrypted private key"):
+        create_broker(url)
