@@ -12,9 +12,8 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from orquestrador import cli_console
 from orquestrador.cli_publish import json_object, publish_file
 from orquestrador.cli_worker import worker_app
 from orquestrador.errors import JobTimeout, OrquestradorError
@@ -32,13 +31,6 @@ broker_app = typer.Typer(
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker")
 
-console = Console()
-err = Console(stderr=True)
-
-
-def _wide() -> Console:
-    """Piped output (logs, scripts) gets tables wide enough for full ids, not 80 columns."""
-    return console if console.is_terminal else Console(width=160)
 
 
 BrokerOpt = Annotated[
@@ -62,7 +54,7 @@ def demo(
     """Scrape a local demo site through the broker with real workers; exit 0 if all came back ok."""
     from orquestrador.demo import run_demo
 
-    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=_wide())
+    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=cli_console.wide())
     raise typer.Exit(0 if ok else 1)
 
 
@@ -103,7 +95,7 @@ def publish(
         try:
             job.wait(timeout)
         except JobTimeout as exc:
-            err.print(f"[red]error:[/] {exc}")
+            cli_console.err().print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
         out = {"status": job.status, "tentativa": job.tentativa, "resultado": job.result, "erro": job.erro}
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -121,7 +113,7 @@ def trace(
     rows = Store(home() / "orquestrador.db").trace(correlation_id)
     if not rows:
         raise OrquestradorError(f"nothing recorded for correlation_id {correlation_id!r} in {home()}")
-    table = Table(title=f"trace {correlation_id}")
+    table = cli_console.table(title=f"trace {correlation_id}")
     for column in ("time", "kind", "what", "alvo", "status", "attempt", "worker", "detail"):
         table.add_column(column, overflow="fold")
     from datetime import UTC, datetime
@@ -133,7 +125,7 @@ def trace(
             str(r["tentativa"] or ""), r["worker"] or "",
             json.dumps(r["detalhe"], ensure_ascii=False) if r["detalhe"] else "",
         )  # fmt: skip
-    _wide().print(table, markup=False)
+    cli_console.wide().print(table, markup=False)
 
 
 @broker_app.command("status")
@@ -147,19 +139,19 @@ def broker_status(broker: BrokerOpt = None) -> None:
 
     configured = broker_url(broker)
     if configured is not None:
-        console.print(f"configured  {redact_url(configured)}", markup=False, highlight=False)
+        cli_console.out().print(f"configured  {redact_url(configured)}", markup=False, highlight=False)
 
         async def ping() -> None:
             await (await connect(configured)).close()
 
         asyncio.run(ping())  # an unreachable broker ends as one redacted error line
-        console.print("reachable")
+        cli_console.out().print("reachable")
         return
     server = embedded.status()
     if server is None:
-        console.print(f"no embedded broker running for {home()}")
+        cli_console.out().print(f"no embedded broker running for {home()}")
         raise typer.Exit(1)
-    console.print(f"running  {server.url}  pid {server.pid}  store {server.store_dir}")
+    cli_console.out().print(f"running  {server.url}  pid {server.pid}  store {server.store_dir}")
 
 
 @broker_app.command("stop")
@@ -167,18 +159,18 @@ def broker_stop() -> None:
     """Stop this directory's embedded NATS server (its data stays on disk)."""
     from orquestrador.brokers import embedded
 
-    console.print("stopped" if embedded.stop() else "no embedded broker was running")
+    cli_console.out().print("stopped" if embedded.stop() else "no embedded broker was running")
 
 
 @app.command()
 def plugins() -> None:
     """List the registered escavadores and executores and where each comes from."""
-    table = Table(title="plugins")
+    table = cli_console.table(title="plugins")
     for column in ("kind", "name", "queue", "source"):
         table.add_column(column)
     for p in registry.all():
         table.add_row(p.kind, p.nome, p.fila, p.origem)
-    console.print(table)
+    cli_console.out().print(table)
 
 
 from orquestrador.cli_ops import register as _register_ops  # noqa: E402 - after the core commands
@@ -193,7 +185,7 @@ def main() -> None:
     try:
         app()
     except OrquestradorError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        cli_console.err().print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from orquestrador import cli_console
 from orquestrador.brokers.base import (
     DLQ_AT,
     DLQ_ATTEMPTS,
@@ -42,8 +41,6 @@ queues_app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Dead letters: list them and replay them onto their queue.", no_args_is_help=True)
 
-_out = Console()
-_err = Console(stderr=True)
 
 BrokerOpt = Annotated[
     str | None,
@@ -56,11 +53,6 @@ _PEEK_FIELDS = ("message_id", "tipo_evento", "correlation_id", "alvo")
 
 class UnknownQueue(ConfigError):
     """The queue named on the command line is not one the toolkit declared on this broker."""
-
-
-def _wide() -> Console:
-    """Piped output (logs, scripts) gets tables wide enough for full ids, not 80 columns."""
-    return _out if _out.is_terminal else Console(width=160)
 
 
 def _print_json(data: Any) -> None:
@@ -143,13 +135,13 @@ def queues(ctx: typer.Context, broker: BrokerOpt = None, as_json: JsonOpt = Fals
     if as_json:
         _print_json([_stats_dict(s) for s in rows])
         return
-    table = Table(title="queues")
+    table = cli_console.table(title="queues")
     for column in ("queue", "depth", "in flight", "consumers", "dead letters", "oldest"):
         table.add_column(column, justify="left" if column == "queue" else "right")
     for s in rows:
         table.add_row(s.queue, str(s.depth), str(s.in_flight), _opt(s.consumers),
                       str(s.dead_letters), _age(s.oldest_age))  # fmt: skip
-    _wide().print(table)
+    cli_console.wide().print(table)
 
 
 def _escape(body: bytes, limit: int = 120) -> str:
@@ -209,7 +201,7 @@ def queues_peek(
 
 def _message_table(title: str, rows: Sequence[dict[str, Any]], *, dead: bool | None = None) -> None:
     show_dead = any(r["reason"] or r["attempts"] for r in rows) if dead is None else dead
-    table = Table(title=title)
+    table = cli_console.table(title=title)
     columns = ["message_id", "tipo_evento", "correlation_id", "alvo"]
     if show_dead:
         columns += ["reason", "error_type", "attempts"]
@@ -223,9 +215,9 @@ def _message_table(title: str, rows: Sequence[dict[str, Any]], *, dead: bool | N
         if show_dead:
             cells += [r["reason"] or "", r["error_type"] or "", _opt(r["attempts"])]
         table.add_row(*[str(c) for c in cells])
-    _wide().print(table, markup=False)
+    cli_console.wide().print(table, markup=False)
     if not rows:
-        _err.print("(empty)")
+        cli_console.err().print("(empty)")
 
 
 @queues_app.command("purge")
@@ -246,7 +238,7 @@ def queues_purge(
         if not yes:
             depth = (await b.stats(name)).depth
             if not typer.confirm(f"drop {depth} waiting message(s) of {name}?", default=False):
-                _err.print(f"nothing purged: {name} left as it was")
+                cli_console.err().print(f"nothing purged: {name} left as it was")
                 raise typer.Exit(1)
         with spinner(f"purging {name}…"):
             return await b.purge(name)
@@ -288,16 +280,16 @@ def dlq_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="dead letters")
+    table = cli_console.table(title="dead letters")
     for column in ("queue", "message_id", "alvo", "reason", "error_type", "attempts", "at"):
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r["queue"], r["message_id"] or (f"raw: {r['raw']}" if r["raw"] else ""),
                       r["alvo"] or "", r["reason"] or "", r["error_type"] or "", _opt(r["attempts"]),
                       r["dead_lettered_at"] or "")  # fmt: skip
-    _wide().print(table, markup=False)
+    cli_console.wide().print(table, markup=False)
     if not rows:
-        _err.print("no dead letters")
+        cli_console.err().print("no dead letters")
 
 
 def _envelope_id(delivery: Delivery) -> str | None:
@@ -433,7 +425,7 @@ def consume(
         _print_json(rows)
         return
     _message_table(f"consumed from {queue}", rows)
-    _err.print(f"{len(rows)} message(s) {'given back' if no_ack else 'acked'}")
+    cli_console.err().print(f"{len(rows)} message(s) {'given back' if no_ack else 'acked'}")
 
 
 def _body_text(body: bytes) -> Any:
@@ -510,16 +502,16 @@ def stats(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"jobs in {path}")
+    table = cli_console.table(title=f"jobs in {path}")
     for column in ("alvo", "jobs", "ok", "erro", "dead-lettered", "pending", "jobs/s", "p50", "p95", "p99"):
         table.add_column(column, justify="left" if column == "alvo" else "right")
     for r in rows:
         rate = "-" if r["throughput"] is None else f"{r['throughput']:.2f}"
         table.add_row(r["alvo"], str(r["jobs"]), str(r["ok"]), str(r["erro"]), str(r["dead_lettered"]),
                       str(r["pending"]), rate, _secs(r["p50"]), _secs(r["p95"]), _secs(r["p99"]))  # fmt: skip
-    _wide().print(table, markup=False)
+    cli_console.wide().print(table, markup=False)
     if not rows:
-        _err.print("no jobs recorded")
+        cli_console.err().print("no jobs recorded")
 
 
 def register(app: typer.Typer) -> None:
