@@ -188,29 +188,56 @@ class AsyncOrquestrador:
         """
         fila = queue_for(KIND_OF[tipo], alvo)
         total = 0
+        sending: asyncio.Task[int] | None = None  # the previous chunk's publish, still confirming
+
+        async def send(batch: list[tuple[Envelope, bytes]], spans: list[tracing.Span]) -> None:
+            # Each chunk is recorded before it is sent, in a thread: SQLite's write of this chunk
+            # overlaps the confirmations of the previous one instead of stalling the loop.
+            nonlocal sending, total
+            envelopes = [env for env, _ in batch]
+            bodies = [body for _, body in batch]
+            await asyncio.to_thread(self.store.record_sent, envelopes, fila, lote=lote, bodies=bodies)
+            if sending is not None:
+                try:
+                    total += await sending
+                except BaseException:
+                    self.store.forget([e.message_id or "" for e in envelopes])  # never sent
+                    raise
+            sending = asyncio.create_task(self._publish_chunk(fila, batch, spans, on_progress, on_sent))
+
         batch: list[tuple[Envelope, bytes]] = []
         spans: list[tracing.Span] = []  # each job starts its own trace; spans end once confirmed
-        for payload in payloads:
-            spans.append(self._publish_span(fila, None))
-            batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline, spans[-1]))
-            if len(batch) >= chunk:
-                total += await self._send_chunk(fila, batch, on_progress, spans, lote, on_sent)
-                batch, spans = [], []
-        if batch:
-            total += await self._send_chunk(fila, batch, on_progress, spans, lote, on_sent)
+        try:
+            for payload in payloads:
+                spans.append(self._publish_span(fila, None))
+                batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline, spans[-1]))
+                if len(batch) >= chunk:
+                    await send(batch, spans)
+                    batch, spans = [], []
+            if batch:
+                await send(batch, spans)
+            if sending is not None:
+                total += await sending
+        except Exception:
+            # A bad payload further on: what was recorded and handed to the broker still goes out.
+            if sending is not None and not sending.done():
+                with contextlib.suppress(Exception):
+                    await sending
+            raise
+        except BaseException:
+            if sending is not None:
+                sending.cancel()
+            raise
         return total
 
-    async def _send_chunk(
+    async def _publish_chunk(
         self,
         fila: str,
         batch: list[tuple[Envelope, bytes]],
-        on_progress: Callable[[int], None] | None,
         spans: list[tracing.Span],
-        lote: str | None,
+        on_progress: Callable[[int], None] | None,
         on_sent: Callable[[list[Envelope]], None] | None,
     ) -> int:
-        envelopes = [env for env, _ in batch]
-        self.store.record_sent(envelopes, fila, lote=lote, bodies=[body for _, body in batch])
         try:
             await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
         except BaseException as exc:
@@ -225,8 +252,8 @@ class AsyncOrquestrador:
         if on_progress is not None:
             on_progress(len(batch))
         if on_sent is not None:
-            on_sent(envelopes)
-        return len(envelopes)
+            on_sent([env for env, _ in batch])
+        return len(batch)
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:
         """Run a pipeline's rules inside this orchestrator until it closes."""
