@@ -332,7 +332,10 @@ class AsyncOrquestrador:
                 await delivery.dead_letter(exc.reason, error_type=type(exc).__name__)
                 continue
             good.append((delivery, env))
-        finished = self.store.record_results([e for _, e in good], [d.body for d, _ in good]) if good else []
+        finished: list[str] = []
+        if good:  # in a thread: launches and event handling go on while SQLite writes
+            envelopes, bodies = [e for _, e in good], [d.body for d, _ in good]
+            finished = await asyncio.to_thread(self.store.record_results, envelopes, bodies)
         failed = await self._broker().ack_many([d for d, _ in good])
         if failed:
             log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)
