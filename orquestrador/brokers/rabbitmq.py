@@ -59,7 +59,9 @@ when they are consumed they count one more attempt and go to the back. ``oldest_
 Connection loss. The connection is re-opened with exponential backoff (0.2 s to 5 s, jittered).
 Publishes that lost their channel before the confirm are sent again (so a duplicate is possible,
 as with every at-least-once broker; ``message_id`` tells) or raise BrokerError after
-``publish_timeout``; consumers subscribe again on their next fetch; event subscriptions are
+``publish_timeout``. ``publish`` with a ``message_id`` already published by this connection in
+the last 120 s is dropped (:mod:`.dedup`; RabbitMQ has no server-side dedup, so another
+connection's copy is delivered); consumers subscribe again on their next fetch; event subscriptions are
 re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
 """
 
