@@ -11,10 +11,11 @@ from __future__ import annotations
 import collections
 import json
 import random
+from pathlib import Path
 
 from orquestrador import envelope as wire
 from orquestrador.errors import EnvelopeError
-from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, fechar
+from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, execucoes, fechar
 
 BAD = 10_000
 GOOD = 1_000
@@ -86,7 +87,9 @@ def bad_inputs(seed: int, n: int) -> list[bytes]:
     return out
 
 
-async def test_10000_fuzzed_inputs_mixed_with_good_ones(broker_name: str, url: str, suffix: str, report):
+async def test_10000_fuzzed_inputs_mixed_with_good_ones(
+    broker_name: str, url: str, suffix: str, run_log: Path, report
+):
     bad = bad_inputs(seed=7, n=BAD)
     async with Cenario(url, suffix) as c:
         worker = await c.worker(concurrency=32, visibility_timeout=30)
@@ -105,7 +108,8 @@ async def test_10000_fuzzed_inputs_mixed_with_good_ones(broker_name: str, url: s
         alive = worker.proc.poll() is None
 
     linha = Linha(broker_name, "10,000 fuzzed inputs + 1,000 good")
-    report(fechar(linha, c.orq, ids, counts, c.started, mortos=mortos, enviados=len(items)))
+    runs = execucoes(run_log)
+    report(fechar(linha, c.orq, ids, counts, c.started, runs=runs, mortos=mortos, enviados=len(items)))
     dead_bodies = collections.Counter(m.body for m in mortos)
     linha.perdidos += sum((collections.Counter(bad) - dead_bodies).values())
 
@@ -113,4 +117,5 @@ async def test_10000_fuzzed_inputs_mixed_with_good_ones(broker_name: str, url: s
     assert counts == {"ok": GOOD}, "every good job next to the bad ones gets its result"
     assert dead_bodies == collections.Counter(bad), "each bad input is dead-lettered once, untouched"
     assert all(m.reason for m in mortos), "every dead letter says why"
+    assert set(runs) == set(ids), "no bad input ever reached the handler"
     assert linha.perdidos == 0
