@@ -177,7 +177,7 @@ def _kind_command(kind: Kind) -> Callable[..., None]:
     )
     names = inspect.Parameter(
         "names", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[list[str], typer.Argument(help="Plugin names, e.g. http rss.")],
+        annotation=Annotated[list[str], typer.Argument(metavar="NAME", help="Plugin names, e.g. http rss.")],
     )  # fmt: skip
     return _with_options(command, [names])
 
