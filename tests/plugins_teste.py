@@ -62,4 +62,4 @@ def recusa(payload: dict[str, Any]) -> dict[str, Any]:
 @escavador(f"modulos_{SUFFIX}")
 def modulos(payload: dict[str, Any]) -> dict[str, Any]:
     """What a real worker process has imported while it runs jobs."""
-    return {m: m in sys.modules for m in ("pandas", "ipywidgets", "pyarrow", "rich")}
+    return {m: m in sys.modules for m in ("pandas", "ipywidgets", "pyarrow", "rich", "prometheus_client")}
