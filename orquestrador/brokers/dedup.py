@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 WINDOW = 120.0  # seconds; the same as the NATS duplicate window and the Redis dedup key's TTL
-LIMIT = 200_000  # ids remembered at most (oldest forgotten first), so memory stays bounded
+LIMIT = 50_000  # ids remembered at most (oldest forgotten first): a few MiB, whatever the traffic
 
 
 class RecentIds:
@@ -25,48 +25,56 @@ class RecentIds:
 
     The id counts as published only once the publish succeeded: a failed publish may be retried
     at once, and a concurrent publish of the same id waits for the one in flight instead of
-    sending a second copy.
+    sending a second copy. Every publish passes through here, so the common case (a new id, no
+    one racing it) costs two dict operations: a remembered id is only its send time, and a
+    future exists only when a second publisher of the same id has to wait.
     """
 
     def __init__(self, window: float = WINDOW, limit: int = LIMIT) -> None:
         self.window, self.limit = window, limit
-        self._ids: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[bool]]] = OrderedDict()
+        self._sent: OrderedDict[tuple[str, str], float] = OrderedDict()  # oldest first
+        self._sending: dict[tuple[str, str], asyncio.Future[bool] | None] = {}
 
     async def once(self, queue: str, message_id: str, publish: Callable[[], Awaitable[None]]) -> bool:
         """Publish unless this id went out recently; True if this call published it."""
         key = (queue, message_id)
-        while True:
-            self._forget_old()
-            entry = self._ids.get(key)
-            if entry is None:
-                break
-            _, sent = entry
-            if not sent.done():
-                await asyncio.shield(sent)  # the same id is being published right now
-                continue
-            if sent.result():
+        while key in self._sending:  # the same id is being published right now: wait for it
+            waiter = self._sending[key]
+            if waiter is None:
+                waiter = self._sending[key] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(waiter)
+        now = time.monotonic()
+        at = self._sent.get(key)
+        if at is not None:
+            if at >= now - self.window:
                 return False
-            self._ids.pop(key, None)
-        sent = asyncio.get_running_loop().create_future()
-        self._ids[key] = (time.monotonic(), sent)
+            del self._sent[key]
+        self._sending[key] = None
         try:
             await publish()
         except BaseException:
-            self._ids.pop(key, None)
-            sent.set_result(False)
+            self._settle(key, False)
             raise
-        sent.set_result(True)
+        self._sent[key] = time.monotonic()
+        self._settle(key, True)
+        self._forget_old()
         return True
+
+    def _settle(self, key: tuple[str, str], published: bool) -> None:
+        waiter = self._sending.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(published)
 
     def forget_queue(self, queue: str) -> None:
         """A deleted queue starts afresh, as on the other brokers."""
-        for key in [k for k in self._ids if k[0] == queue]:
-            del self._ids[key]
+        for key in [k for k in self._sent if k[0] == queue]:
+            del self._sent[key]
 
     def _forget_old(self) -> None:
         oldest = time.monotonic() - self.window
-        while self._ids:
-            key, (at, sent) = next(iter(self._ids.items()))
-            if (at >= oldest or not sent.done()) and len(self._ids) <= self.limit:
+        sent = self._sent
+        while sent:
+            at = next(iter(sent.values()))
+            if at >= oldest and len(sent) <= self.limit:
                 return
-            del self._ids[key]
+            sent.popitem(last=False)
