@@ -106,6 +106,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         conn = self._conn()
         conn.executescript(_SCHEMA)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
@@ -115,6 +116,15 @@ class Store:
             conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
         conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
         conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
+
+    def _write(self) -> _transaction:
+        """A write transaction; writers of this process queue on a lock, not in SQLite.
+
+        SQLite's busy handler sleeps in steps of up to tens of milliseconds when another
+        connection holds the write lock (the collector writes from a thread while launches
+        write from the loop); a Python lock hands over the moment the other writer is done.
+        """
+        return _transaction(self._conn(), self._write_lock)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -144,7 +154,7 @@ class Store:
     ) -> None:
         """Record launched jobs; ``bodies`` are their wire bytes, stored as sent (not re-encoded)."""
         now = time.time()
-        with _transaction(self._conn()) as conn:
+        with self._write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO jobs (message_id, correlation_id, tipo_evento, alvo, fila,"
                 " payload, estado, enviado_em, lote) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
@@ -159,7 +169,7 @@ class Store:
     def forget(self, message_ids: Iterable[str]) -> None:
         """Undo ``record_sent`` for envelopes the broker refused."""
         ids = [(m,) for m in message_ids]
-        with _transaction(self._conn()) as conn:
+        with self._write() as conn:
             conn.executemany("DELETE FROM jobs WHERE message_id = ?", ids)
             conn.executemany("DELETE FROM envelopes WHERE message_id = ?", ids)
 
@@ -169,7 +179,7 @@ class Store:
         """Store results; returns the message_ids of the jobs that reached a final state now."""
         finished: list[str] = []
         now = time.time()
-        with _transaction(self._conn()) as conn:
+        with self._write() as conn:
             self._insert_envelopes(conn, results, now, bodies)
             for env in results:
                 if env.causation_id is None:
@@ -252,7 +262,7 @@ class Store:
         return [json.loads(r[0]) for r in rows]
 
     def record_events(self, events: Sequence[EventoJob]) -> None:
-        with _transaction(self._conn()) as conn:
+        with self._write() as conn:
             conn.executemany(
                 # Events of other orchestrators' jobs share the subject; keep only ours.
                 "INSERT INTO eventos (correlation_id, message_id, evento, alvo, worker, tentativa,"
@@ -434,12 +444,21 @@ def _job_row(row: sqlite3.Row) -> JobRow:
 
 
 class _transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()
