@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from orquestrador.facade import Job, Lote, Orquestrador
     from orquestrador.orchestrator import AsyncOrquestrador
     from orquestrador.pipeline import Pipeline
+    from orquestrador.retention import Retencao
     from orquestrador.worker import Worker, WorkerOptions
 
 # Loaded on first use: a worker process that only registers plugins never imports the
@@ -44,6 +45,7 @@ _LAZY = {
     "Orquestrador": "orquestrador.facade",
     "AsyncOrquestrador": "orquestrador.orchestrator",
     "Pipeline": "orquestrador.pipeline",
+    "Retencao": "orquestrador.retention",
     "Worker": "orquestrador.worker",
     "WorkerOptions": "orquestrador.worker",
 }
@@ -81,6 +83,7 @@ __all__ = [
     "Pipeline",
     "Plugin",
     "PluginError",
+    "Retencao",
     "Retry",
     "Worker",
     "WorkerOptions",

@@ -179,6 +179,9 @@ _register_ops(app)
 from orquestrador.asyncapi import register as _register_asyncapi  # noqa: E402
 
 _register_asyncapi(app)
+from orquestrador.cli_store import register as _register_store  # noqa: E402
+
+_register_store(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from orquestrador.errors import JobTimeout
 from orquestrador.loop_thread import LoopThread
 from orquestrador.orchestrator import AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
+from orquestrador.retention import Retencao
 from orquestrador.settings import redact_url
 from orquestrador.store import FINAIS, JobRow
 
@@ -178,6 +179,8 @@ class Orquestrador:
     ``url`` picks the broker (``nats://``, ``redis://``, ``amqp://``, ``memory://``); without one,
     ``ORQ_BROKER_URL`` or else the embedded NATS server is used. ``responder_para`` names this
     orchestrator's results queue: give each person or project sharing a broker its own.
+    ``retencao`` bounds the store (default: ``ORQ_RETENTION_AGE``/``ORQ_RETENTION_JOBS``, else
+    keep everything); see :class:`orquestrador.retention.Retencao`.
     """
 
     def __init__(
@@ -187,6 +190,7 @@ class Orquestrador:
         responder_para: str | None = None,
         home: str | Path | None = None,
         max_message_bytes: int = wire.DEFAULT_MAX_BYTES,
+        retencao: Retencao | None = None,
     ) -> None:
         self._loop = LoopThread()
         self._core = AsyncOrquestrador(
@@ -194,6 +198,7 @@ class Orquestrador:
             responder_para=responder_para,
             home=Path(home) if home is not None else None,
             max_message_bytes=max_message_bytes,
+            retencao=retencao,
         )
         try:
             self._loop.run(self._core.start())

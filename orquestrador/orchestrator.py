@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
+from orquestrador.retention import Retencao
 from orquestrador.store import FINAIS, JobRow, Store
 
 log = logging.getLogger("orquestrador")
@@ -41,6 +43,7 @@ class AsyncOrquestrador:
         responder_para: str | None = None,
         home: Path | None = None,
         max_message_bytes: int = wire.DEFAULT_MAX_BYTES,
+        retencao: Retencao | None = None,
     ) -> None:
         self._requested_url = url
         self.url: str | None = None
@@ -48,6 +51,8 @@ class AsyncOrquestrador:
         self.home = home or settings.home()
         self.max_message_bytes = max_message_bytes
         self.store = Store(self.home / "orquestrador.db")
+        # Read now, so a bad ORQ_RETENTION_* fails the constructor rather than a background task.
+        self.retencao = retencao if retencao is not None else Retencao.from_env()
         self.broker: Broker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[PipelineRunner] = []
@@ -69,6 +74,8 @@ class AsyncOrquestrador:
         await consumer_started.wait()
         self._unsubscribe = await broker.subscribe_events(EVENTS_SUBJECT, self._on_event)
         self._tasks.append(asyncio.create_task(self._flush_events()))
+        if self.retencao.active:
+            self._tasks.append(asyncio.create_task(self._retain()))
 
     async def close(self) -> None:
         self._closing.set()
@@ -341,6 +348,24 @@ class AsyncOrquestrador:
             log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)
         if finished:
             self._wake(finished)
+
+    async def _retain(self) -> None:
+        """Apply the retention policy now and every ``interval``, in a thread: the loop stays free."""
+        policy = self.retencao
+        age = None if policy.max_age is None else float(policy.max_age)
+        while not self._closing.is_set():
+            try:
+                report = await asyncio.to_thread(
+                    self.store.prune, age, policy.max_jobs, stop=self._closing.is_set
+                )
+            except sqlite3.Error as exc:
+                log.warning("pruning the store failed (%s); retrying in %ss", exc, policy.interval)
+            else:
+                if report.jobs:
+                    log.info("retention: pruned %d finished jobs (%d envelopes, %d events, %d parts)",
+                             report.jobs, report.envelopes, report.eventos, report.partes)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), policy.interval)
 
     def _on_event(self, body: bytes) -> None:
         self._events.extend(EventoJob.decode_many(body))

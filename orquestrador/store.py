@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orquestrador import retention
 from orquestrador.envelope import Envelope
 from orquestrador.eventos import EventoJob
 
@@ -303,6 +304,43 @@ class Store:
                 for e, text in zip(envelopes, texts, strict=True)
             ],
         )  # fmt: skip
+
+    def prune(
+        self,
+        max_age: float | None = None,
+        max_jobs: int | None = None,
+        *,
+        chunk: int = 1000,
+        stop: retention.StopCheck | None = None,
+    ) -> retention.PruneReport:
+        """Delete finished jobs older than ``max_age`` seconds or beyond the newest ``max_jobs``.
+
+        With their envelopes, events and parts; jobs of chains that still have unfinished jobs
+        stay. Each chunk is its own short transaction so results keep being recorded meanwhile;
+        ``stop`` is asked between chunks (an orchestrator closing). Both None: a no-op.
+        """
+        if max_age is None and max_jobs is None:
+            return retention.PruneReport()
+        conn = self._conn()
+        conn.execute(retention.INDEX)  # once per store: finds the oldest finished jobs, and the N-th newest
+        limit = retention.bound(conn, max_age, max_jobs)
+        report = retention.PruneReport()
+        if limit is not None:
+            after: tuple[float, int] | None = (float("-inf"), 0)
+            while after is not None and not (stop is not None and stop()):
+                with self._write() as tx:
+                    done, after = retention.prune_chunk(tx, limit, after, chunk)
+                report = report + done
+            protected = retention.count_protected(conn, limit)
+            report = retention.PruneReport(report.jobs, report.envelopes, report.eventos, report.partes,
+                                           protected, retention.reusable_bytes(conn))  # fmt: skip
+        return report
+
+    def prunable(self, max_age: float | None = None, max_jobs: int | None = None) -> int:
+        """How many jobs ``prune`` would delete now (for a confirmation prompt)."""
+        conn = self._conn()
+        limit = retention.bound(conn, max_age, max_jobs)
+        return 0 if limit is None else retention.count_prunable(conn, limit)
 
     # -- reads -----------------------------------------------------------------------------
 
