@@ -44,6 +44,7 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable
+from orquestrador.retention import DlqLimits
 from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class NatsBroker(Broker):
         self._js: JetStreamContext | None = None
         self._declared: set[str] = set()
         self._kv: Any = None
+        self._dlq = DlqLimits.from_env()
 
     def __repr__(self) -> str:
         return f"NatsBroker({redact_url(self.url)!r})"
@@ -257,21 +259,35 @@ class NatsBroker(Broker):
         for name in (queue, dlq_of(queue)):
             if name in self._declared:
                 continue
+            capped = name.endswith(DLQ_SUFFIX) and (self._dlq.max_age or self._dlq.max_messages)
             config = api.StreamConfig(
                 name=stream_name(name),
                 subjects=[name],
                 retention=api.RetentionPolicy.WORK_QUEUE,
                 storage=api.StorageType.FILE,
-                duplicate_window=120.0,
+                # JetStream refuses a duplicate window longer than the stream's max age.
+                duplicate_window=min(120.0, self._dlq.max_age or 120.0) if capped else 120.0,
+                # Dead letters past ORQ_DLQ_MAX_AGE / ORQ_DLQ_MAX_MESSAGES: the server drops the oldest.
+                max_age=self._dlq.max_age if capped else None,
+                max_msgs=self._dlq.max_messages if capped else None,
             )
             try:
                 await self.js.add_stream(config)
             except nats.js.errors.BadRequestError as exc:
-                # Exists with other settings (e.g. created by an older version): use it as it is.
-                log.warning("stream %s exists with other settings: %s", config.name, exc)
+                if capped:  # a dead-letter stream from before the caps: they apply to it too
+                    await self._update_caps(config, exc)
+                else:  # exists with other settings (e.g. created by an older version): use it as it is
+                    log.warning("stream %s exists with other settings: %s", config.name, exc)
             except nats.errors.Error as exc:
                 raise BrokerError(f"cannot declare {name}: {exc}") from exc
             self._declared.add(name)
+
+    async def _update_caps(self, config: api.StreamConfig, refused: Exception) -> None:
+        try:
+            await self.js.update_stream(config)
+        except nats.errors.Error as exc:
+            log.warning("stream %s keeps its settings (%s); its dead-letter caps not applied: %s",
+                        config.name, refused, exc)  # fmt: skip
 
     async def _ensure_consumer(self, queue: str, visibility: float) -> None:
         await self.declare(queue)

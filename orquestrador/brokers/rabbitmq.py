@@ -117,6 +117,7 @@ from orquestrador.brokers.rabbitmq_channel import (
 )
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
+from orquestrador.retention import DlqLimits
 from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,13 @@ class RabbitMQBroker(Broker):
         self._admin_lock = asyncio.Lock()
         self._declared: set[str] = set()
         self._declaring: dict[str, asyncio.Future[None]] = {}
+        # ORQ_DLQ_MAX_* as queue arguments: set when a dead-letter queue is created; RabbitMQ refuses
+        # new arguments for an existing queue (406, logged by _declare_one), which keeps its own.
+        limits = DlqLimits.from_env()
+        self._dlq_arguments: dict[str, Any] | None = {
+            k: v for k, v in (("x-message-ttl", int(limits.max_age * 1000) if limits.max_age else None),
+                              ("x-max-length", limits.max_messages)) if v is not None
+        } or None  # fmt: skip
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
         self._registry = _Registry(self)
@@ -355,7 +363,7 @@ class RabbitMQBroker(Broker):
         names = [queue] if queue.endswith(DLQ_SUFFIX) else [queue, dlq_of(queue)]
         for name in names:
             if name not in self._declared:
-                await self._declare_one(name)
+                await self._declare_one(name, self._dlq_arguments if name.endswith(DLQ_SUFFIX) else None)
         await self._registry.add("+", names)
         self._declared.update(names)
 

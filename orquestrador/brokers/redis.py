@@ -54,6 +54,7 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
+from orquestrador.retention import DlqLimits
 from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,15 @@ class RedisDelivery(Delivery):
         )  # fmt: skip
         dlq = dlq_of(self.queue)
         await self._broker.declare(dlq)
-        async with self._broker.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream_key(dlq), _fields(self.body, headers, None),
-                      maxlen=self._broker.maxlen, approximate=True)  # fmt: skip
+        broker, key = self._broker, stream_key(dlq)
+        cap = broker.dlq.max_messages
+        async with broker.redis.pipeline(transaction=True) as pipe:
+            # Capped exactly (dead letters are few, so trimming them exactly is cheap).
+            pipe.xadd(key, _fields(self.body, headers, None), maxlen=min(cap, broker.maxlen) if cap
+                      else broker.maxlen, approximate=cap is None)  # fmt: skip
+            if broker.dlq.max_age:  # entry ids are server milliseconds: older ones go as this one comes
+                oldest = broker.server_ms() - int(broker.dlq.max_age * 1000)
+                pipe.xtrim(key, minid=f"{oldest}-0", approximate=False)
             await self._settle("dead_letter", pipe)
 
 
@@ -371,6 +378,7 @@ class RedisBroker(Broker):
         if self.maxlen <= 0:
             raise ConfigError(f"invalid maxlen {chosen!r} in {redact_url(url)}: use a positive int")
         self._password = parts.password
+        self.dlq = DlqLimits.from_env()
         self._redis: aioredis.Redis | None = None
         self._declared: set[str] = set()
         self._clock_offset_ms = 0.0
