@@ -34,6 +34,7 @@ import pika.exceptions
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from orquestrador.brokers import pika_writes
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Consumer,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from orquestrador.brokers.rabbitmq import RabbitMQBroker
 
 log = logging.getLogger("orquestrador.brokers.rabbitmq")
+pika_writes.install()
 
 ATTEMPTS_HEADER = "x-orq-attempts"
 NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED = 404, 405, 406

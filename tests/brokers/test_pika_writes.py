@@ -1,0 +1,55 @@
+"""Frames buffered by pika leave in one send(), same bytes, same order; partial sends still work."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from pika.adapters.utils import io_services_utils as io
+
+from orquestrador.brokers import pika_writes
+
+
+class Socket:
+    """Records each send(); accepts at most ``limit`` bytes per call, like a full kernel buffer."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.calls: list[bytes] = []
+        self.limit = limit
+
+    def send(self, data: bytes) -> int:
+        taken = bytes(data[: self.limit]) if self.limit else bytes(data)
+        self.calls.append(taken)
+        return len(taken)
+
+
+def _transport(sock: Socket, frames: list[bytes]) -> io._AsyncPlaintextTransport:
+    transport = object.__new__(io._AsyncPlaintextTransport)
+    transport._sock = sock
+    transport._tx_buffers = deque(frames)
+    transport._tx_buffered_byte_count = sum(map(len, frames))
+    return transport
+
+
+def test_buffered_frames_leave_in_one_send_in_order():
+    assert pika_writes.install() and pika_writes.install()  # idempotent
+    frames = [b"method-%d|" % i for i in range(50)] + [b"body" * 10]
+    sock = Socket()
+    transport = _transport(sock, frames)
+
+    transport._produce()
+
+    assert len(sock.calls) == 1
+    assert sock.calls[0] == b"".join(frames)
+    assert not transport._tx_buffers and transport._tx_buffered_byte_count == 0
+
+
+def test_a_partial_send_keeps_the_rest_in_order():
+    pika_writes.install()
+    frames = [bytes([65 + i]) * 100 for i in range(10)]
+    sock = Socket(limit=64)
+    transport = _transport(sock, frames)
+
+    transport._produce()  # pika keeps sending until the buffer is empty
+
+    assert b"".join(sock.calls) == b"".join(frames)
+    assert transport._tx_buffered_byte_count == 0
