@@ -139,28 +139,34 @@ _PRUNABLE = (
     " AND u.estado NOT IN ('ok', 'erro', 'dead-lettered'))"
 )
 _PICK = (
-    "INSERT INTO temp.orq_prune (message_id, correlation_id, concluido_em, jrowid)"
-    f" SELECT message_id, correlation_id, concluido_em, rowid FROM jobs WHERE {_PRUNABLE}"
+    "INSERT INTO temp.orq_prune (message_id, correlation_id, result_id, concluido_em, jrowid)"
+    f" SELECT message_id, correlation_id, result_id, concluido_em, rowid FROM jobs WHERE {_PRUNABLE}"
     " AND (concluido_em, rowid) > (?, ?) ORDER BY concluido_em, rowid LIMIT ?"
 )
 _PICKED = "SELECT message_id FROM temp.orq_prune"
 _CHAINS = "SELECT correlation_id FROM temp.orq_prune"
-# Rows of the picked jobs, then whatever is left of chains that no longer have any job.
+# Rows of the picked jobs, by primary key where there is one: the request envelope (the job's
+# own id), its final result (jobs.result_id) and its partial results (partes.message_id).
 _DELETES = {
+    "envelopes": "DELETE FROM envelopes WHERE message_id IN (SELECT message_id FROM temp.orq_prune"
+    " UNION ALL SELECT result_id FROM temp.orq_prune WHERE result_id IS NOT NULL"
+    f" UNION ALL SELECT message_id FROM partes WHERE job_id IN ({_PICKED}))",
     "partes": f"DELETE FROM partes WHERE job_id IN ({_PICKED})",
     "eventos": f"DELETE FROM eventos WHERE correlation_id IN ({_CHAINS}) AND message_id IN ({_PICKED})",
-    "envelopes": f"DELETE FROM envelopes WHERE correlation_id IN ({_CHAINS})"
-    f" AND (message_id IN ({_PICKED}) OR causation_id IN ({_PICKED}))",
     "jobs": "DELETE FROM jobs WHERE rowid IN (SELECT jrowid FROM temp.orq_prune)",
 }
+# Then whatever is left of chains that no longer have any job (other result copies, children
+# announced but never recorded as jobs): looked up only for those chains.
+_GONE = (
+    "SELECT DISTINCT correlation_id FROM temp.orq_prune p"
+    " WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.correlation_id = p.correlation_id)"
+)
 _ORPHANS = {
-    table: f"DELETE FROM {table} WHERE correlation_id IN ({_CHAINS})"
-    f" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.correlation_id = {table}.correlation_id)"
-    for table in ("eventos", "envelopes")  # partes always name their job: gone with it
+    table: f"DELETE FROM {table} WHERE correlation_id IN ({_GONE})" for table in ("eventos", "envelopes")
 }
 _TEMP = (
     "CREATE TEMP TABLE IF NOT EXISTS orq_prune (message_id TEXT PRIMARY KEY, correlation_id TEXT,"
-    " concluido_em REAL, jrowid INTEGER)"
+    " result_id TEXT, concluido_em REAL, jrowid INTEGER)"
 )
 INDEX = "CREATE INDEX IF NOT EXISTS jobs_concluido ON jobs(concluido_em)"
 

@@ -274,3 +274,21 @@ def test_cli_store_prune_uses_the_settings_or_says_what_is_missing(monkeypatch, 
     assert store.job(old.message_id or "") is None
     bad = CliRunner().invoke(app, ["store", "prune", "--older-than", "soon", "--yes"])
     assert isinstance(bad.exception, ConfigError) and "--older-than" in str(bad.exception)
+
+
+def test_pruning_part_of_a_finished_chain_keeps_the_records_of_its_newer_jobs(store: Store):
+    now = time.time()
+    first = _launch(store)
+    _finish(store, first, now - 10 * DAY, partes=2)
+    second = _launch(store, correlation_id=first.correlation_id)
+    _finish(store, second, now - 60, partes=1)
+    assert _rows(store.path, "envelopes", first.correlation_id) == 7
+
+    report = store.prune(max_age=DAY)
+
+    assert report.jobs == 1 and report.envelopes == 4 and report.partes == 2 and report.eventos == 1
+    assert store.job(first.message_id or "") is None
+    assert store.parts(second.message_id or "") == [{"parte": 0}]
+    ids = {r["message_id"] for r in store.trace(first.correlation_id)}
+    assert second.message_id in ids and first.message_id not in ids
+    assert len([r for r in store.trace(first.correlation_id) if r["tipo"] == "envelope"]) == 3
