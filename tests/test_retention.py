@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -187,7 +188,8 @@ async def test_orchestrator_prunes_automatically_when_configured(tmp_path: Path)
     old = _launch(store)
     _finish(store, old, time.time() - 3 * DAY)
     running = _launch(store)
-    orq = AsyncOrquestrador("memory://retain", home=home, retencao=Retencao(max_age="1d", interval=0.1))
+    policy = Retencao(max_age="1d", interval=0.1)
+    orq = AsyncOrquestrador(f"memory://{uuid.uuid4().hex}", home=home, retencao=policy)
     await orq.start()
     try:
         await eventually(lambda: store.job(old.message_id or "") is None, timeout=30)
@@ -211,7 +213,7 @@ async def test_orchestrator_without_retention_keeps_everything(tmp_path: Path, m
     store = Store(home / "orquestrador.db")
     old = _launch(store)
     _finish(store, old, time.time() - 300 * DAY)
-    orq = AsyncOrquestrador("memory://keep", home=home)
+    orq = AsyncOrquestrador(f"memory://{uuid.uuid4().hex}", home=home)
     await orq.start()
     try:
         await asyncio.sleep(0.5)
@@ -292,3 +294,21 @@ def test_pruning_part_of_a_finished_chain_keeps_the_records_of_its_newer_jobs(st
     ids = {r["message_id"] for r in store.trace(first.correlation_id)}
     assert second.message_id in ids and first.message_id not in ids
     assert len([r for r in store.trace(first.correlation_id) if r["tipo"] == "envelope"]) == 3
+
+
+def test_facade_takes_a_retention_policy(tmp_path: Path):
+    from orquestrador import Orquestrador
+
+    home = tmp_path / "f"
+    store = Store(home / "orquestrador.db")
+    jobs = [_launch(store) for _ in range(3)]
+    for i, job in enumerate(jobs):
+        _finish(store, job, time.time() - 100 + i)
+    policy = Retencao(max_jobs=1, interval=0.1)
+    with Orquestrador(f"memory://{uuid.uuid4().hex}", home=home, retencao=policy) as orq:
+        assert orq._core.retencao == policy
+        deadline = time.monotonic() + 30
+        while store.count_by_state() != {"ok": 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert store.job(jobs[2].message_id or "") is not None
+    store.close()
