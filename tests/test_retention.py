@@ -310,5 +310,6 @@ def test_facade_takes_a_retention_policy(tmp_path: Path):
         deadline = time.monotonic() + 30
         while store.count_by_state() != {"ok": 1} and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert store.job(jobs[2].message_id or "") is not None
+    assert store.count_by_state() == {"ok": 1}
+    assert store.job(jobs[2].message_id or "") is not None  # the newest one stays
     store.close()
