@@ -6,6 +6,7 @@ Apart from :mod:`orquestrador.cli` so the worker's start-up path never imports i
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from typing import Annotated
 
@@ -52,19 +53,24 @@ def prune(
             f"nothing to prune by: give --older-than and/or --keep (or set {ENV_RETENTION_AGE} / "
             f"{ENV_RETENTION_JOBS})"
         )
+    if not yes and not _can_ask():
+        raise OrquestradorError(
+            "refusing to prune without confirmation: no terminal to ask on; pass --yes to prune from a script"
+        )
     age = None if policy.max_age is None else float(policy.max_age)
     store = Store(path)
     try:
-        if not yes:
-            count = store.prunable(age, policy.max_jobs)
-            if count == 0:
-                _report(as_json, store.prune(age, policy.max_jobs), str(path))
-                return
-            if not typer.confirm(f"Delete {count} finished jobs and their records from {path}?"):
-                raise typer.Exit(1)
+        count = store.prunable(age, policy.max_jobs) if not yes else 0
+        if count and not typer.confirm(f"Delete {count} finished jobs and their records from {path}?"):
+            cli_console.err().print("nothing pruned")
+            raise typer.Exit(1)
         _report(as_json, store.prune(age, policy.max_jobs), str(path))
     finally:
         store.close()
+
+
+def _can_ask() -> bool:
+    return sys.stdin.isatty()
 
 
 def _report(as_json: bool, report: object, path: str) -> None:

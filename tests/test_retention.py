@@ -257,6 +257,9 @@ def test_cli_store_prune_json_and_keep(monkeypatch, tmp_path: Path):
 
 def test_cli_store_prune_asks_first_and_a_no_keeps_everything(monkeypatch, tmp_path: Path):
     store, old, _ = _cli_store(monkeypatch, tmp_path)
+    refused = CliRunner().invoke(app, ["store", "prune", "--older-than", "1d"])  # no terminal to ask on
+    assert refused.exit_code != 0 and "--yes" in str(refused.exception)
+    monkeypatch.setattr("orquestrador.cli_store._can_ask", lambda: True)
     result = CliRunner().invoke(app, ["store", "prune", "--older-than", "1d"], input="n\n")
     assert result.exit_code == 1
     assert "Delete 1 finished jobs" in result.output
@@ -313,3 +316,18 @@ def test_facade_takes_a_retention_policy(tmp_path: Path):
     assert store.count_by_state() == {"ok": 1}
     assert store.job(jobs[2].message_id or "") is not None  # the newest one stays
     store.close()
+
+
+def test_orq_store_prune_as_a_command(monkeypatch, tmp_path: Path):
+    from tests.test_cli_ops import orq
+
+    store, old, new = _cli_store(monkeypatch, tmp_path)
+    bad = orq("store", "prune", "--older-than", "soon", "--yes")
+    assert bad.returncode == 2 and "--older-than='soon' is not a duration" in bad.stderr
+    refused = orq("store", "prune", "--keep", "1")  # stdin is not a terminal
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert store.job(old.message_id or "") is not None
+    done = orq("store", "prune", "--keep", "1", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "pruned 1 jobs" in done.stdout
+    assert store.job(old.message_id or "") is None and store.job(new.message_id or "") is not None
