@@ -4,9 +4,10 @@ Nothing is ever removed unless a limit is configured: ``ORQ_RETENTION_AGE`` /
 ``ORQ_RETENTION_JOBS`` (or ``Orquestrador(retencao=Retencao(...))``) for the store, and
 ``ORQ_DLQ_MAX_AGE`` / ``ORQ_DLQ_MAX_MESSAGES`` for dead-letter queues on the broker.
 
-Pruning only touches finished jobs (ok, erro, dead-lettered) of chains with no unfinished job,
-so a running pipeline never loses its parents. It deletes set-wise, a chunk of jobs per short
-write transaction, so the collector keeps recording results while a big store is pruned.
+Pruning only touches finished jobs (ok, erro, dead-lettered) of chains and batches with no
+unfinished job, so a running pipeline never loses its parents nor a running batch its count.
+It deletes set-wise, a chunk of jobs per short write transaction, so the collector keeps
+recording results while a big store is pruned.
 Freed pages are not returned to the file system (that needs a ``VACUUM``, which rewrites the
 whole file under an exclusive lock): SQLite reuses them for new rows, so the file stops growing.
 """
@@ -137,6 +138,9 @@ _PRUNABLE = (
     f"concluido_em IS NOT NULL AND (concluido_em, rowid) < (?, ?) AND {_FINAL}"
     " AND NOT EXISTS (SELECT 1 FROM jobs u WHERE u.correlation_id = jobs.correlation_id"
     " AND u.estado NOT IN ('ok', 'erro', 'dead-lettered'))"
+    # Nor a job of a batch still running: Lote.wait counts the batch's final jobs in the store.
+    " AND (lote IS NULL OR NOT EXISTS (SELECT 1 FROM jobs b WHERE b.lote = jobs.lote"
+    " AND b.estado IN ('unknown', 'queued', 'running')))"
 )
 _PICK = (
     "INSERT INTO temp.orq_prune (message_id, correlation_id, result_id, concluido_em, jrowid)"
@@ -168,7 +172,11 @@ _TEMP = (
     "CREATE TEMP TABLE IF NOT EXISTS orq_prune (message_id TEXT PRIMARY KEY, correlation_id TEXT,"
     " result_id TEXT, concluido_em REAL, jrowid INTEGER)"
 )
-INDEX = "CREATE INDEX IF NOT EXISTS jobs_concluido ON jobs(concluido_em)"
+# Made by the first prune, so stores without retention pay nothing for them on each write.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS jobs_concluido ON jobs(concluido_em)",
+    "CREATE INDEX IF NOT EXISTS jobs_lote_estado ON jobs(lote, estado) WHERE lote IS NOT NULL",
+)
 
 
 def bound(conn: sqlite3.Connection, max_age: float | None, max_jobs: int | None) -> tuple[float, int] | None:

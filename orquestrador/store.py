@@ -315,14 +315,16 @@ class Store:
     ) -> retention.PruneReport:
         """Delete finished jobs older than ``max_age`` seconds or beyond the newest ``max_jobs``.
 
-        With their envelopes, events and parts; jobs of chains that still have unfinished jobs
-        stay. Each chunk is its own short transaction so results keep being recorded meanwhile;
-        ``stop`` is asked between chunks (an orchestrator closing). Both None: a no-op.
+        With their envelopes, events and parts; jobs of chains or batches that still have
+        unfinished jobs stay. Each chunk is its own short transaction so results keep being
+        recorded meanwhile; ``stop`` is asked between chunks (an orchestrator closing).
+        Both None: a no-op.
         """
         if max_age is None and max_jobs is None:
             return retention.PruneReport()
         conn = self._conn()
-        conn.execute(retention.INDEX)  # once per store: finds the oldest finished jobs, and the N-th newest
+        for index in retention.INDEXES:  # once per store: the oldest finished jobs, the N-th newest
+            conn.execute(index)
         limit = retention.bound(conn, max_age, max_jobs)
         report = retention.PruneReport()
         if limit is not None:

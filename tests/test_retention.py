@@ -331,3 +331,19 @@ def test_orq_store_prune_as_a_command(monkeypatch, tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "pruned 1 jobs" in done.stdout
     assert store.job(old.message_id or "") is None and store.job(new.message_id or "") is not None
+
+
+def test_prune_keeps_a_running_batch_whole_so_its_count_stays_right(store: Store):
+    now = time.time()
+    jobs = [nova("iniciar_coleta", {"i": i}, alvo="http") for i in range(4)]
+    store.record_sent(jobs, "escavador_http", lote="lote-1")
+    for i, job in enumerate(jobs[:3]):
+        _finish(store, job, now - 10 * DAY + i)
+
+    report = store.prune(max_age=DAY)
+
+    assert report.jobs == 0 and report.protected == 3
+    assert store.count_lote("lote-1") == {"ok": 3, "queued": 1}
+    _finish(store, jobs[3], now - 5 * DAY)
+    assert store.prune(max_age=DAY).jobs == 4
+    assert store.count_lote("lote-1") == {}
