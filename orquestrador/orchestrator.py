@@ -151,7 +151,8 @@ class AsyncOrquestrador:
             env, body = self._envelope(
                 tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span
             )
-            self.store.record_sent([env], fila, bodies=[body])
+            # In a thread: the collector may hold the store's write lock; the loop goes on meanwhile.
+            await asyncio.to_thread(self.store.record_sent, [env], fila, bodies=[body])
             try:
                 await self._broker().publish(fila, body, message_id=env.message_id)
             except BaseException:
