@@ -322,10 +322,10 @@ async def replay_by_id(broker: Broker, queue: str, message_id: str) -> int:
                 break
             for delivery in batch:
                 if not found and _envelope_id(delivery) == message_id:
+                    # No message_id: publish-side dedup (RabbitMQ's per connection) would drop a
+                    # replay of a job this process sent in the last two minutes.
                     headers = strip_dead_letter_headers(delivery.headers)
-                    await broker.publish(
-                        target, delivery.body, message_id=delivery.message_id, headers=headers
-                    )
+                    await broker.publish(target, delivery.body, headers=headers)
                     await delivery.ack()
                     found = 1
                 else:
@@ -364,16 +364,17 @@ def dlq_replay(
             return moved
         waiting = (await b.stats(origin)).dead_letters
         total = waiting if limit is None else min(limit, waiting)
-        moved = 0
         with bar(f"replaying onto {origin}", total, quiet=total < 200) as advance:
-            while limit is None or moved < limit:
-                chunk = 500 if limit is None else min(500, limit - moved)
-                step = await b.replay(origin, limit=chunk)
-                moved += step
-                advance(step)
-                if step < chunk:
-                    break
-        return moved
+            done = 0
+
+            def moved_so_far(moved: int) -> None:
+                nonlocal done
+                advance(moved - done)
+                done = moved
+
+            # One replay, bounded by the dead letters there now: a worker failing them again
+            # while it runs must neither make it loop nor count them twice.
+            return await b.replay(origin, limit=limit, progress=moved_so_far)
 
     moved = _with_broker(broker, work)
     print(f"replayed {moved} dead letter(s) onto {origin}")

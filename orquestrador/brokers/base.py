@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from orquestrador.errors import ConfigError
+from orquestrador.errors import BrokerError, ConfigError
 
 DLQ_SUFFIX = ".dlq"
 DLQ_REASON = "orq-dlq-reason"
@@ -43,6 +44,12 @@ DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(\.dlq)?$")
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
+
+log = logging.getLogger(__name__)
+
+# Where a message sits in its queue, comparable within one queue: a NATS stream sequence, a Redis
+# stream id (ms, seq), the memory broker's counter. RabbitMQ has none (``None``).
+Position = tuple[int, ...]
 
 _LOCAL_SLOTS: dict[str, float] = {}
 _LOCAL_SLOTS_LOCK = threading.Lock()
@@ -115,6 +122,7 @@ class Delivery(abc.ABC):
     queue: str
     attempt: int  # 1-based delivery count kept by the broker (see the module docstring)
     message_id: str | None  # broker-level id if the publisher set one
+    position: Position | None = None  # see Position; lets replay tell old dead letters from new
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -230,24 +238,50 @@ class Broker(abc.ABC):
     async def queues(self) -> list[str]:
         """Names of the queues this toolkit declared on the broker (dead-letter queues too)."""
 
-    async def replay(self, queue: str, *, limit: int | None = None) -> int:
-        """Move dead letters of ``queue`` back onto it (publish first, then ack the dead letter)."""
-        source = dlq_of(queue)
-        target = origin_of(queue)
-        consumer = await self.consume(source, visibility_timeout=30.0, prefetch=64)
+    async def dead_letter_snapshot(self, queue: str) -> tuple[int, Position | None]:
+        """How many dead letters ``queue`` has now, and the position of the newest, if known.
+
+        :meth:`replay` moves only these, so a message dead-lettered again while it runs waits for
+        the next replay instead of making it loop. Adapters whose deliveries carry a
+        ``position`` override this; the default (count only) relies on the DLQ being FIFO.
+        """
+        return (await self.stats(origin_of(queue))).dead_letters, None
+
+    async def replay(
+        self, queue: str, *, limit: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Move the dead letters ``queue`` has now back onto it, each once; returns how many.
+
+        Each is published first, then acked in the DLQ (a crash in between duplicates, never
+        loses). ``progress`` is told how many moved after each batch.
+        """
+        source, target = dlq_of(queue), origin_of(queue)
+        count, last = await self.dead_letter_snapshot(target)
+        budget = count if limit is None else min(count, limit)
+        if budget <= 0:
+            return 0
+        consumer = await self.consume(source, visibility_timeout=30.0, prefetch=min(64, budget))
         moved = 0
         try:
-            while limit is None or moved < limit:
-                want = 64 if limit is None else min(64, limit - moved)
-                batch = await consumer.fetch(want, timeout=0.5)
+            while moved < budget:
+                batch = await consumer.fetch(min(64, budget - moved), timeout=2.0)
                 if not batch:
                     break
+                later: list[Delivery] = []
                 for delivery in batch:
-                    await self.publish(
-                        target, delivery.body, headers=strip_dead_letter_headers(delivery.headers)
-                    )
+                    if moved >= budget or _newer(delivery, last):
+                        later.append(delivery)
+                        continue
+                    headers = strip_dead_letter_headers(delivery.headers)
+                    await self.publish(target, delivery.body, headers=headers)
                     await delivery.ack()
                     moved += 1
+                for delivery in later:  # back for the next replay, at once
+                    await _release(delivery)
+                if progress is not None:
+                    progress(moved)
+                if later:
+                    break  # deliveries come oldest first: nothing older is left
         finally:
             await consumer.close()
         return moved
@@ -282,6 +316,18 @@ class Broker(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _newer(delivery: Delivery, last: Position | None) -> bool:
+    """Dead-lettered after the replay's snapshot (only known where the broker keeps positions)."""
+    return last is not None and delivery.position is not None and delivery.position > last
+
+
+async def _release(delivery: Delivery) -> None:
+    try:
+        await delivery.nack()
+    except BrokerError as exc:  # it comes back at its visibility timeout instead
+        log.debug("dead letter not released after replay: %s", exc)
 
 
 __all__ = [

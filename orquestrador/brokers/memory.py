@@ -101,6 +101,7 @@ class MemoryDelivery(Delivery):
         self.queue = queue
         self.attempt = entry.deliveries
         self.message_id = entry.message_id
+        self.position = (entry.seq,)
 
     def _take(self) -> _Entry | None:
         q = self._broker._space.queue(self.queue)
@@ -243,6 +244,12 @@ class MemoryBroker(Broker):
                 consumers=q.consumers,
                 oldest_age=None if oldest is None else time.time() - oldest,
             )
+
+    async def dead_letter_snapshot(self, queue: str) -> tuple[int, tuple[int, ...] | None]:
+        with self._space.lock:
+            q = self._space.queue(dlq_of(queue))
+            seqs = [*q.waiting, *q.in_flight]
+            return len(seqs), (max(seqs, default=0),)
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         with self._space.lock:

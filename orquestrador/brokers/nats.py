@@ -89,6 +89,7 @@ class NatsDelivery(Delivery):
         self.queue = queue
         self.attempt = msg.metadata.num_delivered or 1
         self.message_id = (msg.headers or {}).get(_MSG_ID)
+        self.position = (msg.metadata.sequence.stream,)
 
     async def ack(self) -> None:
         try:
@@ -127,6 +128,7 @@ class NatsConsumer(Consumer):
         self._prefetch = prefetch
         self._sub: JetStreamContext.PullSubscription | None = None
         self._generation = -1
+        self._extra: list[Msg] = []  # nats-py's fetch(n) may return more than n: kept for later
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         # After a reconnect the server may have lost the consumer (or the stream); re-create it.
@@ -142,6 +144,9 @@ class NatsConsumer(Consumer):
         return self._sub
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        if self._extra:
+            msgs, self._extra = self._extra[:max_messages], self._extra[max_messages:]
+            return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
         try:
             sub = await self._subscription()
             # nats-py's fetch(n) lingers until n messages or the timeout; to hand the first
@@ -158,9 +163,14 @@ class NatsConsumer(Consumer):
         except nats.errors.Error as exc:
             self._sub = None
             raise BrokerError(f"fetch from {self._queue} failed: {exc}") from exc
+        # nats-py hands over everything its subscription already holds, whatever the batch size.
+        msgs, self._extra = msgs[: max(1, max_messages)], msgs[max(1, max_messages) :]
         return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
 
     async def close(self) -> None:
+        extra, self._extra = self._extra, []
+        for msg in extra:  # fetched for nobody: back to the queue now, not at AckWait
+            await _quietly(msg.nak())
         if self._sub is not None:
             await _quietly(self._sub.unsubscribe())
             self._sub = None
@@ -381,6 +391,15 @@ class NatsBroker(Broker):
             consumers=waiting,
             oldest_age=oldest,
         )
+
+    async def dead_letter_snapshot(self, queue: str) -> tuple[int, tuple[int, ...] | None]:
+        dlq = dlq_of(queue)
+        await self.declare(dlq)
+        try:
+            state = (await self.js.stream_info(stream_name(dlq))).state
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot read the dead letters of {queue}: {exc}") from exc
+        return state.messages, (state.last_seq or 0,)
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         await self.declare(queue)

@@ -203,6 +203,11 @@ def _headers(fields: dict[bytes, bytes]) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
+def _position(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisDelivery(Delivery):
     def __init__(
         self, consumer: RedisConsumer, entry_id: str, fields: dict[bytes, bytes], delivered: int
@@ -218,6 +223,7 @@ class RedisDelivery(Delivery):
         self.attempt = (int(carried) if carried.isdigit() else 0) + delivered
         message_id = fields.get(b"id")
         self.message_id = message_id.decode() if message_id else None
+        self.position = _position(entry_id)
 
     async def _settle(self, what: str, pipe: Any) -> None:
         pipe.xack(stream_key(self.queue), GROUP, self._id)
@@ -561,6 +567,14 @@ class RedisBroker(Broker):
             consumers=consumers,
             oldest_age=oldest,
         )
+
+    async def dead_letter_snapshot(self, queue: str) -> tuple[int, tuple[int, ...] | None]:
+        key = stream_key(dlq_of(queue))
+        await self.declare(queue)
+        with _errors(f"cannot read the dead letters of {queue}"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                count, newest = await pipe.xlen(key).xrevrange(key, count=1).execute()
+        return count, _position(_text(newest[0][0])) if newest else (0, 0)
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         with _errors(f"cannot peek {queue}"):
