@@ -15,9 +15,7 @@ import pytest
 
 from orquestrador.errors import BrokerError
 from tests.chaos.harness import Cenario, Contador, Linha, esperar_finais, execucoes, fechar
-from tests.servers import NatsServer, RabbitServer, RedisServer, rabbit_server, tls_files
-
-__all__ = ["rabbit_server", "tls_files"]  # fixtures
+from tests.servers import NatsServer, RabbitServer, RedisServer
 
 BEFORE, DURING = 300, 30
 
