@@ -188,9 +188,10 @@ class Worker:
                     failures = 0
                 except BrokerError as exc:
                     failures += 1
-                    delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    delay = min(5.0, 0.25 * 2 ** min(failures, 5))
                     log.warning("fetch from %s failed (%s); retrying in %.1fs", plugin.fila, exc, delay)
-                    await self._sleep_unless_stopping(delay)
+                    if await self._back_off(delay):
+                        failures = 0  # the broker is back: fetch now, and back off from the start
                     continue
                 for delivery in batch:
                     task = asyncio.create_task(self._handle(plugin, delivery))
@@ -210,6 +211,16 @@ class Worker:
             for task in pending:
                 task.cancel()  # _handle releases the delivery (nack) when cancelled
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _back_off(self, delay: float) -> bool:
+        """Sleep ``delay`` unless stopping, or (True) the broker reports it reconnected meanwhile."""
+        seen, loop = getattr(self.broker, "reconnects", None), asyncio.get_running_loop()
+        end = loop.time() + delay
+        while not self._stopping.is_set() and loop.time() < end:
+            await self._sleep_unless_stopping(min(0.1, end - loop.time()))
+            if seen is not None and getattr(self.broker, "reconnects", None) != seen:
+                return True
+        return False
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):

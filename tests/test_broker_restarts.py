@@ -89,6 +89,7 @@ async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str
         assert (await orq.esperar(first, 60)).resultado == {"soma": 1}
 
         await asyncio.to_thread(interrupt, server, how)  # while most jobs wait or run
+        back = time.monotonic()
         for n in range(20, 30):
             sent[await publish_retrying(orq, nome, n)] = n
 
@@ -103,3 +104,6 @@ async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str
             else:
                 assert row.resultado == {"soma": n + 1}
         assert not lost, f"jobs lost in the {how}: {lost}"
+        # Shown with -s, to compare recovery times (not asserted: the machine is shared).
+        took = time.monotonic() - back
+        print(f"\n{url.split(':')[0]} {how}: every result {took:.1f}s after the server was back")

@@ -8,7 +8,8 @@ is shared by every worker of the queue. The visibility timeout is the consumer's
 JetStream's ``num_delivered``. MaxDeliver is unlimited: the worker runtime dead-letters itself,
 because JetStream would otherwise leave an exhausted message silently in the stream.
 ``publish`` waits for the PubAck and sets ``Nats-Msg-Id`` so duplicates within the stream's
-duplicate window are dropped by the server.
+duplicate window are dropped by the server; that makes it safe to re-send such a publish
+through a server restart (:mod:`orquestrador.brokers.nats_recovery`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from orquestrador.brokers import nats_recovery
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Broker,
@@ -135,8 +137,7 @@ class NatsConsumer(Consumer):
         if self._sub is None or self._generation != self._broker.reconnects:
             self._generation = self._broker.reconnects
             await self._broker._ensure_consumer(self._queue, self._visibility)
-            if self._sub is not None:
-                await _quietly(self._sub.unsubscribe())
+            await self._drop_subscription()
             self._sub = await self._broker.js.pull_subscribe_bind(
                 durable=DURABLE, stream=stream_name(self._queue),
                 pending_msgs_limit=max(1024, self._prefetch * 4),
@@ -158,22 +159,35 @@ class NatsConsumer(Consumer):
         except (TimeoutError, nats.errors.TimeoutError):
             return []  # nothing arrived: an empty batch, not an error
         except nats.js.errors.NotFoundError:
-            self._sub = None
+            await self._drop_subscription()
             return []
         except nats.errors.Error as exc:
-            self._sub = None
+            await self._drop_subscription()
             raise BrokerError(f"fetch from {self._queue} failed: {exc}") from exc
         # nats-py hands over everything its subscription already holds, whatever the batch size.
         msgs, self._extra = msgs[: max(1, max_messages)], msgs[max(1, max_messages) :]
         return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
 
+    async def _drop_subscription(self) -> None:
+        # Unsubscribed, not just forgotten: the client would otherwise keep it, and its drain on
+        # close waits 30 s for it (nats-py never marks what a fetch took as done).
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        # Messages the server already sent it would wait out AckWait: give them back now.
+        pending = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+        while isinstance(pending, asyncio.Queue) and not pending.empty():
+            msg = pending.get_nowait()
+            pending.task_done()
+            if msg.reply:
+                await _quietly(msg.nak())
+        await _quietly(sub.unsubscribe())
+
     async def close(self) -> None:
         extra, self._extra = self._extra, []
         for msg in extra:  # fetched for nobody: back to the queue now, not at AckWait
             await _quietly(msg.nak())
-        if self._sub is not None:
-            await _quietly(self._sub.unsubscribe())
-            self._sub = None
+        await self._drop_subscription()
 
 
 class NatsBroker(Broker):
@@ -184,6 +198,7 @@ class NatsBroker(Broker):
         self._client_url, self._tls = split_tls(url)
         self.request_timeout = request_timeout
         self.reconnects = 0
+        self._recovery = nats_recovery.Reconnects()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._declared: set[str] = set()
@@ -211,6 +226,7 @@ class NatsBroker(Broker):
 
         async def on_reconnect() -> None:
             self.reconnects += 1
+            self._recovery.reconnected()
             self._declared.clear()
             log.warning("reconnected to %s", redact_url(self.url))
 
@@ -329,12 +345,23 @@ class NatsBroker(Broker):
         hdrs = dict(headers or {})
         if message_id:
             hdrs[_MSG_ID] = message_id
+        js = self.js
+
+        def send(timeout: float) -> Awaitable[api.PubAck]:
+            name = stream_name(queue)
+            return js.publish(queue, body, timeout=timeout, headers=dict(hdrs) or None, stream=name)
+
         try:
-            await self.js.publish(queue, body, headers=hdrs or None, stream=stream_name(queue))
+            # With a message_id a copy is dropped by the server: re-sent through a restart.
+            await nats_recovery.publish(send, request_timeout=self.request_timeout, retry=bool(message_id),
+                                        reconnects=self._recovery, connected=self._connected)  # fmt: skip
         except nats.errors.MaxPayloadError as exc:
             raise BrokerError(f"message too large for NATS on {queue}: {exc}") from exc
         except nats.errors.Error as exc:
             raise BrokerError(f"publish to {queue} failed: {exc}") from exc
+
+    def _connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> int:
         """Plain acks, then one PING/PONG: the server has them all, in one round trip, not one each."""
