@@ -79,6 +79,16 @@ async def publish(
     if not retry:
         await send(request_timeout)
         return
+    if connected() and not reconnects.recent():
+        # The common case, every job and result: one plain attempt, no task or waiters around
+        # it. A request caught by a disconnect waits out its timeout, then retries below.
+        try:
+            await send(request_timeout)
+            return
+        except TRANSIENT as exc:
+            if connected() and not reconnects.recent():
+                raise
+            log.info("publish not confirmed while the server comes back (%r); sending it again", exc)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(RETRY_FOR, request_timeout)
     pause = 0.1
