@@ -375,7 +375,9 @@ class AsyncOrquestrador:
         while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), 0.2)
-            self._write_events()
+            if self._events:  # in a thread: a few hundred rows would stall launches and results
+                events, self._events = self._events, []
+                await asyncio.to_thread(self.store.record_events, events)
 
     def _write_events(self) -> None:
         if self._events:

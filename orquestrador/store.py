@@ -275,13 +275,11 @@ class Store:
                     for e in events
                 ],
             )  # fmt: skip
-            for e in events:
-                if e.evento == "iniciado":
-                    conn.execute(
-                        "UPDATE jobs SET estado = 'running', iniciado_em = COALESCE(iniciado_em, ?),"
-                        " worker = ?, tentativa = ? WHERE message_id = ? AND estado = 'queued'",
-                        (e.at, e.worker, e.tentativa, e.message_id),
-                    )
+            conn.executemany(
+                "UPDATE jobs SET estado = 'running', iniciado_em = COALESCE(iniciado_em, ?),"
+                " worker = ?, tentativa = ? WHERE message_id = ? AND estado = 'queued'",
+                [(e.at, e.worker, e.tentativa, e.message_id) for e in events if e.evento == "iniciado"],
+            )
 
     def _insert_envelopes(
         self,
