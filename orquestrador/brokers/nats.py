@@ -396,9 +396,12 @@ class NatsBroker(Broker):
                 pass
             oldest = None
             if info.state.messages:
-                first = await self.js.get_msg(stream_name(queue), seq=info.state.first_seq,
-                                              subject=queue, next=True)  # fmt: skip
-                oldest = _age(first)
+                try:
+                    first = await self.js.get_msg(stream_name(queue), seq=info.state.first_seq,
+                                                  subject=queue, next=True)  # fmt: skip
+                    oldest = _age(first)
+                except nats.js.errors.NotFoundError:
+                    pass  # acked and removed since stream_info was read: no age to show
         except nats.errors.Error as exc:
             raise BrokerError(f"cannot read stats of {queue}: {exc}") from exc
         return QueueStats(
