@@ -1,77 +1,39 @@
 """Shared fixtures: real brokers for broker tests, a fresh state directory for every test.
 
-Broker URLs come from ``ORQ_TEST_NATS_URL``, ``ORQ_TEST_REDIS_URL`` and
-``ORQ_TEST_RABBITMQ_URL``; NATS defaults to an embedded nats-server started for the test
-session in its own directory, Redis and RabbitMQ to the local servers. A broker that cannot be
-reached skips its tests on a laptop, and fails them under ``CI=true``.
+Each broker is a session fixture of :mod:`tests.servers.fixtures`: ``ORQ_TEST_NATS_URL``,
+``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` point the suite at
+existing servers; without them the suite starts its own on free loopback ports (the embedded
+nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end. A broker
+that can be neither reached nor started skips its tests on a laptop, and fails them under
+``CI=true``, with one line saying what to install.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from orquestrador.brokers import Broker, connect, embedded
-from tests.servers import rabbit_server, tls_files  # noqa: F401 - session fixtures shared by all modules
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-DEFAULT_URLS = {
-    "redis": os.environ.get("ORQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    "rabbitmq": os.environ.get("ORQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
-}
-
-
-def unreachable(what: str) -> None:
-    message = f"{what} is not reachable"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: broker tests must not be skipped)")
-    pytest.skip(message)
-
-
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real JetStream server: ORQ_TEST_NATS_URL, or an embedded one for this session."""
-    configured = os.environ.get("ORQ_TEST_NATS_URL")
-    if configured:
-        if not _reachable(configured):
-            unreachable(f"NATS at {configured}")
-        yield configured
-        return
-    home = tmp_path_factory.mktemp("nats-home")
-    try:
-        server = embedded.ensure_server(home)
-    except Exception as exc:
-        unreachable(f"embedded nats-server ({exc})")
-    yield server.url
-    embedded.stop(home)
+from orquestrador.brokers import Broker, connect
+from tests.servers import IN_CI, unreachable  # noqa: F401 - re-exported for older imports
+from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by all modules
+    kafka_url,
+    nats_url,
+    rabbit_server,
+    rabbitmq_url,
+    redis_url,
+    tls_files,
+)
 
 
 def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
+    """The URL of broker ``name`` for this test: the session's server (started on first use)."""
     if name == "memory":
         return f"memory://{uuid.uuid4().hex}"
-    if name == "nats":
-        return request.getfixturevalue("nats_url")
-    url = DEFAULT_URLS[name]
-    if not _reachable(url):
-        unreachable(f"{name} at {url}")
-    return url
+    return str(request.getfixturevalue(f"{name}_url"))
 
 
 BROKERS = [
