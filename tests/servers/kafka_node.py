@@ -4,7 +4,7 @@ Nothing is downloaded into the repository. :func:`ensure_kafka` asks Maven to re
 ``org.apache.kafka:kafka_2.13`` (and a log4j binding, so the server's log says why it stopped)
 with its runtime dependencies into a cache outside the checkout, once per machine:
 ``$ORQ_KAFKA_HOME``, else ``$XDG_CACHE_HOME/orquestrador/kafka-<version>`` (``~/.cache/...``).
-``python -m tests.servers.kafka_node`` does the same from a shell (``.ci/run`` calls it).
+``python -m tests.servers`` does the same from a shell (``.ci/install`` calls it).
 
 :class:`KafkaServer` runs one node that is broker and controller at once, on a free loopback
 port, with its storage formatted under a fresh cluster id in the caller's directory::
@@ -61,7 +61,7 @@ appender.stdout.layout.pattern = [%d] %p %m (%c)%n
 """
 
 INSTALL_HINT = (
-    "apt-get install maven openjdk-17-jre-headless, then python -m tests.servers.kafka_node "
+    "apt-get install maven default-jre-headless, then python -m tests.servers "
     "(or set ORQ_TEST_KAFKA_URL to a running Kafka)"
 )
 
@@ -209,7 +209,7 @@ class KafkaServer(ServerProcess):
 
 
 def main() -> int:
-    """``python -m tests.servers.kafka_node``: resolve the jars now (CI does, before the tests)."""
+    """``python -m tests.servers``: resolve the jars now (CI does, before the tests)."""
     try:
         libs = ensure_kafka()
     except KafkaUnavailable as exc:
