@@ -341,3 +341,24 @@ async def test_queues_are_listed_from_the_shared_registry(amqp_url: str, broker:
     finally:
         for other in others:
             await other.close()
+
+
+async def test_rabbitmq_keeps_the_original_when_its_delayed_copy_cannot_be_written(
+    broker: RabbitMQBroker, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only RabbitMQ writes a delayed retry as a copy before acking the original."""
+    await broker.publish(queue, b"job")
+    consumer = await broker.consume(queue, visibility_timeout=1.0)
+    [delivery] = await consumer.fetch(1, timeout=5)
+
+    async def unavailable(queue: str, delay: float) -> str:
+        raise BrokerError("injected: cannot declare the retry bucket")
+
+    monkeypatch.setattr(broker, "retry_bucket", unavailable)
+    with pytest.raises(BrokerError, match="injected"):
+        await delivery.nack(5.0)
+
+    [again] = await consumer.fetch(1, timeout=10)  # the lease expired: back in the queue
+    assert (again.body, again.attempt) == (b"job", 2)
+    await again.ack()
+    await consumer.close()
