@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import Linha
-from tests.conftest import adapter_available, broker_url_for
+from tests.conftest import broker_url_for
 from tests.contract.test_worker_processes import REAL_BROKERS
 
 ROWS = pytest.StashKey[list[Linha]]()
@@ -23,8 +23,6 @@ ROWS = pytest.StashKey[list[Linha]]()
 
 @pytest.fixture(params=REAL_BROKERS)
 def broker_name(request: pytest.FixtureRequest) -> str:
-    if not adapter_available(request.param):
-        pytest.skip(f"the {request.param} adapter has not landed yet")
     return str(request.param)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from orquestrador import Orquestrador
 from orquestrador.brokers import connect
-from tests.conftest import adapter_available, broker_url_for
+from tests.conftest import broker_url_for
 from tests.workers import start_worker, wait_for
 
 REAL_BROKERS = [
@@ -25,8 +25,6 @@ REAL_BROKERS = [
 
 @pytest.fixture(params=REAL_BROKERS)
 def url(request: pytest.FixtureRequest) -> str:
-    if not adapter_available(request.param):
-        pytest.skip(f"the {request.param} adapter has not landed yet")
     return broker_url_for(request.param, request)
 
 
