@@ -91,3 +91,18 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under CI=true a broker test never skips, whatever skipped it: the skip becomes a failure."""
+    report = yield
+    broker_test = any(item.get_closest_marker(name) for name in BROKER_MARKERS)
+    if IN_CI and broker_test and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a broker test may not skip ({reason})"
+    return report
