@@ -14,6 +14,7 @@ from orquestrador.context import Contexto
 from orquestrador.errors import (
     BrokerError,
     BrokerUnavailable,
+    ClosedError,
     ConfigError,
     EnvelopeError,
     JobTimeout,
@@ -68,6 +69,7 @@ __all__ = [
     "AsyncOrquestrador",
     "BrokerError",
     "BrokerUnavailable",
+    "ClosedError",
     "ConfigError",
     "Contexto",
     "Envelope",

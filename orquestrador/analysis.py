@@ -165,11 +165,15 @@ def trace_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-METRIC_COLUMNS = ["alvo", "jobs", "ok", "erro", "dead_lettered", "taxa_erro", "p50", "p95", "p99"]
+METRIC_COLUMNS = ["alvo", "jobs", "ok", "erro", "dead_lettered", "taxa_erro", "p50_s", "p95_s", "p99_s"]
 
 
 def metrics_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per alvo counts, error rate and latency percentiles (seconds, finished jobs only)."""
+    """Per alvo counts, error rate and latency percentiles, for people to read.
+
+    Latencies are seconds (the ``_s`` in their names) rounded to the millisecond, the error
+    rate a fraction rounded to 0.1 %; finished jobs only.
+    """
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in METRIC_COLUMNS})
     status = frame["status"].astype(str)
@@ -185,10 +189,14 @@ def metrics_frame(frame: pd.DataFrame) -> pd.DataFrame:
         q = latency.quantile([0.5, 0.95, 0.99]) if len(latency) else pd.Series([None] * 3)
         out.append({
             "alvo": alvo, "jobs": len(group), "ok": ok, "erro": erro, "dead_lettered": dead,
-            "taxa_erro": (erro + dead) / finished if finished else float("nan"),
-            "p50": q.iloc[0], "p95": q.iloc[1], "p99": q.iloc[2],
+            "taxa_erro": round((erro + dead) / finished, 3) if finished else float("nan"),
+            "p50_s": _ms(q.iloc[0]), "p95_s": _ms(q.iloc[1]), "p99_s": _ms(q.iloc[2]),
         })  # fmt: skip
     return pd.DataFrame(out, columns=METRIC_COLUMNS)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None or pd.isna(seconds) else round(float(seconds), 3)
 
 
 def to_parquet(frame: pd.DataFrame, path: Path) -> Path:

@@ -11,6 +11,7 @@
     │   └── EmbeddedServerError     the embedded nats-server could not start or be found
     ├── PluginError                 a plugin is missing, registered twice or badly declared
     ├── JobTimeout                  Job.wait() ran out of time (the job may still finish)
+    ├── ClosedError                 the Orquestrador was closed: create a new one
     └── HandlerSignal               control flow raised by handlers, never an error to report
         ├── Retry                   try again later, optionally after `delay` seconds
         └── PermanentFailure        do not retry: dead-letter now
@@ -63,6 +64,13 @@ class JobTimeout(OrquestradorError, TimeoutError):
     """``Job.wait`` gave up; the job itself is not cancelled and may still finish."""
 
 
+class ClosedError(OrquestradorError, RuntimeError):
+    """A closed ``Orquestrador`` was asked to do something; its store stays readable."""
+
+    def __init__(self, message: str = "this Orquestrador is closed: create a new one") -> None:
+        super().__init__(message)
+
+
 class HandlerSignal(Exception):
     """Raised by a handler to steer delivery; not reported as a failure of the toolkit."""
 
@@ -89,6 +97,7 @@ class WorkerLost(PermanentFailure):
 __all__ = [
     "BrokerError",
     "BrokerUnavailable",
+    "ClosedError",
     "ConfigError",
     "EmbeddedServerError",
     "EnvelopeError",

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Coroutine, Iterable, Iterator, Sized
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from orquestrador import consumers
 from orquestrador import envelope as wire
 from orquestrador.envelope import Envelope, TipoEvento
-from orquestrador.errors import JobTimeout
+from orquestrador.errors import ClosedError, JobTimeout
 from orquestrador.loop_thread import LoopThread
-from orquestrador.orchestrator import AsyncOrquestrador
+from orquestrador.orchestrator import KIND_OF, AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
+from orquestrador.plugins import queue_for
 from orquestrador.retention import Retencao
 from orquestrador.settings import redact_url
 from orquestrador.store import FINAIS, JobRow
 
 if TYPE_CHECKING:
     import pandas as pd
+
+T = TypeVar("T")
 
 
 class Job:
@@ -82,9 +86,22 @@ class Job:
         return row.tentativa if row is not None else None
 
     def wait(self, timeout: float | None = None) -> Job:
-        """Block until the job is final; raises JobTimeout (the job goes on) if it takes longer."""
+        """Block until the job is final; raises JobTimeout (the job goes on) if it takes longer.
+
+        After a few seconds still queued, it warns if no worker consumes the job's queue.
+        """
+        orq, started = self._orq, time.monotonic()
+        first = consumers.WAIT_WARN_AFTER if timeout is None else min(timeout, consumers.WAIT_WARN_AFTER)
         try:
-            self._orq._loop.run(self._orq._core.esperar(self.message_id, timeout))
+            try:
+                orq._run(orq._core.esperar(self.message_id, first))
+            except TimeoutError:
+                if first >= consumers.WAIT_WARN_AFTER and self.status == "queued":
+                    orq._warn_unserved(self.tipo_evento, self.alvo)
+                left = None if timeout is None else timeout - (time.monotonic() - started)
+                if left is not None and left <= 0:
+                    raise
+                orq._run(orq._core.esperar(self.message_id, left))
         except TimeoutError:
             raise JobTimeout(
                 f"job {self.message_id} ({self.alvo}) not finished after {timeout}s; "
@@ -150,10 +167,20 @@ class Lote:
         return sum(counts.get(s, 0) for s in FINAIS) == self._size
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.1) -> Lote:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Block until every job is final; warns, as Job.wait does, when nothing starts."""
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        warn_at = started + consumers.WAIT_WARN_AFTER
         while not self.done:
-            if deadline is not None and time.monotonic() > deadline:
+            self._orq._check_open()  # nothing collects results any more: this would never end
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise JobTimeout(f"batch of {len(self)} not finished after {timeout}s: {self.contagem()}")
+            if warn_at is not None and now > warn_at:
+                warn_at = None
+                if set(self.contagem()) <= {"queued", "unknown"} and self._size:
+                    _, _, alvo, tipo = self._orq._core.store.lote_jobs(self.id, 0, 1)[0]
+                    self._orq._warn_unserved(tipo, alvo)
             time.sleep(poll)
         return self
 
@@ -193,6 +220,7 @@ class Orquestrador:
         retencao: Retencao | None = None,
     ) -> None:
         self._loop = LoopThread()
+        self._closing = False
         self._core = AsyncOrquestrador(
             url,
             responder_para=responder_para,
@@ -224,13 +252,49 @@ class Orquestrador:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._loop.loop.is_closed() or self._closing
+
     def close(self) -> None:
-        if not self._loop.loop.is_closed():
+        """Stop collecting results and disconnect; the store (and every result in it) stays."""
+        if not self.closed:
             live = sys.modules.get("orquestrador.notebook._live")  # loaded only if widgets were shown
             if live is not None:
                 live.close_views(self)  # their final state, drawn while the broker is still open
+            self._closing = True
             self._loop.run(self._core.close())
             self._loop.stop()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the core's loop; on a closed Orquestrador, :class:`ClosedError`.
+
+        Why here: past ``close()`` the loop is gone, and asyncio would say "Event loop is
+        closed" and leave a never-awaited coroutine behind, which tells a notebook user nothing.
+        """
+        if self.closed:
+            coro.close()
+            raise ClosedError
+        try:
+            return self._loop.run(coro, timeout)
+        except RuntimeError as exc:
+            if self.closed:  # closed from another thread meanwhile
+                raise ClosedError from exc
+            raise
+
+    def _warn_unserved(self, tipo: str, alvo: str | None) -> None:
+        """Warn (in the calling cell) if no worker consumes the queue of ``alvo``'s jobs."""
+        if alvo is None or tipo not in KIND_OF:
+            return
+        fila = queue_for(KIND_OF[tipo], alvo)
+        message = self._run(consumers.check(self._core._broker(), fila))
+        if message is not None:
+            after = consumers.WAIT_WARN_AFTER
+            consumers.warn(f"nothing started after {after:.0f} s: {message}", stacklevel=4)
 
     # -- launching -------------------------------------------------------------------------
 
@@ -267,7 +331,7 @@ class Orquestrador:
         correlation_id: str | None,
         pipeline: Pipeline | str | None,
     ) -> Job:
-        env = self._loop.run(
+        env = self._run(
             self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id, pipeline=_name(pipeline))
         )
         return Job.of(self, env)
@@ -279,7 +343,7 @@ class Orquestrador:
 
         To keep them running after the notebook closes, run ``orq worker pipeline NAME`` too.
         """
-        self._loop.run(self._core.run_pipeline(pipeline))
+        self._run(self._core.run_pipeline(pipeline))
         return pipeline
 
     def cadeia(self, correlation_id: str) -> dict[str, int]:
@@ -289,7 +353,7 @@ class Orquestrador:
     def esperar_cadeia(self, correlation_id: str, timeout: float | None = None) -> dict[str, int]:
         """Block until every job of the chain is final, e.g. all pages of a crawl."""
         try:
-            return self._loop.run(self._core.esperar_cadeia(correlation_id, timeout))
+            return self._run(self._core.esperar_cadeia(correlation_id, timeout))
         except TimeoutError:
             raise JobTimeout(
                 f"chain {correlation_id} not finished after {timeout}s: {self.cadeia(correlation_id)}"
@@ -326,7 +390,7 @@ class Orquestrador:
     ) -> Lote:
         lote = wire.new_id()
         if not progress:
-            size = self._loop.run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
+            size = self._run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
             return Lote(self, lote, size)
         from rich.progress import Progress
 
@@ -334,7 +398,7 @@ class Orquestrador:
         with Progress(transient=True) as bar:
             task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
             advance = lambda n: bar.advance(task, n)  # noqa: E731
-            size = self._loop.run(
+            size = self._run(
                 self._core.lancar_lote(tipo, alvo, items, on_progress=advance, pipeline=pipeline, lote=lote)
             )
         return Lote(self, lote, size)
@@ -383,7 +447,7 @@ class Orquestrador:
         return trace_frame(self._core.store.trace(correlation_id))
 
     def metricas(self, alvo: str | None = None) -> pd.DataFrame:
-        """Per alvo: jobs by status, error rate and p50/p95/p99 latency (seconds)."""
+        """Per alvo: jobs by status, error rate and latency percentiles (p50_s, p95_s, p99_s: seconds)."""
         from orquestrador.analysis import metrics_frame
 
         return metrics_frame(self.resultados(alvo))
@@ -403,12 +467,14 @@ class Orquestrador:
         """
         from orquestrador.notebook import painel
 
+        self._check_open()
         return painel(self, dados=dados)
 
     def rastreio(self, correlation_id: str) -> Any:
         """A live timeline of one chain (``rastrear`` gives the same as a DataFrame)."""
         from orquestrador.notebook import rastreio
 
+        self._check_open()
         return rastreio(self, correlation_id)
 
 

@@ -275,10 +275,20 @@ class Store:
                     for e in events
                 ],
             )  # fmt: skip
+            # A later attempt's start wins over an earlier one's; a retry puts the job back in
+            # the queue (running counts only jobs that hold a worker's slot), unless its next
+            # attempt already started: events of one batch may carry both.
             conn.executemany(
                 "UPDATE jobs SET estado = 'running', iniciado_em = COALESCE(iniciado_em, ?),"
-                " worker = ?, tentativa = ? WHERE message_id = ? AND estado = 'queued'",
-                [(e.at, e.worker, e.tentativa, e.message_id) for e in events if e.evento == "iniciado"],
+                " worker = ?, tentativa = ? WHERE message_id = ?"
+                " AND (estado = 'queued' OR (estado = 'running' AND tentativa < ?))",
+                [(e.at, e.worker, e.tentativa, e.message_id, e.tentativa)
+                 for e in events if e.evento == "iniciado"],
+            )  # fmt: skip
+            conn.executemany(
+                "UPDATE jobs SET estado = 'queued' WHERE message_id = ? AND estado = 'running'"
+                " AND tentativa <= ?",
+                [(e.message_id, e.tentativa) for e in events if e.evento == "retry"],
             )
 
     def _insert_envelopes(

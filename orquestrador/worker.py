@@ -30,6 +30,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,11 +54,12 @@ from orquestrador.errors import (
 )
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import Evento, EventoJob
-from orquestrador.logs import job_fields
+from orquestrador.logs import job_fields, redact
 from orquestrador.metrics import NO_METRICS, NoMetrics
 from orquestrador.plugins import Plugin
 
 log = logging.getLogger("orquestrador.worker")
+TRACEBACK_CHARS = 4000  # the end of a failed handler's traceback travels in its erro
 
 
 @dataclass(frozen=True)
@@ -519,6 +521,9 @@ def _as_dict(result: Any) -> dict[str, Any]:
 
 
 def _erro(exc: BaseException, **extra: Any) -> Erro:
+    if exc.__traceback__ is not None:  # the remote traceback, for job.erro and the widgets
+        text = "".join(traceback.format_exception(exc))
+        extra.setdefault("traceback", redact(text[-TRACEBACK_CHARS:]))
     if isinstance(exc, TimeoutError) and not str(exc):
         return Erro(tipo="TimeoutError", mensagem="handler timed out", **extra)
     return Erro(tipo=type(exc).__name__, mensagem=str(exc)[:2000] or type(exc).__name__, **extra)

@@ -31,6 +31,23 @@ def esc(value: Any, limit: int = 300) -> str:
     return html.escape(text, quote=True)
 
 
+def erro_html(erro: dict[str, Any] | None) -> str:
+    """``tipo: mensagem`` in red, and the worker's traceback folded below it (escaped)."""
+    if not erro:
+        return ""
+    line = f"<span style='color:#b00'>{esc(erro.get('tipo'))}: {esc(erro.get('mensagem'))}</span>"
+    trace = erro.get("traceback")
+    if isinstance(trace, str) and trace:
+        line += (
+            "<details class='orq-traceback'><summary>remote traceback</summary>"
+            f"<pre style='font-size:85%;white-space:pre-wrap'>{esc(trace, 5000)}</pre></details>"
+        )
+    return line
+
+
+CLOSED = "this Orquestrador is closed: create a new one"
+
+
 class View(Protocol):
     def refresh(self) -> None: ...
 
@@ -81,15 +98,22 @@ class Ticker:
 
         Why: a notebook that closes its orchestrator right after the last result would otherwise
         leave a dashboard up to ``interval`` seconds stale, showing jobs as unfinished forever.
+        Views that would have gone on say the orchestrator is closed (their counts are final).
         """
         with self._drawing:
             if not self._stop.is_set():
                 self._draw()
+            with self._lock:
+                views = list(self._views)  # before stop(): the thread clears them as it ends
             self.stop()
+            for view in views:
+                mark = getattr(view, "mark_closed", None)
+                if mark is not None:
+                    mark()
 
     def _alive(self) -> bool:
         orq = self._orq()
-        return orq is not None and not orq._loop.loop.is_closed() and not self._stop.is_set()
+        return orq is not None and not orq.closed and not self._stop.is_set()
 
     def _run(self) -> None:
         while self._alive():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from orquestrador.notebook._live import esc, ticker
-from orquestrador.store import FINAIS
+from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
+from orquestrador.store import FINAIS, Store, jobs_filter
 
 if TYPE_CHECKING:
     from orquestrador.facade import Job, Lote
@@ -18,29 +18,45 @@ COLOURS = {"ok": "#1a7f37", "erro": "#b00", "dead-lettered": "#b00", "running": 
 ORDER = ["queued", "running", "ok", "erro", "dead-lettered", "unknown"]
 
 
-class Rate:
-    """Throughput over the last ``window`` seconds, and the ETA it implies."""
+WINDOW = 10.0  # seconds of finished jobs the current rate is measured over
 
-    def __init__(self, window: float = 10.0) -> None:
-        self.window = window
-        self._samples: deque[tuple[float, int]] = deque()
 
-    def add(self, done: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
-            self._samples.popleft()
+@dataclass(frozen=True)
+class Throughput:
+    """Jobs per second and the ETA it implies; ``average`` once nothing is left to do."""
 
-    @property
-    def per_second(self) -> float:
-        if len(self._samples) < 2:
-            return 0.0
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+    per_second: float
+    eta: float | None  # seconds; None while nothing has finished to measure by
+    average: bool = False
 
-    def eta(self, remaining: int) -> float | None:
-        rate = self.per_second
-        return remaining / rate if rate > 0 and remaining > 0 else (0.0 if remaining == 0 else None)
+    def html(self) -> str:
+        if self.average:
+            return f"avg {self.per_second:.1f} jobs/s"
+        return f"{self.per_second:.1f} jobs/s · ETA {fmt_seconds(self.eta)}"
+
+
+def throughput(
+    store: Store, where: str, args: list[Any], remaining: int, now: float | None = None
+) -> Throughput:
+    """The rate of the jobs matching ``where`` (a :func:`jobs_filter` clause), from the store.
+
+    Why from the store, not from samples of each widget: the dashboard and a batch's widget then
+    compute the same number from the same finish times (the workers' clocks), whenever each
+    redraws. While jobs remain it is the rate of the last ``WINDOW`` seconds (or since the first
+    launch, if more recent); once none remain it is the average from first launch to last finish.
+    """
+    now = time.time() if now is None else now
+    sql = f"SELECT MIN(enviado_em), MAX(concluido_em), COALESCE(SUM(concluido_em >= ?), 0) FROM jobs{where}"
+    first, last, recent = store._conn().execute(sql, [now - WINDOW, *args]).fetchone()
+    if first is None:
+        return Throughput(0.0, None)
+    if remaining <= 0:
+        finished = store._conn().execute(f"SELECT COUNT(concluido_em) FROM jobs{where}", args).fetchone()[0]
+        span = (last or first) - first
+        return Throughput(finished / span if span > 0 else 0.0, 0.0, average=True)
+    span = now - max(first, now - WINDOW)
+    rate = recent / span if span > 0 else 0.0
+    return Throughput(rate, remaining / rate if rate > 0 else None)
 
 
 def counts_html(counts: dict[str, int]) -> str:
@@ -57,8 +73,10 @@ def fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     if seconds < 60:
-        return f"{seconds:.0f}s"
-    return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
 
 
 class JobView:
@@ -92,23 +110,25 @@ class JobView:
                 shown = title if isinstance(title, str) else row.resultado
                 lines.append(f"result: {esc(shown)}")
             if row.erro:
-                lines.append(
-                    f"<span style='color:#b00'>{esc(row.erro.get('tipo'))}: "
-                    f"{esc(row.erro.get('mensagem'))}</span>"
-                )
+                lines.append(erro_html(row.erro))
         self.status.value = "<br>".join(lines)
         self.finished = estado in FINAIS
 
+    def mark_closed(self) -> None:
+        self.status.value += f"<br><i>{CLOSED}</i>"
+
 
 class LoteView:
-    """A batch: a progress bar, counts by status, throughput and ETA from aggregate counts."""
+    """A batch: its id and how to reopen it, a progress bar, counts, throughput and ETA."""
 
     def __init__(self, lote: Lote) -> None:
         self.lote = lote
-        self.rate = Rate()
         self.bar = w.IntProgress(value=0, min=0, max=max(1, len(lote)), description="0%")
+        self.header = w.HTML(reopen_html(lote.id))
         self.status = w.HTML()
-        self.widget = w.VBox([self.bar, self.status])
+        self.widget = w.VBox([self.header, self.bar, self.status])
+        self.widget.add_class("orq-lote")
+        self.shown = (self.bar, self.status)  # re-sent on idle redraws, see Ticker._draw
         self.finished = False
         self.refresh()
         if not self.finished:
@@ -118,16 +138,26 @@ class LoteView:
         counts = self.lote.contagem()
         total = len(self.lote)
         done = sum(counts.get(s, 0) for s in FINAIS)
-        self.rate.add(done)
+        where, args = jobs_filter(lote=self.lote.id)
+        rate = throughput(self.lote._orq._core.store, where, args, total - done)
         self.bar.value = done
         self.bar.description = f"{100 * done // max(1, total)}%"
         failed = counts.get("erro", 0) + counts.get("dead-lettered", 0)
         self.bar.bar_style = "danger" if failed else ("success" if done == total else "info")
-        self.status.value = (
-            f"{done}/{total} done · {counts_html(counts)} · {self.rate.per_second:.1f} jobs/s · "
-            f"ETA {fmt_seconds(self.rate.eta(total - done))}"
-        )
+        self.status.value = f"{done}/{total} done · {counts_html(counts)} · {rate.html()}"
         self.finished = done == total
+
+    def mark_closed(self) -> None:
+        self.status.value += f"<br><i>{CLOSED}</i>: reopen the batch from a new one"
+
+
+def reopen_html(lote_id: str) -> str:
+    """The batch's id, and the line that finds it again after a kernel restart (click selects it)."""
+    line = f'orq.lote("{lote_id}")'
+    return (
+        f"<small>lote <code>{esc(lote_id)}</code> · reopen with "
+        f"<code class='orq-reopen' style='user-select:all'>{esc(line)}</code></small>"
+    )
 
 
 def job_widget(job: Job) -> w.Widget:

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 from pydantic import ValidationError
 
+from orquestrador import consumers
 from orquestrador.errors import OrquestradorError
 from orquestrador.notebook._live import esc
+from orquestrador.notebook.jobs import lote_widget
 from orquestrador.plugins import Plugin
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from orquestrador.facade import Orquestrador
+    from orquestrador.facade import Lote, Orquestrador
 
 
 class PayloadError(OrquestradorError, ValueError):
@@ -51,8 +53,12 @@ class Lancador:
         self.lancar = w.Button(description="Launch", button_style="primary")
         self.esquema = w.HTML()
         self.mensagem = w.HTML()
+        self.aviso = w.HTML()  # no worker on the plugin's queue: said before anything is sent
+        self.lote = w.Box()  # the widget of the batch launched last
+        self.launched: Lote | None = None
         self.lancar.on_click(lambda _: self.launch())
         self.alvo.observe(lambda _: self._show_schema(), names="value")
+        self.alvo.observe(lambda _: self.check_consumers(), names="value")
         self.fonte.observe(lambda _: self._sync_copies(), names="value")
         for field in (self.alvo, self.fonte, self.copias, self.payload):
             field.observe(lambda _: self.check(), names="value")
@@ -62,10 +68,13 @@ class Lancador:
                 self.payload,
                 self.esquema,
                 self.mensagem,
+                self.aviso,
+                self.lote,
             ]
         )
         self._show_schema()
         self.check()
+        self.check_consumers()
 
     @property
     def plugin(self) -> Plugin | None:
@@ -113,25 +122,42 @@ class Lancador:
                 _validate(plugin, item, row)
         return items
 
-    def launch(self) -> int:
-        """Validate every payload, then launch them all; the outcome shows in the form."""
+    def check_consumers(self) -> str | None:
+        """Warn, before anything is sent, when no worker consumes the plugin's queue."""
+        plugin = self.plugin
+        message = None
+        if plugin is not None and not self.orq.closed:
+            try:
+                message = self.orq._run(consumers.check(self.orq._core._broker(), plugin.fila))
+            except OrquestradorError:
+                message = None
+        self.aviso.value = "" if message is None else f"<span style='color:#9a6700'>⚠ {esc(message)}</span>"
+        return message
+
+    def launch(self) -> Lote | None:
+        """Validate every payload, then launch them all; the batch shows in the form.
+
+        Returns the Lote launched (also ``self.launched``), or None when nothing was sent.
+        """
         try:
             items = self.payloads()
         except PayloadError as exc:
             return self._error(str(exc))
         plugin = self.plugin
         assert plugin is not None  # payloads() refused otherwise
+        self.check_consumers()
         start: Any = self.orq.iniciar_coletas if plugin.kind == "escavador" else self.orq.iniciar_execucoes
         try:
             lote = start(plugin.nome, items, progress=False)
-        except Exception as exc:  # a broker error: shown where the user clicked
+        except Exception as exc:  # a broker error, a closed orchestrator: shown where the user clicked
             return self._error(f"{type(exc).__name__}: {exc}")
         self.mensagem.value = f"launched {len(lote)} × <code>{esc(plugin.nome)}</code>"
-        return len(lote)
+        self.launched = lote
+        self.lote.children = [lote_widget(lote)]
+        return lote
 
-    def _error(self, message: str) -> int:
+    def _error(self, message: str) -> None:
         self.mensagem.value = f"<span style='color:#b00'>{esc(message, 1000)}</span>"
-        return 0
 
     def _sync_copies(self) -> None:
         self.copias.disabled = self.fonte.value >= 0

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from orquestrador import consumers
 from orquestrador.brokers.base import DLQ_REASON, QueueStats, dlq_of
-from orquestrador.notebook._live import esc, ticker
-from orquestrador.notebook.jobs import Rate, counts_html, fmt_seconds
+from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
+from orquestrador.notebook.jobs import counts_html, throughput
 from orquestrador.notebook.lancador import Lancador
 from orquestrador.plugins import Plugin, registry
 from orquestrador.store import FINAIS, jobs_filter
@@ -18,7 +19,7 @@ from orquestrador.store import FINAIS, jobs_filter
 if TYPE_CHECKING:
     import pandas as pd
 
-    from orquestrador.facade import Orquestrador
+    from orquestrador.facade import Lote, Orquestrador
 
 STATS_EVERY = 2.0  # queue stats are broker round trips: fewer of them than store reads
 STATS_TIMEOUT = 10.0  # seconds the broker has to answer them before the queues tab says so
@@ -42,7 +43,6 @@ class Painel:
         self.orq = orq
         self.plugins = plugins if plugins is not None else registry.all()
         self.finished = False
-        self.rate = Rate()
         self.refreshes = 0
         self._stats_at = 0.0
         self.stats: list[QueueStats] = []
@@ -54,6 +54,7 @@ class Painel:
         self.janela.observe(lambda _: self._redraw(), names="value")
         self.bar = w.IntProgress(value=0, min=0, max=1)
         self.status = w.HTML()
+        self.avisos = w.HTML()  # queues with jobs waiting and no worker on them
         self.erros = w.HTML()
         self.filas = w.HTML()
         self.dlq = w.Dropdown(options=[], description="dead letters")
@@ -62,26 +63,34 @@ class Painel:
         self.dead_letters = w.HTML()
         self.replay_button.on_click(lambda _: self.replay())
 
-        jobs = w.VBox([w.HBox([self.janela, self.bar]), self.status, self.erros])
+        jobs = w.VBox([w.HBox([self.janela, self.bar]), self.status, self.avisos, self.erros])
         replay = w.HBox([self.dlq, self.replay_button])
         dead = w.VBox([self.filas, replay, self.replay_message, self.dead_letters])
         tabs = w.Tab(children=[self.lancador.widget, dead])
         for i, title in enumerate(["launch", "queues"]):
             tabs.set_title(i, title)
         # The jobs view stays in sight: it is what one watches while the launcher is open.
-        self.widget = w.VBox([w.HTML("<b>orquestrador</b> · jobs"), jobs, tabs])
+        self.title = w.HTML("<b>orquestrador</b> · jobs")
+        self.widget = w.VBox([self.title, jobs, tabs])
         self.widget.add_class("orq-painel")
-        self.shown = (self.bar, self.status, self.erros)  # re-sent on idle redraws, see Ticker._draw
+        self.shown = (self.bar, self.status, self.avisos, self.erros)  # re-sent when idle: Ticker._draw
         self.refresh()
         ticker(orq).add(self)
 
     # -- actions ---------------------------------------------------------------------------
 
-    def launch(self) -> int:
-        """What the Launch button does: validate every payload, launch them, show the outcome."""
+    def launch(self) -> Lote | None:
+        """What the Launch button does: validate, launch, show the batch; None if refused."""
         launched = self.lancador.launch()
         ticker(self.orq)._dirty.set()
         return launched
+
+    def mark_closed(self) -> None:
+        """Called once the orchestrator closed: the counts are final, nothing can be launched."""
+        self.title.value = f"<b>orquestrador</b> · jobs · <b style='color:#b00'>{CLOSED}</b>"
+        self.widget.add_class("orq-closed")
+        for button in (self.lancador.lancar, self.replay_button):
+            button.disabled = True
 
     def replay(self) -> int:
         """Move the selected queue's dead letters back onto it."""
@@ -92,7 +101,7 @@ class Painel:
         # Bounded by what was there: a worker that fails them again must not make this loop forever.
         limit = max(1, next((s.dead_letters for s in self.stats if s.queue == fila), 1))
         try:
-            moved = self.orq._loop.run(self.orq._core._broker().replay(fila, limit=limit), timeout=60)
+            moved = self.orq._run(self.orq._core._broker().replay(fila, limit=limit), timeout=60)
         except Exception as exc:
             self.replay_message.value = f"<span style='color:#b00'>{esc(repr(exc))}</span>"
             return 0
@@ -119,18 +128,23 @@ class Painel:
         counts = everything if since is None else _counts_since(store, since)
         total = sum(counts.values())
         done = sum(counts.get(s, 0) for s in FINAIS)
-        # Throughput is of the whole system: jobs ageing out of the range must not make it negative.
-        self.rate.add(sum(everything.get(s, 0) for s in FINAIS))
         self.bar.max = max(1, total)
         self.bar.value = done
-        self.status.value = (
-            f"{done}/{total} done · {counts_html(counts)} · {self.rate.per_second:.1f} jobs/s · "
-            f"ETA {fmt_seconds(self.rate.eta(total - done))}"
-        )
+        pending = total - done
+        # The same measure as a batch's widget: while one batch runs alone, they agree.
+        where, args = jobs_filter(desde=since)
+        rate = throughput(store, where, args, pending).html() if pending else "idle"
+        self.status.value = f"{done}/{total} done · {counts_html(counts)} · {rate}"
         self.erros.value = self._errors_html(store, since)
         if time.monotonic() - self._stats_at >= STATS_EVERY:
             self._stats_at = time.monotonic()
             self._refresh_stats()
+        self.avisos.value = self._unserved_html() if everything.get("queued") else ""
+
+    def _unserved_html(self) -> str:
+        """A warning per queue with jobs waiting that no worker consumes (from the last stats)."""
+        warnings = [m for s in self.stats if s.depth and (m := consumers.unserved(s))]
+        return "".join(f"<div class='orq-unserved' style='color:#9a6700'>⚠ {esc(m)}</div>" for m in warnings)
 
     def _errors_html(self, store: Any, since: float | None) -> str:
         where, args = jobs_filter(estado=["erro", "dead-lettered"], desde=since)
@@ -144,17 +158,17 @@ class Painel:
         items = []
         for r in rows:
             erro = json.loads(r["erro"]) if r["erro"] else {}
-            items.append(
-                f"<li><code>{esc(r['alvo'])}</code> {esc(r['estado'])}: "
-                f"{esc(erro.get('tipo'))} {esc(erro.get('mensagem'))}</li>"
-            )
+            items.append(f"<li><code>{esc(r['alvo'])}</code> {esc(r['estado'])}: {erro_html(erro)}</li>")
         return "<b>latest errors</b><ul>" + "".join(items) + "</ul>"
 
     def _refresh_stats(self) -> None:
         broker = self.orq._core.broker
         if broker is None:
             return
-        filas = sorted({p.fila for p in self.plugins})
+        waiting = self.orq._core.store._conn().execute(
+            "SELECT DISTINCT fila FROM jobs WHERE estado = 'queued'"
+        )
+        filas = sorted({p.fila for p in self.plugins} | {r[0] for r in waiting if r[0]})
 
         async def read() -> list[QueueStats]:
             out = []
@@ -166,7 +180,7 @@ class Painel:
             return out
 
         try:
-            self.stats = self.orq._loop.run(read(), timeout=STATS_TIMEOUT)
+            self.stats = self.orq._run(read(), timeout=STATS_TIMEOUT)
         except Exception as exc:  # a slow or lost broker: said here, the jobs view above stays right
             self.filas.value = f"<span style='color:#b00'>queue stats unavailable: {esc(repr(exc))}</span>"
             return
@@ -189,7 +203,7 @@ class Painel:
     def _peek_html(self, fila: str) -> str:
         broker = self.orq._core._broker()
         try:
-            messages = self.orq._loop.run(broker.peek(dlq_of(fila), 5), timeout=10)
+            messages = self.orq._run(broker.peek(dlq_of(fila), 5), timeout=10)
         except Exception:
             return ""
         items = "".join(f"<li>{esc(m.headers.get(DLQ_REASON, '?'))}</li>" for m in messages)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from orquestrador.notebook._live import esc, ticker
+from orquestrador.notebook._live import erro_html, esc, ticker
 from orquestrador.notebook.jobs import COLOURS, counts_html
 from orquestrador.store import FINAIS
 
@@ -73,6 +73,17 @@ def _detail(row: dict[str, Any], conteudo: dict[str, tuple[Any, Any]]) -> Any:
     return None
 
 
+def _detail_html(detail: Any) -> str:
+    """Escaped detail; an error (or an event carrying one) shows with its traceback folded."""
+    if isinstance(detail, dict):
+        if "tipo" in detail and "mensagem" in detail:
+            return erro_html(detail)
+        if isinstance(detail.get("erro"), dict):
+            rest = {k: v for k, v in detail.items() if k != "erro"}
+            return erro_html(detail["erro"]) + (f" {esc(rest)}" if rest else "")
+    return esc(detail)
+
+
 def timeline_html(
     rows: list[dict[str, Any]],
     duracao: dict[str, float],
@@ -98,7 +109,7 @@ def timeline_html(
             f"<td>{esc(r['evento'])}</td><td><code>{esc(r['alvo'])}</code></td>"
             f"<td>{esc(r['worker'])}</td><td style='color:{colour}'>{esc(status)}</td>"
             f"<td>{esc(r['tentativa'])}</td><td>{'' if took is None else f'{took:.0f} ms'}</td>"
-            f"<td>{esc(_detail(r, conteudo))}</td>"
+            f"<td>{_detail_html(_detail(r, conteudo))}</td>"
             "</tr>"
         )
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"

@@ -25,16 +25,19 @@ def pagina(payload: dict) -> dict:
 class BackgroundWorker:
     """A worker on its own thread and loop, as a separate process would be."""
 
-    def __init__(self, url: str, nome: str) -> None:
+    def __init__(
+        self, url: str, nome: str, handler=pagina, concurrency: int = 32, max_tentativas: int = 1
+    ) -> None:  # type: ignore[no-untyped-def]
         self.loop = asyncio.new_event_loop()
         self.worker: Worker | None = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(url, nome),))
+        plugin = Plugin("escavador", nome, handler, "tests", max_tentativas=max_tentativas)
+        job = self._run(url, plugin, concurrency)
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(job,))
         self.thread.start()
 
-    async def _run(self, url: str, nome: str) -> None:
+    async def _run(self, url: str, plugin: Plugin, concurrency: int) -> None:
         broker = await connect(url)
-        plugin = Plugin("escavador", nome, pagina, "tests", max_tentativas=1)
-        self.worker = Worker(broker, [plugin], WorkerOptions(concurrency=32))
+        self.worker = Worker(broker, [plugin], WorkerOptions(concurrency=concurrency))
         await self.worker.run()
 
     def stop(self) -> None:

@@ -16,7 +16,8 @@ def test_metricas_and_parquet_export(env, tmp_path: Path) -> None:  # type: igno
     m = orq.metricas()
     row = m[m["alvo"] == nome].iloc[0]
     assert (row["jobs"], row["ok"], row["dead_lettered"]) == (10, 9, 1)
-    assert row["taxa_erro"] == pytest.approx(0.1) and 0 <= row["p50"] <= row["p95"] <= row["p99"]
+    assert row["taxa_erro"] == pytest.approx(0.1) and 0 <= row["p50_s"] <= row["p95_s"] <= row["p99_s"]
+    assert row["p99_s"] == round(row["p99_s"], 3), "latencies are rounded to the millisecond"
     path = orq.exportar_parquet(tmp_path / "out" / "r.parquet", alvo=nome)
     back = pd.read_parquet(path)
     assert len(back) == 10 and "resultado.titulo" in back.columns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import importlib
 import time
 import uuid
@@ -20,12 +21,16 @@ def test_payload_errors_show_in_the_widget_and_launch_n_copies(env) -> None:  # 
     board = painel(orq, [plugin])
     form = board.lancador
     form.payload.value = '{"titulo": '
-    assert board.launch() == 0 and "invalid JSON" in form.mensagem.value
+    assert board.launch() is None and "invalid JSON" in form.mensagem.value
     form.payload.value = f'["{EVIL}"]'
-    assert board.launch() == 0 and "JSON object" in form.mensagem.value and "<img" not in form.mensagem.value
+    assert board.launch() is None and "JSON object" in form.mensagem.value
+    assert "<img" not in form.mensagem.value
     form.payload.value = '{"titulo": "x"}'
     form.copias.value = 25
-    assert board.launch() == 25 and "launched 25" in form.mensagem.value
+    lote = board.launch()
+    assert lote is not None and len(lote) == 25 and "launched 25" in form.mensagem.value
+    shown = html.unescape(form.lote.children[0].children[0].value)  # the batch's widget, in the form
+    assert form.launched is lote and f'orq.lote("{lote.id}")' in shown
     wait_until(lambda: orq._core.store.count_by_state().get("ok") == 25)
     board.refresh()
     assert "25/25 done" in board.status.value and board.bar.value == 25
@@ -68,16 +73,16 @@ def test_the_launcher_checks_the_plugin_schema_and_launches_a_dataframe_column(e
     assert "<code>url</code> string <b>required</b>" in form.esquema.value
 
     form.payload.value = '{"titulo": "x"}'
-    assert board.launch() == 0 and "url: Field required" in form.mensagem.value
+    assert board.launch() is None and "url: Field required" in form.mensagem.value
     assert orq._core.store.count_by_state() == {}, "nothing leaves when a payload is invalid"
 
     form.fonte.value = 1  # one job per row, but n is not a url: row 0 is refused before any launch
     assert form.copias.disabled
-    assert board.launch() == 0 and "row 0: " in form.mensagem.value
+    assert board.launch() is None and "row 0: " in form.mensagem.value
 
     form.fonte.value = 0
     form.payload.value = f'{{"titulo": "{EVIL}"}}'
-    assert board.launch() == 12
+    assert len(board.launch() or ()) == 12
     wait_until(lambda: orq._core.store.count_by_state().get("ok") == 12)
     sent = orq.resultados(alvo=nome)
     assert sorted(sent["payload.url"]) == sorted(dados["url"]) and set(sent["resultado.titulo"]) == {EVIL}
@@ -127,11 +132,26 @@ def test_queue_stats_refresh_by_themselves(env) -> None:  # type: ignore[no-unty
     idle = Plugin("escavador", f"sem_worker_{uuid.uuid4().hex[:6]}", pagina, "tests")
     board = Painel(orq, [idle])
     board.lancador.copias.value = 7
-    assert board.launch() == 7
+    # Said before anything is sent: the form names the queue and the command that serves it.
+    unserved = f"no worker consumes queue {idle.fila}"
+    aviso = board.lancador.aviso.value
+    assert unserved in aviso and f"orq worker escavador {idle.nome}" in aviso
+    assert len(board.launch() or ()) == 7
     # Nobody consumes that queue: the refresh thread alone must show the 7 waiting in it.
     wait_until(lambda: [(s.queue, s.depth) for s in board.stats] == [(idle.fila, 7)], timeout=30)
     assert f"<code>{idle.fila}</code></td><td>7</td>" in board.filas.value
     assert "0/7 done" in board.status.value and "queued</b> 7" in board.status.value
+    wait_until(lambda: unserved in board.avisos.value)  # the dashboard says it too, in the jobs view
+    board.close()
+
+
+def test_a_served_queue_raises_no_warning(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    board = Painel(orq, [plugin])
+    orq.iniciar_coletas(nome, [{"n": i} for i in range(5)], progress=False).wait(20)
+    board._stats_at = 0.0
+    board.refresh()
+    assert board.lancador.aviso.value == "" and board.avisos.value == ""
     board.close()
 
 

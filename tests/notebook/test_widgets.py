@@ -11,7 +11,7 @@ import pytest
 
 from orquestrador.notebook import Painel, Rastreio, rastreio
 from orquestrador.notebook._live import esc, ticker
-from orquestrador.notebook.jobs import JobView, LoteView, Rate
+from orquestrador.notebook.jobs import JobView, LoteView, Throughput, fmt_seconds
 from orquestrador.plugins import Plugin
 from tests.notebook.helpers import ESCAPED, EVIL, BackgroundWorker, pagina, wait_until
 
@@ -32,7 +32,13 @@ def test_a_page_title_and_an_error_show_literally(env) -> None:  # type: ignore[
     bad = orq.iniciar_coleta(nome, {"falhar": True}, correlation_id=EVIL)
     wait_until(lambda: bad.done)
     bad_view = JobView(bad)
-    assert bad_view.status.value.count(ESCAPED) == 2 and "<img" not in bad_view.status.value
+    # The correlation_id, the message, and the message again at the end of the folded traceback.
+    assert bad_view.status.value.count(ESCAPED) == 3 and "<img" not in bad_view.status.value
+    trace = bad.erro["traceback"]
+    assert trace.startswith("Traceback") and "in pagina\n    raise PermanentFailure" in trace
+    summary = "<details class='orq-traceback'><summary>remote traceback</summary>"
+    folded = re.search(re.escape(summary) + "<pre[^>]*>(.*)</pre>", bad_view.status.value, re.S)
+    assert folded and "in pagina" in folded.group(1)
 
     trace = Rastreio(orq, job.correlation_id)
     assert ESCAPED in trace.timeline.value and "<img" not in trace.timeline.value
@@ -84,11 +90,11 @@ def test_job_and_lote_show_a_widget_in_jupyter_and_text_elsewhere(env) -> None: 
     assert isinstance(rastreio(orq, job.correlation_id).finished, bool)
 
 
-def test_rate_and_eta() -> None:
-    rate = Rate(window=10)
-    rate.add(0, now=0.0)
-    rate.add(50, now=5.0)
-    assert rate.per_second == 10 and rate.eta(100) == 10 and rate.eta(0) == 0
+def test_rates_and_durations_read_with_units() -> None:
+    assert Throughput(2.0, 75.0).html() == "2.0 jobs/s · ETA 1 min 15 s"
+    assert Throughput(12.345, 0.0, average=True).html() == "avg 12.3 jobs/s"
+    assert Throughput(0.0, None).html() == "0.0 jobs/s · ETA ?"
+    assert [fmt_seconds(s) for s in (4.4, 3725.0)] == ["4 s", "1 h 02 min"]
 
 
 def test_workers_never_import_ipywidgets_or_pandas() -> None:
