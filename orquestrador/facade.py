@@ -7,8 +7,11 @@ DataFrames, so workers that import the package stay small.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import sys
 import time
+import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Sized
 from datetime import datetime
 from pathlib import Path
@@ -234,6 +237,7 @@ class Orquestrador:
             self._loop.run(self._core.close())
             self._loop.stop()
             raise
+        _open.add(self)
 
     @property
     def url(self) -> str:
@@ -476,6 +480,23 @@ class Orquestrador:
 
         self._check_open()
         return rastreio(self, correlation_id)
+
+
+_open: weakref.WeakSet[Orquestrador] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open() -> None:
+    """Close what is still open when the interpreter exits, e.g. on a kernel restart.
+
+    Why: results fetched but not yet acknowledged would otherwise wait on the broker for their
+    visibility timeout (a minute) before the next Orquestrador gets them.
+    """
+    for orq in list(_open):
+        try:
+            orq.close()
+        except Exception as exc:  # exiting anyway: say it, and go on with the others
+            logging.getLogger("orquestrador").warning("closing %r at exit failed: %r", orq, exc)
 
 
 def _name(pipeline: Pipeline | str | None) -> str | None:

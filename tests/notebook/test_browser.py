@@ -7,24 +7,30 @@ fetched from outside the machine. A screenshot is kept for the eye (tests/notebo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
 
+from orquestrador import detached
 from orquestrador.brokers import embedded
 from orquestrador.demo import SITE
 from tests.conftest import unreachable
@@ -99,8 +105,14 @@ def stop_marked(marker: str) -> list[int]:
 @dataclass
 class Served:
     url: str
-    scratch: Path  # TMPDIR of the kernel: the notebook's ORQ_HOME is made under it
-    notebook: Path
+    scratch: Path  # TMPDIR of the kernel
+    notebook: Path  # the notebook served, or the directory of notebooks ("restart")
+    home: Path  # ORQ_HOME of the kernels: the store, the embedded broker, detached processes
+    marker: str
+
+    def render(self, name: str) -> str:
+        """The page of notebook ``name`` of the served directory."""
+        return f"{self.url}voila/render/{name}"
 
 
 @pytest.fixture
@@ -108,12 +120,18 @@ def voila(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     """Voila serving notebook 01 on loopback; afterwards every process it started is gone.
 
     ``request.param`` "whole" serves the notebook as is (it stops all it started: checked),
-    "interactive" without its last cell, and the fixture stops the workers and broker it left.
+    "interactive" without its last cell, "restart" a directory the test writes notebooks to;
+    the fixture stops the workers, demo site and broker those left.
     """
     if not shutil.which("voila"):
         unreachable("voila (pip install -e '.[dev]')")
     whole = request.param == "whole"
-    notebook = NOTEBOOK if whole else without_last_cell(tmp_path)
+    if request.param == "restart":
+        notebook = tmp_path / "books"
+        notebook.mkdir()
+    else:
+        notebook = NOTEBOOK if whole else without_last_cell(tmp_path)
+    home = tmp_path / "orq-home"
     marker = uuid.uuid4().hex
     port = free_port()
     scratch = tmp_path / "tmp"
@@ -122,7 +140,7 @@ def voila(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         **os.environ,
         MARKER: marker,
         "TMPDIR": str(scratch),
-        "ORQ_HOME": str(tmp_path / "unused-home"),
+        "ORQ_HOME": str(home),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),  # the notebook-signing key goes here
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
@@ -136,7 +154,7 @@ def voila(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, proc, 60)
-        yield Served(f"http://127.0.0.1:{port}/", scratch, notebook)
+        yield Served(f"http://127.0.0.1:{port}/", scratch, notebook, home, marker)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # voila shuts its kernel down on SIGTERM
         try:
@@ -145,8 +163,9 @@ def voila(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
-        for home in scratch.glob("orq-notebook-*"):  # left by the interactive run, or a failed one
-            embedded.stop(home)
+        left_detached = detached.stop(home)  # left by the interactive run, or a failed one
+        embedded.stop(home)
+        assert not (whole and left_detached), f"notebook 01 left {left_detached} running"
         deadline = time.monotonic() + (20 if whole else 2)
         while processes_marked(marker) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -238,17 +257,32 @@ def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) 
             expect(board.locator(".widget-tab")).to_contain_text("launch", timeout=10_000)
             batch = f"{LAUNCHED - 1}/{LAUNCHED - 1} done"  # the Lote widget of the batch cell
             expect(page.locator(".widget-html", has_text=batch)).to_have_count(1, timeout=30_000)
+            lote_view = page.locator(".orq-lote")
+            # Finished: its average rate, not the 0.0 jobs/s of an empty last 10 s.
+            expect(lote_view).to_contain_text(re.compile(r"avg \d+\.\d jobs/s"))
+            assert "0.0 jobs/s" not in lote_view.inner_text()
+            # Its id, and the line that reopens it after a restart; the cell that does shows it all.
+            reopen = lote_view.locator(".orq-reopen").inner_text()
+            assert re.fullmatch(r'orq\.lote\("[0-9a-f-]{36}"\)', reopen), reopen
+            expect(page.get_by_text(f"({LAUNCHED - 1}, {{'ok': {LAUNCHED - 1}}})")).to_be_visible()
+            # The last cell closed the orchestrator: its dashboard says so, with the final counts.
+            expect(board).to_contain_text("this Orquestrador is closed: create a new one")
+            expect(board.get_by_role("button", name="Launch")).to_be_disabled()
             expect(page.get_by_text("Mercado Municipal — Início").first).to_be_visible()
             # The rastreio cell: the result's row has the job's duration and the page's title.
             result_row = page.locator("tr", has_text="resultado_coleta")
             expect(result_row).to_contain_text(re.compile(r"\d+ ms\s*Mercado Municipal — Início"))
-            assert "refresh failed" not in page.inner_text("body")
+            body = page.inner_text("body")
+            assert "refresh failed" not in body
+            assert "serving escavador_http" not in body, "worker log lines stay in their files"
             shot = tmp_path / "01_lancar_coletas.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
     keep_screenshots(shot)
-    assert not list(voila.scratch.glob("orq-notebook-*")), "the notebook's last cell removes its ORQ_HOME"
+    logs = "".join(p.read_text() for p in (voila.home / "detached").glob("worker-*.log"))
+    assert logs.count("serving escavador_http") == 2, logs  # where the two workers' lines went
+    assert (voila.home / "orquestrador.db").exists(), "the store stays for the next run"
 
 
 @pytest.mark.nats
@@ -274,6 +308,10 @@ def test_launching_from_the_dashboard_in_a_real_browser(voila: Served, tmp_path:
             expect(board.locator("input[type=number]")).to_be_disabled()  # copies: one per row instead
             board.get_by_role("button", name="Launch").click()
             expect(board).to_contain_text(f"launched {pages} × http", timeout=30_000)
+            # The launcher shows the batch it launched, with the line that reopens it.
+            launched = board.locator(".orq-lote")
+            expect(launched).to_contain_text(f"{pages}/{pages} done", timeout=60_000)
+            expect(launched.locator(".orq-reopen")).to_contain_text('orq.lote("')
             total = LAUNCHED + pages
             # No cell runs any more: only the live refresh can bring these counts to the page.
             reached(board, f"{total}/{total} done", voila)
@@ -281,7 +319,141 @@ def test_launching_from_the_dashboard_in_a_real_browser(voila: Served, tmp_path:
             assert "refresh failed" not in page.inner_text("body")
             shot = tmp_path / "01_painel_launched.png"
             board.screenshot(path=str(shot))
+            # A plugin no worker serves: the form says so before anything is sent.
+            alvo = board.locator("select").filter(has=page.locator("option", has_text="escavador rss"))
+            alvo.select_option(label="escavador rss")
+            expect(board).to_contain_text("no worker consumes queue escavador_rss", timeout=30_000)
+            expect(board).to_contain_text("orq worker escavador rss")
+            unserved = tmp_path / "01_painel_unserved.png"
+            board.screenshot(path=str(unserved))
         finally:
             browser.close()
-    keep_screenshots(shot)
+    keep_screenshots(shot, unserved)
     assert outside, "the CDN stylesheet Voila links was requested and refused"
+
+
+class SlowPages(BaseHTTPRequestHandler):
+    """Pages that take a while, each request counted: a job run twice would show here."""
+
+    hits: ClassVar[Counter[str]] = Counter()
+    delay = 0.25
+
+    def do_GET(self) -> None:
+        self.hits[self.path] += 1
+        time.sleep(self.delay)
+        body = f"<html><head><title>lenta {self.path}</title></head><body>ok</body></html>".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def code_cells(*sources: str) -> dict[str, Any]:
+    book = json.loads(NOTEBOOK.read_text())
+    book["cells"] = [
+        {"cell_type": "code", "execution_count": None, "id": uuid.uuid4().hex[:8], "metadata": {},
+         "outputs": [], "source": source}
+        for source in sources
+    ]  # fmt: skip
+    return book
+
+
+def finished_in_store(home: Path, lote: str) -> int:
+    """Read-only, from this test process: how many jobs of the batch the store has as final."""
+    with contextlib.closing(sqlite3.connect(f"file:{home / 'orquestrador.db'}?mode=ro", uri=True)) as db:
+        sql = "SELECT COUNT(*) FROM jobs WHERE lote = ? AND estado IN ('ok', 'erro', 'dead-lettered')"
+        return int(db.execute(sql, (lote,)).fetchone()[0])
+
+
+def restart_kernel(voila: Served) -> int:
+    """What JupyterLab's "Restart kernel" sends: a shutdown request with restart=True."""
+    from jupyter_client import BlockingKernelClient
+
+    marked = processes_marked(voila.marker)
+    kernels = [pid for pid in marked if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(kernels) == 1, kernels
+    argv = Path(f"/proc/{kernels[0]}/cmdline").read_bytes().decode().split("\0")
+    connection = argv[argv.index("-f") + 1]  # the kernel's ports and key, as Voila wrote them
+    client = BlockingKernelClient(connection_file=connection)
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.shutdown(restart=True)
+    finally:
+        client.stop_channels()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{kernels[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return kernels[0]
+
+
+JOBS = 400  # at 0.25 s a page on 2 × 8 worker slots: about 6 s of work
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("voila", ["restart"], indirect=True)
+def test_a_kernel_restart_mid_batch_loses_nothing(voila: Served, tmp_path: Path) -> None:
+    """Launch, restart the kernel while the batch runs, paste the widget's line: every job, once."""
+    sync_api = playwright()
+    expect = sync_api.expect
+    setup = next(c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code")
+    setup_source = "".join(setup["source"])  # notebook 01's first cell, as a user runs it again
+    SlowPages.hits.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowPages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slow = f"http://127.0.0.1:{server.server_address[1]}"
+    payloads = f'[{{"url": f"{slow}/p{{i}}"}} for i in range({JOBS})]'
+    launch = f"lote = orq.iniciar_coletas('http', {payloads}, progress=False)\nlote"
+    (voila.notebook / "launch.ipynb").write_text(json.dumps(code_cells(setup_source, launch)))
+    outside: list[str] = []
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser, page = open_page(pw, tmp_path, outside)
+            try:
+                page.goto(voila.render("launch.ipynb"), timeout=150_000, wait_until="load")
+                batch = page.locator(".orq-lote")
+                expect(batch).to_contain_text(f"/{JOBS} done", timeout=60_000)
+                reopen = batch.locator(".orq-reopen").inner_text()  # what a user copies
+                lote_id = re.fullmatch(r'orq\.lote\("([0-9a-f-]{36})"\)', reopen).group(1)  # type: ignore[union-attr]
+                deadline = time.monotonic() + 60
+                while finished_in_store(voila.home, lote_id) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                workers = detached.running(voila.home)
+                done_before = finished_in_store(voila.home, lote_id)
+                restart_kernel(voila)
+                assert 0 < done_before < JOBS, f"the restart came mid-batch: {done_before}/{JOBS} done"
+                shot_before = tmp_path / "restart_1_launched.png"
+                page.screenshot(path=str(shot_before), full_page=True)
+                # The workers and the broker outlived the kernel; results go on arriving meanwhile.
+                assert detached.running(voila.home) == workers and len(workers) == 3  # 2 workers + site
+
+                check = (
+                    "lote.wait(120)\nr = lote.resultados()\n"
+                    "len(r), r['message_id'].nunique(), r['status'].astype(str).value_counts().to_dict()"
+                )
+                book = code_cells(setup_source, f"lote = {reopen}\nlote", check)
+                (voila.notebook / "reopen.ipynb").write_text(json.dumps(book))
+                page.goto(voila.render("reopen.ipynb"), timeout=180_000, wait_until="load")
+                expect(page.get_by_text(f"({JOBS}, {JOBS}, {{'ok': {JOBS}}})")).to_be_visible(timeout=30_000)
+                reopened = page.locator(".orq-lote")
+                expect(reopened).to_contain_text(f"{JOBS}/{JOBS} done", timeout=30_000)
+                expect(reopened).to_contain_text(re.compile(r"avg \d+\.\d jobs/s"))
+                expect(reopened.locator(".orq-reopen")).to_have_text(reopen)
+                assert "refresh failed" not in page.inner_text("body")
+                shot_after = tmp_path / "restart_2_reopened.png"
+                page.screenshot(path=str(shot_after), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The same workers, none started twice; and every page was fetched once: no job ran twice.
+    assert detached.running(voila.home) == workers
+    assert len(SlowPages.hits) == JOBS and set(SlowPages.hits.values()) == {1}, SlowPages.hits.most_common(3)
+    keep_screenshots(shot_before, shot_after)
