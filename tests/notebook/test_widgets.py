@@ -147,7 +147,7 @@ def test_ten_thousand_jobs_in_flight_redraw_at_the_throttled_rate(env) -> None: 
     wait_until(lambda: "10000/10000 done" in board.status.value, timeout=10)
     # Thousands of result batches arrived; each view redrew at most once per interval.
     assert len(sent) <= 3 * (elapsed / ticker(orq).interval + 3), (len(sent), elapsed)
-    assert view.bar.value == 10_000 and "jobs/s" in view.status.value and "ETA" in view.status.value
+    assert view.bar.value == 10_000 and re.search(r"avg \d+\.\d jobs/s$", view.status.value)
     board.close()
 
 
