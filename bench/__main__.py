@@ -10,6 +10,10 @@ Then the orchestrator's RSS over ``--mem-jobs`` jobs on the fastest broker (the 
 simulated through the store path instead, and the table says so), and ``resultados()`` over
 ``--rows`` stored results. Every queue is unique to the run and deleted at the end.
 
+Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` measure existing servers; without
+them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
+RabbitMQ node, on free loopback ports) and stops them at the end.
+
 ``--profile DIR`` also records py-spy profiles (raw collapsed stacks) of the toolkit's worker
 and orchestrator during the round trip, summarised by ``python -m bench.profsum``.
 """
@@ -35,6 +39,7 @@ from typing import Any
 
 from bench.common import READY_LINE, ROOT, cpu_seconds, loadavg, machine_info, parse_result, proc_memory
 from bench.report import table
+from bench.servers import ServerUnavailable, broker_urls
 
 BROKERS = ("nats", "redis", "rabbitmq")
 
@@ -49,7 +54,7 @@ class Settings:
     mem_jobs: int
     rows: int
     budget: float
-    urls: dict[str, str]
+    urls: dict[str, str | None]
     profile: Path | None
     started: float = field(default_factory=time.monotonic)
 
@@ -431,8 +436,9 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--mem-jobs", type=int, default=None, help="jobs of the RSS scenario (100000)")
     parser.add_argument("--rows", type=int, default=None, help="stored results for resultados() (1000000)")
     parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    parser.add_argument("--nats-url", default=None, help="default: the embedded nats-server, for this run")
+    parser.add_argument("--redis-url", default=None, help="default: a redis-server started for this run")
+    parser.add_argument("--rabbitmq-url", default=None, help="default: a RabbitMQ node started for this run")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
     args = parser.parse_args(argv)
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
@@ -449,10 +455,38 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
         rows=args.rows or (50_000 if quick else 1_000_000),
         budget=args.budget,
-        urls={"redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
+        urls={"nats": args.nats_url, "redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
         profile=args.profile,
     )
     return settings, args
+
+
+def measure(settings: Settings, report: dict[str, Any], work: Path) -> None:
+    """Every scenario, broker by broker, into ``report``."""
+    for broker in settings.brokers:
+        print(f"[bench] {broker} ...", file=sys.stderr, flush=True)
+        report["brokers"][broker] = run_broker(broker, settings, work)
+    rates = {b: (r.get("toolkit_roundtrip") or {}).get("rate") for b, r in report["brokers"].items()}
+    rates = {b: v for b, v in rates.items() if v}
+    if rates:
+        fastest = max(rates, key=lambda b: rates[b])
+        print(f"[bench] orchestrator memory over {settings.mem_jobs:,} jobs ({fastest}) ...",
+              file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            report["memory"] = run_memory(fastest, rates[fastest], settings, work)
+        except Skip as exc:
+            report["memory"] = {"error": str(exc)}
+    print(f"[bench] resultados() over {settings.rows:,} rows ...", file=sys.stderr, flush=True)
+    if settings.left < 20:
+        report["resultados"] = {"skipped": "time budget"}
+    else:
+        try:
+            report["resultados"] = run_json(
+                _py("bench.resultados", "--rows", str(settings.rows), "--home", str(work / "resultados")),
+                max(30.0, settings.left + 60),
+            )
+        except Skip as exc:
+            report["resultados"] = {"error": str(exc)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,7 +497,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings.profile.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="orq-bench-"))
-    nats_home = work / "nats"
     report: dict[str, Any] = {"machine": machine_info(), "brokers": {}}
     report["settings"] = {
         "n": settings.n, "concurrency": settings.concurrency, "rate": settings.rate,
@@ -471,39 +504,13 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "handler": "async def returning a small dict",
     }  # fmt: skip
     try:
-        if "nats" in settings.brokers:
-            from orquestrador.brokers import embedded
-
-            settings.urls["nats"] = embedded.ensure_server(nats_home).url
-        for broker in settings.brokers:
-            print(f"[bench] {broker} ...", file=sys.stderr, flush=True)
-            report["brokers"][broker] = run_broker(broker, settings, work)
-        rates = {b: (r.get("toolkit_roundtrip") or {}).get("rate") for b, r in report["brokers"].items()}
-        rates = {b: v for b, v in rates.items() if v}
-        if rates:
-            fastest = max(rates, key=lambda b: rates[b])
-            print(f"[bench] orchestrator memory over {settings.mem_jobs:,} jobs ({fastest}) ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            try:
-                report["memory"] = run_memory(fastest, rates[fastest], settings, work)
-            except Skip as exc:
-                report["memory"] = {"error": str(exc)}
-        print(f"[bench] resultados() over {settings.rows:,} rows ...", file=sys.stderr, flush=True)
-        if settings.left < 20:
-            report["resultados"] = {"skipped": "time budget"}
-        else:
-            try:
-                report["resultados"] = run_json(
-                    _py("bench.resultados", "--rows", str(settings.rows), "--home", str(work / "resultados")),
-                    max(30.0, settings.left + 60),
-                )
-            except Skip as exc:
-                report["resultados"] = {"error": str(exc)}
+        with broker_urls(settings.brokers, settings.urls, work) as urls:
+            settings.urls = dict(urls)
+            measure(settings, report, work)
+    except ServerUnavailable as exc:
+        print(f"[bench] {exc}", file=sys.stderr)
+        return 2
     finally:
-        if "nats" in settings.brokers:
-            from orquestrador.brokers import embedded
-
-            embedded.stop(nats_home)
         shutil.rmtree(work, ignore_errors=True)
     report["machine"]["loadavg_end"] = loadavg()
     report["seconds"] = time.monotonic() - settings.started

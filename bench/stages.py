@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Deadline, cpu_seconds, job_payload
+from bench.servers import broker_urls
 from orquestrador.brokers import connect
 from orquestrador.orchestrator import AsyncOrquestrador
-
-URLS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
 
 
 async def _depth(url: str, queue: str) -> int:
@@ -100,17 +99,18 @@ async def collect(url: str, results: str, home: Path, n: int, timeout: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stages")
     parser.add_argument("--broker", choices=["nats", "redis", "rabbitmq"], required=True)
-    parser.add_argument("--url", default=None, help="default: a throwaway nats-server / the local servers")
+    parser.add_argument("--url", default=None, help="default: a server started for this run")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="orq-stages-"))
-    url = args.url or URLS.get(args.broker)
-    if url is None:
-        from orquestrador.brokers import embedded
+    with broker_urls([args.broker], {args.broker: args.url}, work_dir) as urls:
+        measure(args, urls[args.broker], work_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
 
-        url = embedded.ensure_server(work_dir / "nats").url
+
+def measure(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     run = uuid.uuid4().hex[:8]
     alvo, results = f"stage{run}", f"stage_res_{run}"
     try:
@@ -128,11 +128,6 @@ def main() -> None:
             await broker.close()
 
         asyncio.run(cleanup())
-        if args.url is None and args.broker == "nats":
-            from orquestrador.brokers import embedded
-
-            embedded.stop(work_dir / "nats")
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
