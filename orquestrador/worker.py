@@ -274,6 +274,9 @@ class Worker:
             job.span.end()
 
     async def _intake(self, plugin: Plugin, delivery: Delivery) -> _Job | None:
+        if delivery.problem is not None:  # broker fields (headers, ids, counters) unreadable
+            await self._dead_letter_raw(delivery, delivery.problem, "EnvelopeError")
+            return None
         try:
             env = wire.decode(delivery.body, max_bytes=self.options.max_message_bytes)
         except EnvelopeError as exc:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from orquestrador.brokers.intake import MAX_HEADERS
 from orquestrador.errors import BrokerError, ConfigError
 
 DLQ_SUFFIX = ".dlq"
@@ -76,7 +77,10 @@ def origin_of(dlq: str) -> str:
 def dead_letter_headers(
     headers: dict[str, str] | None, *, queue: str, reason: str, error_type: str, attempts: int
 ) -> dict[str, str]:
-    out = {k: v for k, v in (headers or {}).items() if k not in DLQ_HEADERS}
+    kept = [(k, v) for k, v in (headers or {}).items() if k not in DLQ_HEADERS]
+    # Room for ours within what a reader accepts (brokers.intake.MAX_HEADERS), so a dead letter
+    # is never unreadable itself.
+    out = dict(kept[: MAX_HEADERS - len(DLQ_HEADERS)])
     out.update(
         {
             DLQ_REASON: reason[:2000],
@@ -123,6 +127,9 @@ class Delivery(abc.ABC):
     attempt: int  # 1-based delivery count kept by the broker (see the module docstring)
     message_id: str | None  # broker-level id if the publisher set one
     position: Position | None = None  # see Position; lets replay tell old dead letters from new
+    # Why broker-level fields (headers, ids, counters) could not be read, if so: the runtime
+    # dead-letters such a delivery with this reason instead of running it (see brokers.intake).
+    problem: str | None = None
 
     @abc.abstractmethod
     async def ack(self) -> None:

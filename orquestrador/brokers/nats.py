@@ -44,6 +44,7 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable
 from orquestrador.retention import DlqLimits
@@ -72,8 +73,9 @@ def queue_name(stream: str) -> str | None:
     return base[: -len("__dlq")] + DLQ_SUFFIX if base.endswith("__dlq") else base
 
 
-def _public_headers(msg: Msg) -> dict[str, str]:
-    return {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
+def _public_headers(headers: dict[str, Any] | None, reader: FieldReader | None = None) -> dict[str, str]:
+    # ``Nats-*`` headers steer the server (dedup, expected stream, TTL...): never carried over.
+    return (reader or FieldReader()).headers((headers or {}).items(), "NATS headers", skip=("nats-",))
 
 
 class NatsDelivery(Delivery):
@@ -81,10 +83,12 @@ class NatsDelivery(Delivery):
         self._broker = broker
         self._msg = msg
         self.body = msg.data
-        self.headers = _public_headers(msg)
+        reader = FieldReader()  # headers come from whoever published: read like a body
+        self.headers = _public_headers(msg.headers, reader)
         self.queue = queue
         self.attempt = msg.metadata.num_delivered or 1
-        self.message_id = (msg.headers or {}).get(_MSG_ID)
+        self.message_id = reader.text((msg.headers or {}).get(_MSG_ID), "Nats-Msg-Id header")
+        self.problem = reader.problem
         self.position = (msg.metadata.sequence.stream,)
 
     async def ack(self) -> None:
@@ -429,13 +433,7 @@ class NatsBroker(Broker):
         try:
             while len(out) < limit:
                 raw = await self.js.get_msg(stream_name(queue), seq=seq, subject=queue, next=True)
-                out.append(
-                    Message(
-                        raw.data or b"",
-                        {k: v for k, v in (raw.headers or {}).items() if not k.startswith("Nats-")},
-                        str(raw.seq),
-                    )
-                )
+                out.append(Message(raw.data or b"", _public_headers(raw.headers), str(raw.seq)))
                 seq = (raw.seq or seq) + 1
         except nats.js.errors.NotFoundError:
             pass

@@ -34,7 +34,7 @@ import pika.exceptions
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from orquestrador.brokers import pika_writes
+from orquestrador.brokers import pika_reads, pika_writes
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Consumer,
@@ -43,6 +43,7 @@ from orquestrador.brokers.base import (
     dead_letter_headers,
     dlq_of,
 )
+from orquestrador.brokers.intake import FieldReader
 from orquestrador.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orquestrador.brokers.rabbitmq")
 pika_writes.install()
+pika_reads.install()
 
 ATTEMPTS_HEADER = "x-orq-attempts"
 NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED = 404, 405, 406
@@ -343,13 +345,10 @@ def bucket_name(queue: str, delay: float) -> str:
     return f"{queue}.retry.{bucket_ms(delay)}"
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def public_headers(props: spec.BasicProperties) -> dict[str, str]:
-    """The application's headers; ``x-`` ones belong to RabbitMQ or to this adapter."""
-    return {k: _text(v) for k, v in (props.headers or {}).items() if not k.startswith("x-")}
+def public_headers(props: spec.BasicProperties, reader: FieldReader | None = None) -> dict[str, str]:
+    """The application's headers, as text; ``x-`` ones belong to RabbitMQ or to this adapter."""
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    return (reader or FieldReader()).headers(headers.items(), "AMQP headers", skip=("x-",))
 
 
 def copy_props(
@@ -380,10 +379,8 @@ class _Raw:
     @property
     def previous(self) -> int:
         """Attempts made before this copy was written (our header), plus the broker's flag."""
-        try:
-            stamped = max(0, int((self.props.headers or {}).get(ATTEMPTS_HEADER, 0)))
-        except (TypeError, ValueError):
-            stamped = 0
+        # A forged count reads as 0 here; the delivery reports it as its problem (dead-lettered).
+        stamped = FieldReader().count((self.props.headers or {}).get(ATTEMPTS_HEADER), ATTEMPTS_HEADER)
         return stamped + (1 if self.redelivered else 0)
 
     def settle(self, *, ack: bool) -> bool:
@@ -401,10 +398,16 @@ class RabbitMQDelivery(Delivery):
         self._broker = consumer.broker
         self._raw = raw
         self.body = raw.body
-        self.headers = public_headers(raw.props)
+        # Properties and headers come from whoever published: read like a body (brokers.intake).
+        reader = FieldReader()
+        if unreadable := pika_reads.unreadable(raw.props):
+            reader.problems.append(unreadable)
+        self.headers = public_headers(raw.props, reader)
         self.queue = consumer.queue
+        reader.count((raw.props.headers or {}).get(ATTEMPTS_HEADER), f"{ATTEMPTS_HEADER} header")
         self.attempt = raw.previous + 1
-        self.message_id = raw.props.message_id
+        self.message_id = reader.text(raw.props.message_id, "message_id property")
+        self.problem = reader.problem
         self._state = "held"  # held -> settling -> settled, or lost (back in the queue)
         self._lost = ""
         self._timer = asyncio.get_running_loop().call_later(consumer.visibility, self._expire)

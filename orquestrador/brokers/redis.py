@@ -52,6 +52,7 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
+from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
 from orquestrador.retention import DlqLimits
@@ -195,12 +196,8 @@ def _body(fields: dict[bytes, bytes]) -> bytes:
     return fields[b"b"] if b"b" in fields else next(iter(fields.values()), b"")
 
 
-def _headers(fields: dict[bytes, bytes]) -> dict[str, str]:
-    try:
-        raw = json.loads(fields.get(b"h") or b"{}")
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+def _headers(fields: dict[bytes, bytes], reader: FieldReader | None = None) -> dict[str, str]:
+    return (reader or FieldReader()).headers_json(fields.get(b"h"), "headers field 'h'")
 
 
 def _position(entry_id: str) -> tuple[int, int]:
@@ -218,11 +215,12 @@ class RedisDelivery(Delivery):
         self._delivered = delivered
         self.queue = consumer.queue
         self.body = _body(fields)
-        self.headers = _headers(fields)
-        carried = fields.get(b"a") or b"0"
-        self.attempt = (int(carried) if carried.isdigit() else 0) + delivered
-        message_id = fields.get(b"id")
-        self.message_id = message_id.decode() if message_id else None
+        # Entries can be XADDed by anyone: every field is read like a body (brokers.intake).
+        reader = FieldReader()
+        self.headers = _headers(fields, reader)
+        self.attempt = reader.count(fields.get(b"a"), "attempts field 'a'") + delivered
+        self.message_id = reader.text(fields.get(b"id"), "id field")
+        self.problem = reader.problem
         self.position = _position(entry_id)
 
     async def _settle(self, what: str, pipe: Any) -> None:
