@@ -490,6 +490,7 @@ def stats(
     as_json: JsonOpt = False,
 ) -> None:
     """Jobs, outcomes, throughput and latency per alvo from this directory's store."""
+    from orquestrador.collector import read_health
     from orquestrador.settings import home
     from orquestrador.store import Store
 
@@ -500,6 +501,9 @@ def stats(
         )
     desde = time.time() - since if since is not None else None
     rows = job_stats(Store(path).jobs(alvo=alvo, desde=desde))
+    saude = read_health(home())  # a live orchestrator that cannot write this store says so here
+    if saude is not None:
+        cli_console.err().print(f"warning: {saude}", markup=False, highlight=False)
     if as_json:
         _print_json(rows)
         return

@@ -9,6 +9,7 @@ tenth of a worker's CPU; a live view does not need them sooner.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,15 +56,37 @@ class EventoJob:
         """
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
         events = []
         for item in data if isinstance(data, list) else [data]:
-            try:
+            if _well_typed(item):
                 events.append(cls(**item))
-            except TypeError:
-                continue
         return events
+
+
+_TEXT = ("correlation_id", "message_id", "alvo", "worker")
+_EVENTOS = frozenset(Evento.__args__)  # type: ignore[attr-defined]
+
+
+def _well_typed(item: Any) -> bool:
+    """Only what the store can record: the fields of an event, each of its type and bounded."""
+    if not isinstance(item, dict) or set(item) - _FIELDS or not set(item) >= _REQUIRED:
+        return False
+    if item["evento"] not in _EVENTOS or not isinstance(item.get("detalhe", {}), dict):
+        return False
+    if not all(isinstance(item[k], str) and len(item[k]) <= 200 for k in _TEXT):
+        return False
+    number = (int, float)
+    tentativa, at = item["tentativa"], item.get("at", 0.0)
+    return (
+        isinstance(tentativa, int) and not isinstance(tentativa, bool) and 0 <= tentativa <= 1_000_000
+        and isinstance(at, number) and not isinstance(at, bool) and math.isfinite(at)
+    )  # fmt: skip
+
+
+_REQUIRED = frozenset({"evento", *_TEXT, "tentativa"})
+_FIELDS = _REQUIRED | {"at", "detalhe"}
 
 
 def encode_many(events: list[EventoJob]) -> bytes:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from orquestrador import consumers
 from orquestrador import envelope as wire
+from orquestrador.collector import Saude
 from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import ClosedError, JobTimeout
 from orquestrador.loop_thread import LoopThread
@@ -249,6 +250,14 @@ class Orquestrador:
 
     def __repr__(self) -> str:
         return f"Orquestrador(url={self.url!r}, responder_para={self.responder_para!r})"
+
+    def saude(self) -> Saude:
+        """Whether results are being recorded: ``ok``, else the store's failure and since when.
+
+        While the store cannot be written (disk full, read-only, locked), results wait on the
+        broker and the collector retries; the dashboard and ``orq stats`` show this too.
+        """
+        return self._core.saude()
 
     def __enter__(self) -> Orquestrador:
         return self

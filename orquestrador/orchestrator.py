@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from orquestrador import collector, settings, tracing
 from orquestrador import envelope as wire
-from orquestrador import settings, tracing
 from orquestrador.brokers import Broker, create_broker, resolve_url
 from orquestrador.brokers.base import Delivery
 from orquestrador.envelope import Envelope, TipoEvento
@@ -51,6 +51,7 @@ class AsyncOrquestrador:
         self.home = home or settings.home()
         self.max_message_bytes = max_message_bytes
         self.store = Store(self.home / "orquestrador.db")
+        self.health = collector.Health(self.store.path)
         # Read now, so a bad ORQ_RETENTION_* fails the constructor rather than a background task.
         self.retencao = retencao if retencao is not None else Retencao.from_env()
         self.broker: Broker | None = None
@@ -315,6 +316,7 @@ class AsyncOrquestrador:
         broker = self._broker()
         consumer = await broker.consume(self.responder_para, visibility_timeout=60.0, prefetch=256)
         started.set()
+        backoff = collector.Backoff()
         try:
             while not self._closing.is_set():
                 try:
@@ -323,28 +325,58 @@ class AsyncOrquestrador:
                     log.warning("reading results failed (%s); retrying", exc)
                     await asyncio.sleep(1.0)
                     continue
-                if batch:
+                if not batch:
+                    continue
+                # Nothing a result carries, and no store failure, ends this task (see collector).
+                try:
                     await self._record(batch)
+                    backoff.reset()
+                except collector.StoreDown:
+                    await self._pause(backoff.next())
+                except Exception:
+                    delay = backoff.next()
+                    log.exception(
+                        "recording %d results failed unexpectedly; going on in %.1fs", len(batch), delay
+                    )
+                    await collector.release(batch)
+                    await self._pause(delay)
         finally:
             await consumer.close()
 
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+
     async def _record(self, batch: list[Delivery]) -> None:
+        """Record a batch of results, dead-letter what cannot be, ack the rest once stored.
+
+        Raises :class:`collector.StoreDown` (after handing the batch back) when the store fails.
+        """
         good: list[tuple[Delivery, Envelope]] = []
+        refused: list[tuple[Delivery, str]] = []
         for delivery in batch:
             try:
+                if delivery.problem is not None:  # unreadable broker fields (brokers.intake)
+                    raise EnvelopeError(delivery.problem)
                 env = wire.decode(delivery.body, max_bytes=self.max_message_bytes)
                 if env.is_request:
                     raise EnvelopeError(f"{env.tipo_evento} sent to a results queue")
             except EnvelopeError as exc:
                 log.warning("dead-lettering bad result on %s: %s", delivery.queue, exc.reason)
-                await delivery.dead_letter(exc.reason, error_type=type(exc).__name__)
+                with contextlib.suppress(BrokerError):  # if not, it comes back and is refused again
+                    await delivery.dead_letter(exc.reason, error_type=type(exc).__name__)
                 continue
             good.append((delivery, env))
         finished: list[str] = []
         if good:  # in a thread: launches and event handling go on while SQLite writes
-            envelopes, bodies = [e for _, e in good], [d.body for d, _ in good]
-            finished = await asyncio.to_thread(self.store.record_results, envelopes, bodies)
-        failed = await self._broker().ack_many([d for d, _ in good])
+            try:
+                finished, refused = await collector.record_results(self.store, self.health, good)
+            except collector.StoreDown:
+                await collector.release([d for d, _ in good])
+                raise
+        await collector.settle_refused(refused)
+        stored = [d for d, _ in good if all(d is not r for r, _ in refused)]
+        failed = await self._broker().ack_many(stored)
         if failed:
             log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)
         if finished:
@@ -372,14 +404,30 @@ class AsyncOrquestrador:
         self._events.extend(EventoJob.decode_many(body))
 
     async def _flush_events(self) -> None:
+        backoff = collector.Backoff()
         while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), 0.2)
+            await self._pause(0.2)
             if self._events:  # in a thread: a few hundred rows would stall launches and results
                 events, self._events = self._events, []
-                await asyncio.to_thread(self.store.record_events, events)
+                try:
+                    kept = await asyncio.to_thread(collector.write_events, self.store, self.health, events)
+                except Exception:  # never a silently dead writer (write_events sorts out the known)
+                    log.exception("recording %d lifecycle events failed unexpectedly", len(events))
+                    kept = []
+                if kept:  # the store is down: keep them for the next try, newest first to go
+                    self._events = (kept + self._events)[-collector.MAX_PENDING_EVENTS :]
+                    await self._pause(backoff.next())
+                else:
+                    backoff.reset()
 
     def _write_events(self) -> None:
         if self._events:
             events, self._events = self._events, []
-            self.store.record_events(events)
+            if collector.write_events(self.store, self.health, events):
+                log.error(
+                    "%d lifecycle events not recorded at close: the store cannot be written", len(events)
+                )
+
+    def saude(self) -> collector.Saude:
+        """Whether the store is being written; the failure and since when, if not."""
+        return self.health.state

@@ -135,7 +135,9 @@ class Painel:
         where, args = jobs_filter(desde=since)
         rate = throughput(store, where, args, pending).html() if pending else "idle"
         self.status.value = f"{done}/{total} done · {counts_html(counts)} · {rate}"
-        self.erros.value = self._errors_html(store, since)
+        saude = self.orq.saude()  # a store that cannot be written: said first, in red
+        alerta = "" if saude.ok else f"<b style='color:#b00'>{esc(str(saude), 600)}</b>"
+        self.erros.value = alerta + self._errors_html(store, since)
         if time.monotonic() - self._stats_at >= STATS_EVERY:
             self._stats_at = time.monotonic()
             self._refresh_stats()
