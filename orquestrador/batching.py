@@ -19,6 +19,14 @@ from orquestrador.errors import BrokerError
 MAX_BATCH = 256
 
 
+class _PerItem(Exception):
+    """Some items of a flushed batch failed (index -> error); the others succeeded."""
+
+    def __init__(self, errors: dict[int, BaseException]) -> None:
+        super().__init__(f"{len(errors)} items failed")
+        self.errors = errors
+
+
 class _Batcher:
     """Items submitted in one loop turn are flushed in one call; every submitter gets the outcome."""
 
@@ -39,6 +47,14 @@ class _Batcher:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 await self._flush([item for item, _ in batch])
+            except _PerItem as partial:  # each submitter learns its own outcome
+                for i, (_, future) in enumerate(batch):
+                    if not future.done():
+                        error = partial.errors.get(i)
+                        if error is None:
+                            future.set_result(None)
+                        else:
+                            future.set_exception(error)
             except Exception as exc:  # every submitter of the batch learns it failed
                 for _, future in batch:
                     if not future.done():
@@ -70,7 +86,12 @@ class Publisher(_Batcher):
         by_queue: dict[str, list[tuple[bytes, str | None]]] = defaultdict(list)
         for queue, body, message_id in items:
             by_queue[queue].append((body, message_id))
-        await asyncio.gather(*(self._broker.publish_many(q, group) for q, group in by_queue.items()))
+        outcomes = await asyncio.gather(
+            *(self._broker.publish_many(q, group) for q, group in by_queue.items()), return_exceptions=True
+        )
+        failed = {q: o for q, o in zip(by_queue, outcomes, strict=True) if isinstance(o, BaseException)}
+        if failed:  # only the jobs of a queue whose publish failed learn it: the others are out
+            raise _PerItem({i: failed[item[0]] for i, item in enumerate(items) if item[0] in failed})
 
 
 class Acker(_Batcher):

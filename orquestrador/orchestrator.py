@@ -18,7 +18,7 @@ from typing import Any
 from orquestrador import collector, settings, tracing
 from orquestrador import envelope as wire
 from orquestrador.brokers import Broker, create_broker, resolve_url
-from orquestrador.brokers.base import Delivery
+from orquestrador.brokers.base import Delivery, validate_results_queue
 from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
@@ -47,7 +47,9 @@ class AsyncOrquestrador:
     ) -> None:
         self._requested_url = url
         self.url: str | None = None
-        self.responder_para = settings.results_queue(responder_para) or wire.DEFAULT_RESULTS_QUEUE
+        self.responder_para = validate_results_queue(
+            settings.results_queue(responder_para) or wire.DEFAULT_RESULTS_QUEUE
+        )
         self.home = home or settings.home()
         self.max_message_bytes = max_message_bytes
         self.store = Store(self.home / "orquestrador.db")

@@ -41,11 +41,12 @@ from pydantic import ValidationError
 
 from orquestrador import batching, eventos, tracing
 from orquestrador import envelope as wire
-from orquestrador.brokers.base import Broker, Delivery
+from orquestrador.brokers.base import Broker, Delivery, validate_results_queue
 from orquestrador.context import Contexto, JobLogger
 from orquestrador.envelope import Envelope, Erro
 from orquestrador.errors import (
     BrokerError,
+    ConfigError,
     EnvelopeError,
     PayloadTooLarge,
     PermanentFailure,
@@ -293,6 +294,12 @@ class Worker:
                 "EnvelopeError",
             )
             return None
+        if env.responder_para is not None:
+            try:
+                validate_results_queue(env.responder_para)
+            except ConfigError as exc:  # its result could never be published: refused before any work
+                await self._dead_letter_raw(delivery, str(exc), "EnvelopeError")
+                return None
         bound = JobLogger(log, fields)
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
         attributes["orq.tentativa"] = delivery.attempt
@@ -415,6 +422,9 @@ class Worker:
             job.log.warning("result not published (%s); job will be retried", exc)
             await self._nack(job, self.options.backoff(job.delivery.attempt))
             return
+        except Exception as exc:  # e.g. a name the broker refuses: retrying cannot help
+            await self._give_up(job, PermanentFailure(f"result cannot be published: {exc}"))
+            return
         try:
             await self._acker.ack(job.delivery)
         except BrokerError as exc:  # the result is out; a redelivery only repeats it
@@ -440,7 +450,12 @@ class Worker:
         job.log.error("dead-lettered after %d attempt(s): %s: %s", job.delivery.attempt,
                       erro.tipo, erro.mensagem)  # fmt: skip
         try:
-            await self._answer(job, "erro", {}, erro)
+            try:
+                await self._answer(job, "erro", {}, erro)
+            except (BrokerError, PayloadTooLarge):
+                raise
+            except Exception as err:  # cannot be answered at all: the dead letter still says why
+                job.log.error("the erro result cannot be published (%s); dead-lettering without it", err)
             await job.delivery.dead_letter(f"{erro.tipo}: {erro.mensagem}", error_type=erro.tipo)
         except BrokerError as err:
             job.log.error("could not dead-letter (will be redelivered): %s", err)

@@ -66,6 +66,31 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
+JOB_QUEUE_PREFIXES = ("escavador_", "executor_")
+
+
+def validate_results_queue(name: str) -> str:
+    """A ``responder_para``: a valid queue name that is neither a job queue nor a dead-letter queue.
+
+    Results sent to a job queue would be run as jobs (or dead-lettered there), and a name the
+    broker refuses would fail every publish of the result: both are refused before any work.
+    """
+    shown = name[:80] if isinstance(name, str) else name
+    try:
+        validate_queue_name(name)
+    except ConfigError:
+        raise ConfigError(
+            f"responder_para {shown!r} is not a valid queue name: use letters, digits, '_' or '-' "
+            "(at most 200)"
+        ) from None
+    if name.endswith(DLQ_SUFFIX) or name.startswith(JOB_QUEUE_PREFIXES):
+        raise ConfigError(
+            f"responder_para {shown!r} is a job or dead-letter queue of the toolkit, not a results "
+            "queue: pick another name (the default is orquestrador_resultados)"
+        )
+    return name
+
+
 def dlq_of(queue: str) -> str:
     return queue if queue.endswith(DLQ_SUFFIX) else queue + DLQ_SUFFIX
 
@@ -352,4 +377,5 @@ __all__ = [
     "origin_of",
     "strip_dead_letter_headers",
     "validate_queue_name",
+    "validate_results_queue",
 ]
