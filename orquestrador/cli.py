@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from orquestrador import cli_console
+from orquestrador import cli_console, display
 from orquestrador.cli_publish import json_object, publish_file
 from orquestrador.cli_worker import worker_app
 from orquestrador.errors import JobTimeout, OrquestradorError
@@ -121,9 +121,9 @@ def trace(
     for r in rows:
         table.add_row(
             datetime.fromtimestamp(r["momento"], UTC).strftime("%H:%M:%S.%f")[:-3],
-            r["tipo"], r["evento"], r["alvo"] or "", r["status"] or "",
-            str(r["tentativa"] or ""), r["worker"] or "",
-            json.dumps(r["detalhe"], ensure_ascii=False) if r["detalhe"] else "",
+            r["tipo"], r["evento"], display.text(r["alvo"]), r["status"] or "",
+            str(r["tentativa"] or ""), display.text(r["worker"]),
+            display.text(r["detalhe"]) if r["detalhe"] else "",
         )  # fmt: skip
     cli_console.wide().print(table, markup=False)
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from orquestrador import cli_console
+from orquestrador import cli_console, display
 from orquestrador.brokers.base import (
     DLQ_AT,
     DLQ_ATTEMPTS,
@@ -145,32 +145,38 @@ def queues(ctx: typer.Context, broker: BrokerOpt = None, as_json: JsonOpt = Fals
 
 
 def _escape(body: bytes, limit: int = 120) -> str:
-    text = body[:limit].decode("utf-8", errors="backslashreplace")
-    text = text.encode("unicode_escape").decode("ascii")
-    return text + ("…" if len(body) > limit else "")
+    return display.text(body[: limit + 4], limit)
+
+
+def _shown(value: Any, limit: int = 200) -> str | None:
+    """A field of broker content as a person may see it: text, escaped, bounded (None stays)."""
+    return None if value is None else display.text(value, limit)
 
 
 def _describe(body: bytes, headers: dict[str, str], message_id: str = "") -> dict[str, Any]:
-    """The envelope fields a person looks for, or the raw bytes when the body is not one."""
+    """The envelope fields a person looks for, or the raw bytes when the body is not one.
+
+    Everything comes from some publisher: shown truncated and escaped, whatever its depth or size.
+    """
     out: dict[str, Any] = {field: None for field in _PEEK_FIELDS}
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         for field in _PEEK_FIELDS:
-            value = data.get(field)
-            out[field] = value if value is None or isinstance(value, str) else str(value)
+            out[field] = _shown(data.get(field))
         out["raw"] = None
     else:
         out["raw"] = _escape(body)
     if out["message_id"] is None and message_id:
-        out["message_id"] = message_id
-    out["reason"] = headers.get(DLQ_REASON)
-    out["error_type"] = headers.get(DLQ_ERROR_TYPE)
+        out["message_id"] = _shown(message_id)
+    out["reason"] = _shown(headers.get(DLQ_REASON), 2000)
+    out["error_type"] = _shown(headers.get(DLQ_ERROR_TYPE))
     attempts = headers.get(DLQ_ATTEMPTS)
-    out["attempts"] = int(attempts) if attempts and attempts.isdigit() else attempts
-    out["dead_lettered_at"] = headers.get(DLQ_AT)
+    out["attempts"] = int(attempts) if attempts and attempts.isascii() and attempts.isdigit() and \
+        len(attempts) < 10 else _shown(attempts)  # fmt: skip
+    out["dead_lettered_at"] = _shown(headers.get(DLQ_AT))
     out["size"] = len(body)
     return out
 
@@ -295,7 +301,7 @@ def dlq_list(
 def _envelope_id(delivery: Delivery) -> str | None:
     try:
         data = json.loads(delivery.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("message_id"), str):
         return str(data["message_id"])
@@ -430,10 +436,8 @@ def consume(
 
 
 def _body_text(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return _escape(body, 4096)
+    data = display.parsed(body)  # small and shallow JSON as a structure; anything else as text
+    return _escape(body, 4096) if data is None else data
 
 
 # -- orq stats ---------------------------------------------------------------------------------

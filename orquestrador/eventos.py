@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orquestrador.display import MAX_DEPTH, depth
+
 SUBJECT = "orq.eventos"
 FLUSH_SECONDS = 0.05
 MAX_BATCH = 256
@@ -73,7 +75,8 @@ def _well_typed(item: Any) -> bool:
     """Only what the store can record: the fields of an event, each of its type and bounded."""
     if not isinstance(item, dict) or set(item) - _FIELDS or not set(item) >= _REQUIRED:
         return False
-    if item["evento"] not in _EVENTOS or not isinstance(item.get("detalhe", {}), dict):
+    detalhe = item.get("detalhe", {})
+    if item["evento"] not in _EVENTOS or not isinstance(detalhe, dict) or depth(detalhe) > MAX_DEPTH:
         return False
     if not all(isinstance(item[k], str) and len(item[k]) <= 200 for k in _TEXT):
         return False

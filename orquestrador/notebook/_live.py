@@ -8,11 +8,12 @@ views at most once per ``interval`` from aggregate store reads, never per-job wi
 from __future__ import annotations
 
 import html
-import json
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from orquestrador import display
 
 if TYPE_CHECKING:
     from orquestrador.facade import Orquestrador
@@ -23,12 +24,7 @@ IDLE = 2.0  # redraw anyway this often (queue stats change without results arriv
 
 def esc(value: Any, limit: int = 300) -> str:
     """HTML-escape anything shown in a widget: titles and payloads come from untrusted pages."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return html.escape(text, quote=True)
+    return html.escape(display.text(value, limit - 1), quote=True)  # any depth, bounded
 
 
 def erro_html(erro: dict[str, Any] | None) -> str:
