@@ -19,6 +19,7 @@ from typing import Any
 
 from orquestrador import retention
 from orquestrador.envelope import Envelope
+from orquestrador.errors import ConfigError
 from orquestrador.eventos import EventoJob
 
 ESTADOS = ("unknown", "queued", "running", "ok", "erro", "dead-lettered")
@@ -109,15 +110,36 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        try:
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "causation_id" not in columns:  # stores written by 0.1 before pipelines existed
+                conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
+            if "lote" not in columns:  # stores written before batches were tagged
+                conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
+            conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
+            conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
+        except sqlite3.Error as exc:
+            self.close()
+            raise unusable(self.path, exc) from None
+
+    def check_writable(self) -> None:
+        """Refuse, at start, a store that can be read but not written (e.g. a read-only file).
+
+        Without it an orchestrator starts and then fails at its first launch, or leaves results
+        unrecorded. A write that is rolled back: nothing changes.
+        """
         conn = self._conn()
-        conn.executescript(_SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-        if "causation_id" not in columns:  # stores written by 0.1 before pipelines existed
-            conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
-        if "lote" not in columns:  # stores written before batches were tagged
-            conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
-        conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
-        conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
+        try:
+            with self._write():
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                raise _Probe
+        except _Probe:
+            return
+        except sqlite3.Error as exc:
+            raise unusable(self.path, exc) from None
 
     def _write(self) -> _transaction:
         """A write transaction; writers of this process queue on a lock, not in SQLite.
@@ -465,6 +487,26 @@ def jobs_filter(
         where.append("lote = ?")
         args.append(lote)
     return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+class _Probe(Exception):
+    """Ends :meth:`Store.check_writable`'s transaction with a rollback."""
+
+
+def unusable(path: Path, exc: sqlite3.Error) -> ConfigError:
+    """A store that cannot be used, as a ConfigError naming the file and what to do about it."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        fix = "it is not an orquestrador store, or it is damaged: move it away (a new one is created)"
+    elif "readonly" in text or "read-only" in text or "unable to open" in text:
+        fix = "make the file and its directory writable by this user"
+    elif "locked" in text:
+        fix = "another process holds it locked: close that process"
+    else:
+        fix = "check the file"
+    return ConfigError(
+        f"cannot use the store {path} ({text}): {fix}, or set ORQ_HOME (or home=) to another directory"
+    )
 
 
 def _estado_of(env: Envelope) -> str:
