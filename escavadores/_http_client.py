@@ -8,6 +8,9 @@ bounded GET for documents that are only useful whole (a JSON page, a sitemap, a 
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
+import math
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -16,24 +19,60 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from escavadores._rede import transporte
 from orquestrador import PermanentFailure, Retry
+from orquestrador.settings import (
+    DEFAULT_FETCH_MAX_BYTES,
+    DEFAULT_FETCH_MAX_TIMEOUT,
+    ENV_FETCH_MAX_BYTES,
+    ENV_FETCH_MAX_TIMEOUT,
+    ceiling,
+)
 
 USER_AGENT = "orquestrador-escavador/0.1 (+https://pypi.org/project/orquestrador/)"
 DEFAULT_TIMEOUT = 20.0
 MAX_RETRY_AFTER = 3600.0
+MAX_REDIRECTS = 10
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_REDIRECTS = (301, 302, 303, 307, 308)
+_LOCATION = "x-orquestrador-location"
+_HOST = re.compile(r"^[A-Za-z0-9._-]+$")  # a DNS name (IDNA-encoded) or an IPv4 address
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can send: printable ASCII
+
+
+class _SemCookies(http.cookiejar.DefaultCookiePolicy):
+    """The pooled client keeps no cookie: one job's session must never ride on another's request."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+async def _guardar_location(response: httpx.Response) -> None:
+    """Hide a redirect from httpx: even when not following, it parses ``Location`` before returning
+    and raises a (retried) protocol error on one it cannot parse; :func:`_redirecionamento` judges
+    it instead, as a permanent failure."""
+    if response.status_code in _REDIRECTS and "location" in response.headers:
+        response.headers[_LOCATION] = response.headers.pop("location")
 
 
 def client() -> httpx.AsyncClient:
-    """The running loop's pooled client: connection reuse across jobs, never across loops."""
+    """The running loop's pooled client: connection reuse across jobs, never across loops.
+
+    It follows no redirect itself (:func:`baixar` does, checking every hop) and dials through
+    :mod:`escavadores._rede`, which refuses the networks in ``ORQ_FETCH_DENY``.
+    """
     loop = asyncio.get_running_loop()
     pooled = _clients.get(loop)
     if pooled is None or pooled.is_closed:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         pooled = httpx.AsyncClient(
-            follow_redirects=True,
+            follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            cookies=http.cookiejar.CookieJar(policy=_SemCookies()),
+            transport=transporte(limits),
+            event_hooks={"response": [_guardar_location]},
         )
         _clients[loop] = pooled
     return pooled
@@ -41,10 +80,19 @@ def client() -> httpx.AsyncClient:
 
 def check_url(url: object, campo: str = "url") -> str:
     """An absolute http(s) URL, or PermanentFailure: no retry makes a bad URL good."""
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+    if not isinstance(url, str):
         raise PermanentFailure(f"payload needs {campo!r} with an http(s) URL, got {url!r}")
-    if not urlsplit(url).hostname:
-        raise PermanentFailure(f"URL {url!r} has no host")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise PermanentFailure(f"{campo!r} {url[:200]!r} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise PermanentFailure(f"payload needs {campo!r} with an http(s) URL, got {url[:200]!r}")
+    if not parsed.host:
+        raise PermanentFailure(f"URL {url[:200]!r} has no host")
+    host = parsed.raw_host.decode("ascii", errors="replace")
+    if not (_HOST.match(host) or ":" in host) or not 0 < (parsed.port or 80) < 65536:
+        raise PermanentFailure(f"URL {url[:200]!r} has an invalid host or port")  # no DNS makes it valid
     return url
 
 
@@ -61,10 +109,23 @@ def http_url(value: object, base: str) -> str | None:
     return absolute if parts.scheme in ("http", "https") and parts.hostname else None
 
 
-def mesma_origem(a: str, b: str) -> bool:
-    """Same scheme, host and port: only then may a followed link get the payload's headers."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+def _origem(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme, parts.hostname, port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def mesma_origem(origem: str, destino: str) -> bool:
+    """Whether a request to ``destino`` may carry the headers a payload gave for ``origem``.
+
+    Same scheme, host and port, or the same host upgraded from http to https on the default
+    ports (httpx's own rule for Authorization): a payload's API key or cookie goes nowhere else.
+    """
+    a, b = _origem(origem), _origem(destino)
+    return a == b or (a == ("http", b[1], 80) and b == ("https", a[1], 443))
 
 
 def retry_after(resp: httpx.Response) -> float | None:
@@ -87,7 +148,12 @@ def numero(payload: dict[str, Any], chave: str, padrao: float, *, minimo: float 
     value = payload.get(chave, padrao)
     if value is None:
         return padrao
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimo:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= minimo
+    ):
         raise PermanentFailure(f"payload option {chave!r} must be a number above {minimo:g}, got {value!r}")
     return float(value)
 
@@ -100,6 +166,35 @@ def inteiro(payload: dict[str, Any], chave: str, padrao: int, *, minimo: int = 1
     if isinstance(value, bool) or not isinstance(value, int) or value < minimo:
         raise PermanentFailure(f"payload option {chave!r} must be a whole number >= {minimo}, got {value!r}")
     return value
+
+
+def _acima_do_teto(chave: str, valor: float, env: str, teto: float, opcao: str) -> PermanentFailure:
+    return PermanentFailure(
+        f"payload option {chave!r}={valor:g} is above this worker's ceiling {env}={teto:g}: ask for "
+        f"less, or have the operator raise {env} (orq worker {opcao})"
+    )
+
+
+def max_bytes(payload: dict[str, Any], padrao: int) -> int:
+    """The payload's ``max_bytes``, within the worker's ``ORQ_FETCH_MAX_BYTES`` (50 MiB).
+
+    A payload that asks for more is refused rather than cut down, so the sender learns why; a
+    payload that does not ask gets the plugin's default, lowered to the ceiling if need be.
+    """
+    teto = int(ceiling(ENV_FETCH_MAX_BYTES, DEFAULT_FETCH_MAX_BYTES))
+    valor = inteiro(payload, "max_bytes", min(padrao, teto))
+    if valor > teto:
+        raise _acima_do_teto("max_bytes", valor, ENV_FETCH_MAX_BYTES, teto, "--max-fetch-bytes")
+    return valor
+
+
+def timeout(payload: dict[str, Any], padrao: float = DEFAULT_TIMEOUT) -> float:
+    """The payload's ``timeout`` (a deadline per fetch), within ``ORQ_FETCH_MAX_TIMEOUT`` (120 s)."""
+    teto = ceiling(ENV_FETCH_MAX_TIMEOUT, DEFAULT_FETCH_MAX_TIMEOUT)
+    valor = numero(payload, "timeout", min(padrao, teto))
+    if valor > teto:
+        raise _acima_do_teto("timeout", valor, ENV_FETCH_MAX_TIMEOUT, teto, "--max-fetch-timeout")
+    return valor
 
 
 def texto_dict(payload: dict[str, Any], chave: str) -> dict[str, str]:
@@ -122,6 +217,26 @@ def texto_dict(payload: dict[str, Any], chave: str) -> dict[str, str]:
     return out
 
 
+def cabecalhos(payload: dict[str, Any], chave: str = "headers") -> dict[str, str]:
+    """The payload's request headers (an object of names to strings), checked by :func:`validar`."""
+    return validar(texto_dict(payload, chave), chave)
+
+
+def validar(headers: dict[str, str], chave: str) -> dict[str, str]:
+    """Refuse up front headers HTTP cannot carry.
+
+    A line break would split the request, and httpx refuses non-ASCII values at send time, which
+    would otherwise look like a network error and be retried. Values are never echoed: they are
+    often credentials.
+    """
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise PermanentFailure(f"payload option {chave}: {name[:80]!r} is not a valid header name")
+        if not _HEADER_VALUE.match(value):
+            raise PermanentFailure(f"payload option {chave!r} must be printable ASCII on one line ({name})")
+    return headers
+
+
 class HTTPStatusFailure(PermanentFailure):
     """A 4xx answer other than 408/429; ``status`` lets a caller treat some of them as an end."""
 
@@ -132,46 +247,122 @@ class HTTPStatusFailure(PermanentFailure):
 
 @dataclass(frozen=True)
 class Resposta:
-    """A whole, successful answer: final URL after redirects, headers, Link relations and body."""
+    """A successful answer: final URL after redirects, headers, Link relations and body.
+
+    ``truncado`` says the body was cut at ``max_bytes`` (only when the caller asked for that).
+    """
 
     status: int
     url: str
     headers: httpx.Headers
     links: dict[str, str]
     body: bytes
+    encoding: str | None = None
+    truncado: bool = False
 
 
-async def buscar(
+async def baixar(
     url: str,
     *,
     timeout: float,
     max_bytes: int,
+    truncar: bool = False,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    privados: dict[str, str] | None = None,
+    origem: str | None = None,
 ) -> Resposta:
-    """GET ``url`` for a document that is useless when cut short, and classify failures.
+    """GET ``url``, following redirects, within one deadline of ``timeout`` seconds.
 
-    429, 408 and 5xx raise ``Retry`` (honouring Retry-After): the server may answer later. Any
-    other 4xx is ``PermanentFailure`` naming the status: asking again gets the same answer. A
-    body over ``max_bytes`` is ``PermanentFailure`` too, because half a JSON page or XML
-    document cannot be parsed. Timeouts and connection errors propagate as httpx exceptions,
-    which the runtime retries with backoff. ``params`` are merged into the query of ``url``.
+    ``timeout`` bounds the whole fetch (every hop and the body), so a server that drips a byte
+    now and then cannot hold a job. ``headers`` go on every hop; ``privados`` (the payload's own
+    headers: API keys, cookies) only to hops on the origin of ``origem`` (default ``url``). A
+    redirect to anything but http(s) is a ``PermanentFailure``, as are more than
+    ``MAX_REDIRECTS`` hops. 429, 408 and 5xx raise ``Retry`` (honouring Retry-After); other
+    statuses are returned. A body over ``max_bytes`` is cut (``truncar``) or a
+    ``PermanentFailure``. Connection errors propagate as httpx exceptions, which the runtime
+    retries; running out of time is an ``httpx.TimeoutException``, retried too.
     """
     if params:  # merged into the URL's own query: httpx's params= would replace it
         url = str(httpx.URL(url).copy_merge_params(params))
-    async with client().stream("GET", url, headers=headers, timeout=timeout) as resp:
-        status = resp.status_code
-        if status in (408, 429) or status >= 500:
-            raise Retry(f"{resp.url} answered {status}", delay=retry_after(resp))
-        if status >= 400:
-            raise HTTPStatusFailure(f"{resp.url} answered {status} {resp.reason_phrase}".rstrip(), status)
-        body = bytearray()
-        async for chunk in resp.aiter_bytes():
-            body += chunk
-            if len(body) > max_bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await _seguir(
+                url, timeout, max_bytes, truncar, headers or {}, privados or {}, origem or url
+            )
+    except TimeoutError:
+        raise httpx.TimeoutException(
+            f"{url}: no complete answer within {timeout:g}s (the payload's 'timeout' bounds the whole fetch)"
+        ) from None
+
+
+async def _seguir(
+    url: str,
+    timeout: float,
+    max_bytes: int,
+    truncar: bool,
+    headers: dict[str, str],
+    privados: dict[str, str],
+    origem: str,
+) -> Resposta:
+    cliente = client()
+    cookies = httpx.Cookies()  # this fetch's own, across its redirects
+    atual = url
+    for _ in range(MAX_REDIRECTS + 1):
+        enviar = {**headers, **privados} if mesma_origem(origem, atual) else headers
+        request = cliente.build_request("GET", atual, headers=enviar, timeout=timeout)
+        cookies.set_cookie_header(request)
+        resp = await cliente.send(request, stream=True)
+        try:
+            cookies.extract_cookies(resp)
+            if _LOCATION in resp.headers:
+                atual = _redirecionamento(resp)
+                continue
+            return await _ler(resp, max_bytes, truncar)
+        finally:
+            await resp.aclose()
+    raise PermanentFailure(f"{url} redirected more than {MAX_REDIRECTS} times")
+
+
+def _redirecionamento(resp: httpx.Response) -> str:
+    location = resp.headers[_LOCATION]
+    try:
+        proximo = resp.url.join(location).copy_with(fragment=None)
+    except (httpx.InvalidURL, ValueError):
+        proximo = None
+    if proximo is None or proximo.scheme not in ("http", "https") or not proximo.host:
+        raise PermanentFailure(f"{resp.url} redirects to {location[:200]!r}: only http(s) URLs are fetched")
+    return str(proximo)
+
+
+async def _ler(resp: httpx.Response, max_bytes: int, truncar: bool) -> Resposta:
+    status = resp.status_code
+    if status in (408, 429) or status >= 500:
+        raise Retry(f"{resp.url} answered {status}", delay=retry_after(resp))
+    body = bytearray()
+    truncado = False
+    async for chunk in resp.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            if not truncar:
                 raise PermanentFailure(
                     f"{resp.url} is larger than max_bytes={max_bytes}; raise max_bytes to fetch it"
                 )
-        final = str(resp.url)
-        links = {rel: urljoin(final, link["url"]) for rel, link in resp.links.items() if link.get("url")}
-        return Resposta(status, final, resp.headers, links, bytes(body))
+            truncado = True
+            del body[max_bytes:]
+            break
+    final = str(resp.url)
+    links = {rel: urljoin(final, link["url"]) for rel, link in resp.links.items() if link.get("url")}
+    return Resposta(status, final, resp.headers, links, bytes(body), resp.encoding, truncado)
+
+
+async def buscar(url: str, **opcoes: Any) -> Resposta:
+    """:func:`baixar` for a document that is useless unless it is there whole (JSON, XML).
+
+    Any 4xx other than 408/429 is a ``HTTPStatusFailure`` naming the status: asking again gets
+    the same answer. Takes :func:`baixar`'s options.
+    """
+    resp = await baixar(url, **opcoes)
+    if resp.status >= 400:
+        raise HTTPStatusFailure(f"{resp.url} answered {resp.status}", resp.status)
+    return resp

@@ -4,7 +4,7 @@ Payload: ``{"url": "https://…"}`` plus optional
 
 - ``params`` / ``headers``: query parameters and request headers (objects of strings/numbers);
   ``headers`` (API keys, tokens) are sent only to the origin of ``url``, never to a next link
-  that points elsewhere;
+  or a redirect that points elsewhere;
 - ``records_path``: dotted path to the list of records in each page (``"data.items"``; a number
   indexes a list). Default: the page itself if it is a list, else the first of ``items``,
   ``results``, ``data``, ``records``, ``entries``, ``rows`` that holds a list;
@@ -19,12 +19,14 @@ Payload: ``{"url": "https://…"}`` plus optional
   ``next_link``  the URL at ``caminho`` in the body, else the ``Link: <…>; rel="next"`` header.
 
   Without ``paginacao`` one page is fetched;
-- ``max_pages`` (50), ``timeout`` (seconds per request, 20), ``max_bytes`` (per page, 10 MiB).
+- ``max_pages`` (50), ``timeout`` (seconds for each page's whole fetch, 20), ``max_bytes`` (per
+  page, 10 MiB; at most the worker's ``ORQ_FETCH_MAX_BYTES``).
 
-Paging stops at an empty page, a missing or repeated cursor/next link, or ``max_pages``.
+Paging stops at an empty page, a missing or repeated cursor/next link, ``max_pages``, or once the
+pages fetched add up to ``ORQ_FETCH_MAX_BYTES`` (they are all held in memory).
 Result: ``{"records": [...], "paginas": requests made, "total": len(records), "truncado": True
-if max_pages stopped it}``. The result travels in one broker message (1 MiB by default), so bound
-big APIs with ``max_pages``.
+if max_pages or the byte ceiling stopped it}``. The result travels in one broker message (1 MiB by
+default), so bound big APIs with ``max_pages``.
 
 Failures: 429/408/5xx are retried (honouring Retry-After) and the job starts over from the
 first page; other 4xx, bad options and malformed JSON dead-letter at once. With ``page`` and
@@ -38,24 +40,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from escavadores._http_client import (
-    DEFAULT_TIMEOUT,
-    HTTPStatusFailure,
-    Resposta,
-    buscar,
-    check_url,
-    http_url,
-    inteiro,
-    mesma_origem,
-    numero,
-    texto_dict,
-)
+from escavadores import _http_client as web
+from escavadores._http_client import HTTPStatusFailure, Resposta, http_url
 from orquestrador import Contexto, PermanentFailure, Retry, escavador
+from orquestrador.settings import DEFAULT_FETCH_MAX_BYTES, ENV_FETCH_MAX_BYTES, ceiling
 
 DEFAULT_MAX_PAGES = 50
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 COMMON_RECORD_KEYS = ("items", "results", "data", "records", "entries", "rows")
 END_OF_PAGES_STATUSES = (400, 404, 416)
+ACCEPT = {"Accept": "application/json"}
 
 _STYLES: dict[str, dict[str, Any]] = {
     "page": {"param": "page", "inicio": 1, "tamanho_param": "per_page", "tamanho": None},
@@ -168,13 +162,13 @@ def ler_json(resp: Resposta) -> Any:
 @escavador("json_api", timeout=300)
 async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     """Fetch page after page until the API says there are no more, or ``max_pages``."""
-    url = check_url(payload.get("url"))
-    params = texto_dict(payload, "params")
-    anonimos = {"Accept": "application/json"}
-    headers = {**anonimos, **texto_dict(payload, "headers")}
-    timeout = numero(payload, "timeout", DEFAULT_TIMEOUT)
-    max_bytes = inteiro(payload, "max_bytes", DEFAULT_MAX_BYTES)
-    max_pages = inteiro(payload, "max_pages", DEFAULT_MAX_PAGES)
+    url = web.check_url(payload.get("url"))
+    params = web.texto_dict(payload, "params")
+    privados = web.cabecalhos(payload)  # API keys, tokens: for the origin of url only
+    timeout = web.timeout(payload)
+    max_bytes = web.max_bytes(payload, DEFAULT_MAX_BYTES)
+    max_pages = web.inteiro(payload, "max_pages", DEFAULT_MAX_PAGES)
+    teto = ceiling(ENV_FETCH_MAX_BYTES, DEFAULT_FETCH_MAX_BYTES)  # all pages together, in memory
     records_path = payload.get("records_path")
     if records_path is not None and not (isinstance(records_path, str) and records_path):
         raise PermanentFailure(f"payload option 'records_path' must be a dotted path, got {records_path!r}")
@@ -182,12 +176,13 @@ async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]
 
     records: list[Any] = []
     paginas = 0
+    baixados = 0
     truncado = False
     numero_pagina = pag.inicio  # page number, offset or cursor, by style
     atual: str = url
     vistos: set[str] = {url}
     while True:
-        if paginas >= max_pages:
+        if paginas >= max_pages or baixados >= teto:
             truncado = True
             break
         if ctx.cancelado.is_set():
@@ -199,14 +194,17 @@ async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]
             if pag.tamanho is not None:
                 query[pag.tamanho_param] = str(pag.tamanho)
         try:
-            enviar = headers if mesma_origem(atual, url) else anonimos  # no API keys to other hosts
-            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, params=query, headers=enviar)
+            resp = await web.buscar(
+                atual, timeout=timeout, max_bytes=max_bytes, params=query, headers=ACCEPT,
+                privados=privados, origem=url,
+            )  # fmt: skip
         except HTTPStatusFailure as exc:
             if paginas and pag.tipo in ("page", "offset") and exc.status in END_OF_PAGES_STATUSES:
                 ctx.log.info("page %s answered %d: taken as the end of the pages", numero_pagina, exc.status)
                 break
             raise
         paginas += 1
+        baixados += len(resp.body)
         page = ler_json(resp)
         itens, records_path = registros(page, records_path, resp.url)
         records.extend(itens)

@@ -1,8 +1,9 @@
 """``rss``: read an RSS 2.0, RSS 1.0 (RDF) or Atom feed into plain items, ready to fan out to ``http``.
 
 Payload: ``{"url": "https://…/feed"}`` plus optional ``max_itens`` (200), ``max_resumo``
-(characters of each summary, 1000), ``timeout`` (seconds, 20), ``max_bytes`` (10 MiB) and
-``headers``.
+(characters of each summary, 1000), ``timeout`` (seconds for the whole fetch, 20), ``max_bytes``
+(10 MiB; at most the worker's ``ORQ_FETCH_MAX_BYTES``) and ``headers`` (sent only to the origin of
+``url``, on every hop).
 
 Result: ``{"titulo": feed title, "formato": "rss" | "rdf" | "atom", "itens": [{"titulo", "link",
 "publicado", "resumo", "id"}…], "total": n, "truncado": bool, "coletas": [{"url": link}…]}``.
@@ -31,7 +32,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
-from escavadores._http_client import DEFAULT_TIMEOUT, buscar, check_url, http_url, inteiro, numero, texto_dict
+from escavadores import _http_client as web
+from escavadores._http_client import http_url
 from escavadores._xml import Element, descomprimir, local, namespace, parse_xml, texto
 from escavadores.html_page import parse_html
 from orquestrador import Contexto, PermanentFailure, escavador
@@ -167,14 +169,16 @@ def ler_feed(root: Element, url: str) -> tuple[str, str | None, list[Item]]:
 @escavador("rss", timeout=120)
 async def coletar_feed(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     """Fetch one feed and return its newest ``max_itens`` items in the feed's order."""
-    url = check_url(payload.get("url"))
-    timeout = numero(payload, "timeout", DEFAULT_TIMEOUT)
-    max_itens = inteiro(payload, "max_itens", DEFAULT_MAX_ITENS)
-    max_resumo = inteiro(payload, "max_resumo", DEFAULT_MAX_RESUMO)
-    max_bytes = inteiro(payload, "max_bytes", DEFAULT_MAX_BYTES)
-    headers = {"Accept": ACCEPT, **texto_dict(payload, "headers")}
+    url = web.check_url(payload.get("url"))
+    timeout = web.timeout(payload)
+    max_itens = web.inteiro(payload, "max_itens", DEFAULT_MAX_ITENS)
+    max_resumo = web.inteiro(payload, "max_resumo", DEFAULT_MAX_RESUMO)
+    max_bytes = web.max_bytes(payload, DEFAULT_MAX_BYTES)
+    privados = web.cabecalhos(payload)
 
-    resp = await buscar(url, timeout=timeout, max_bytes=max_bytes, headers=headers)
+    resp = await web.buscar(
+        url, timeout=timeout, max_bytes=max_bytes, headers={"Accept": ACCEPT}, privados=privados
+    )
     ctx.progress(0.5, "downloaded")
     body = descomprimir(resp.body, max_bytes, resp.url)
     formato, titulo, todos = ler_feed(parse_xml(body, resp.url), resp.url)

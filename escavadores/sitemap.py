@@ -1,8 +1,9 @@
 """``sitemap``: list the URLs a site publishes in its sitemap, ready to fan out to ``http``.
 
 Payload: ``{"url": "https://…/sitemap.xml"}`` plus optional ``max_urls`` (2000), ``max_sitemaps``
-(documents fetched, 50), ``timeout`` (seconds per request, 20), ``max_bytes`` (per sitemap after
-inflating, 50 MiB: the protocol's own limit) and ``headers`` (sent only to the origin of ``url``).
+(documents fetched, 50), ``timeout`` (seconds for each document's whole fetch, 20), ``max_bytes``
+(per sitemap after inflating, 50 MiB: the protocol's own limit; at most the worker's
+``ORQ_FETCH_MAX_BYTES``) and ``headers`` (sent only to the origin of ``url``, on every hop).
 
 The document may be a ``<urlset>``, a ``<sitemapindex>`` (its child sitemaps are followed
 breadth-first, each once), a gzip file (``.xml.gz``) or a plain-text sitemap (one URL per line).
@@ -27,17 +28,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from escavadores._http_client import (
-    DEFAULT_TIMEOUT,
-    Resposta,
-    buscar,
-    check_url,
-    http_url,
-    inteiro,
-    mesma_origem,
-    numero,
-    texto_dict,
-)
+from escavadores import _http_client as web
+from escavadores._http_client import Resposta, http_url
 from escavadores._xml import descomprimir, local, namespace, parse_xml, texto
 from orquestrador import Contexto, PermanentFailure, Retry, escavador
 
@@ -88,12 +80,12 @@ def _sitemap_texto(body: bytes, url: str) -> list[tuple[str, str | None]]:
 @escavador("sitemap", timeout=300)
 async def coletar_sitemap(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     """Walk a sitemap (and the sitemaps an index points to) and collect page URLs up to the bounds."""
-    url = check_url(payload.get("url"))
-    timeout = numero(payload, "timeout", DEFAULT_TIMEOUT)
-    max_urls = inteiro(payload, "max_urls", DEFAULT_MAX_URLS)
-    max_sitemaps = inteiro(payload, "max_sitemaps", DEFAULT_MAX_SITEMAPS)
-    max_bytes = inteiro(payload, "max_bytes", DEFAULT_MAX_BYTES)
-    headers = {"Accept": ACCEPT, **texto_dict(payload, "headers")}  # only for the origin of url
+    url = web.check_url(payload.get("url"))
+    timeout = web.timeout(payload)
+    max_urls = web.inteiro(payload, "max_urls", DEFAULT_MAX_URLS)
+    max_sitemaps = web.inteiro(payload, "max_sitemaps", DEFAULT_MAX_SITEMAPS)
+    max_bytes = web.max_bytes(payload, DEFAULT_MAX_BYTES)
+    privados = web.cabecalhos(payload)  # only for the origin of url
 
     fila: deque[str] = deque([url])
     na_fila: set[str] = {url}
@@ -110,8 +102,10 @@ async def coletar_sitemap(payload: dict[str, Any], ctx: Contexto) -> dict[str, A
             raise Retry("the worker is shutting down; the job starts over elsewhere")
         atual = fila.popleft()
         try:
-            enviar = headers if mesma_origem(atual, url) else {"Accept": ACCEPT}
-            resp = await buscar(atual, timeout=timeout, max_bytes=max_bytes, headers=enviar)
+            resp = await web.buscar(
+                atual, timeout=timeout, max_bytes=max_bytes, headers={"Accept": ACCEPT},
+                privados=privados, origem=url,
+            )  # fmt: skip
             entries, children = ler_sitemap(resp, max_bytes)
         except PermanentFailure as exc:
             if atual == url:

@@ -6,6 +6,7 @@ same way everywhere.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,22 @@ ENV_TLS_CERT = "ORQ_TLS_CERT"
 ENV_TLS_KEY = "ORQ_TLS_KEY"
 
 _SECRET_PARAM = re.compile(r"pass|token|secret", re.IGNORECASE)
+
+# What a payload may ask of a worker: ceilings and reach, set by whoever runs the worker (each is
+# also an `orq worker` option). Read by the built-in plugins on every job, so a test or an
+# embedding process can change them with the environment.
+ENV_FETCH_DENY = "ORQ_FETCH_DENY"
+ENV_FETCH_MAX_BYTES = "ORQ_FETCH_MAX_BYTES"
+ENV_FETCH_MAX_TIMEOUT = "ORQ_FETCH_MAX_TIMEOUT"
+ENV_COMANDO_MAX_BYTES = "ORQ_COMANDO_MAX_BYTES"
+ENV_COMANDO_MAX_TIMEOUT = "ORQ_COMANDO_MAX_TIMEOUT"
+ENV_DATASET_ROOTS = "ORQ_DATASET_ROOTS"
+
+DEFAULT_FETCH_DENY = "link-local"
+DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_FETCH_MAX_TIMEOUT = 120.0
+DEFAULT_COMANDO_MAX_BYTES = 1024 * 1024
+DEFAULT_COMANDO_MAX_TIMEOUT = 3600.0
 
 SCHEMES = ("memory", "nats", "tls", "redis", "rediss", "amqp", "amqps")
 TLS_SCHEMES = ("tls", "rediss", "amqps")
@@ -43,6 +60,24 @@ def broker_url(url: str | None = None) -> str | None:
 
 def results_queue(name: str | None = None) -> str | None:
     return name or os.environ.get(ENV_RESULTS_QUEUE) or None
+
+
+def ceiling(env: str, default: float) -> float:
+    """A worker-side ceiling on what a payload may ask for: ``$env`` if set, else ``default``.
+
+    A bad value is the operator's to fix, so it is a ``ConfigError`` (the job is retried, by a
+    worker that may be configured right), never silently the default.
+    """
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{env}={raw!r} must be a number above 0 (unset, the default is {default:g})")
+    return value
 
 
 def check_url(url: str) -> str:
