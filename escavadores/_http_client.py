@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from orquestrador.settings import (
     ENV_FETCH_MAX_BYTES,
     ENV_FETCH_MAX_TIMEOUT,
     ceiling,
+    finito,
 )
 
 USER_AGENT = "orquestrador-escavador/0.1 (+https://pypi.org/project/orquestrador/)"
@@ -148,14 +148,11 @@ def numero(payload: dict[str, Any], chave: str, padrao: float, *, minimo: float 
     value = payload.get(chave, padrao)
     if value is None:
         return padrao
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= minimo
-    ):
-        raise PermanentFailure(f"payload option {chave!r} must be a number above {minimo:g}, got {value!r}")
-    return float(value)
+    number = finito(value)
+    if number is None or number <= minimo:
+        shown = repr(value)[:40]
+        raise PermanentFailure(f"payload option {chave!r} must be a number above {minimo:g}, got {shown}")
+    return number
 
 
 def inteiro(payload: dict[str, Any], chave: str, padrao: int, *, minimo: int = 1) -> int:
@@ -170,7 +167,7 @@ def inteiro(payload: dict[str, Any], chave: str, padrao: int, *, minimo: int = 1
 
 def _acima_do_teto(chave: str, valor: float, env: str, teto: float, opcao: str) -> PermanentFailure:
     return PermanentFailure(
-        f"payload option {chave!r}={valor:g} is above this worker's ceiling {env}={teto:g}: ask for "
+        f"payload option {chave!r}={str(valor)[:40]} is above this worker's ceiling {env}={teto:g}: ask for "
         f"less, or have the operator raise {env} (orq worker {opcao})"
     )
 

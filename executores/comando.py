@@ -36,35 +36,55 @@ tokens): the program gets ``PATH`` (the minimal one) and ``LANG`` (the worker's,
 ``PATH``, ``LD_*`` and ``DYLD_*`` can never be set from a payload: they would make an allowed
 program load or run other code.
 
-**Timeout** (payload ``timeout``, default 60 s, at most 3600 s). The program runs in its own
-process group; on timeout the whole group is killed with SIGKILL and the job fails with
+**Timeout** (payload ``timeout``, default 60 s, at most ``ORQ_COMANDO_MAX_TIMEOUT``, 3600 s).
+On timeout every process of the job is killed with SIGKILL and the job fails with
 ``PermanentFailure``: a program that hung once will usually hang again, and retrying would hold a
-worker slot for ``max_tentativas`` × ``timeout``. Raise ``timeout`` if it needs longer. When the
-program exits, what is left of its process group (background children) is killed too.
+worker slot for ``max_tentativas`` × ``timeout``. Raise ``timeout`` if it needs longer.
 
-**Output cap** (payload ``max_bytes``, default 128 KiB): stdout and stderr are each kept up to
-that many bytes and the rest is read and dropped (so the program never blocks on a full pipe);
-``truncado`` says whether anything was dropped. The default keeps the result under the 1 MiB
-envelope limit even when every byte is undecodable (3 bytes of U+FFFD each).
+**Nothing left running.** When the program exits, times out, or its job is cancelled, every
+process it started ends with it, including children that left its process group or session
+(``setsid``, daemons that fork twice). On Linux each program runs under a small reaper process
+(:mod:`executores._ceifador`, a *child subreaper*: orphans of the job are re-parented to it, not
+to init) that SIGKILLs and reaps the job's whole process tree before it exits, and that does so
+too if the worker dies. Elsewhere only the program's process group is killed.
 
-**Shutdown.** When the worker drains (``ctx.cancelado``) or cancels the job, the program's
-process group is killed and the job is released for another attempt.
+**Output cap** (payload ``max_bytes``, default 128 KiB, at most ``ORQ_COMANDO_MAX_BYTES``, 1 MiB):
+stdout and stderr are each kept up to that many bytes and the rest is read and dropped (so the
+program never blocks on a full pipe); ``truncado`` says whether anything was dropped. The
+default keeps the result under the 1 MiB envelope limit even when every byte is undecodable (3
+bytes of U+FFFD each). A payload asking past a ceiling is refused (``PermanentFailure`` naming
+the setting); the ceilings are the worker's (also ``orq worker --max-command-timeout`` /
+``--max-output-bytes``), never the payload's.
+
+**Shutdown.** When the worker drains (``ctx.cancelado``) or cancels the job, the program and
+everything it started are killed and the job is released for another attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orquestrador import Contexto, PermanentFailure, Retry, executor
+from orquestrador.settings import (
+    DEFAULT_COMANDO_MAX_BYTES,
+    DEFAULT_COMANDO_MAX_TIMEOUT,
+    ENV_COMANDO_MAX_BYTES,
+    ENV_COMANDO_MAX_TIMEOUT,
+    ceiling,
+    finito,
+)
 
 ENV_ALLOW = "ORQ_COMANDO_ALLOW"
 ENV_PATH = "ORQ_COMANDO_PATH"
@@ -72,12 +92,18 @@ ENV_ENV_ALLOW = "ORQ_COMANDO_ENV_ALLOW"
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_TIMEOUT = 60.0
-MAX_TIMEOUT = 3600.0
 DEFAULT_MAX_BYTES = 128 * 1024
 _CHUNK = 64 * 1024
 _CANCEL_POLL = 0.1
 _EXIT_POLL = 0.02
 _DRAIN_GRACE = 5.0  # how long to wait for pipes to close after the group is gone
+# On Linux each program runs under its own reaper (see executores/_ceifador.py); elsewhere its
+# process group is all that can be killed.
+CEIFADOR = sys.platform == "linux"
+_CEIFADOR = str(Path(__file__).with_name("_ceifador.py"))
+# Starting fails the same way every time: a retry cannot help.
+_ERROS_PERMANENTES = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+                                errno.ENOEXEC, errno.E2BIG, errno.ENAMETOOLONG, errno.ELOOP})  # fmt: skip
 
 CHAVES = frozenset(
     {"programa", "args", "timeout", "cwd", "stdin", "env", "max_bytes", "falhar_se_codigo_diferente_de_zero"}
@@ -222,6 +248,57 @@ def _matar_grupo(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _encerrar(proc: asyncio.subprocess.Process) -> None:
+    """End the job's processes: its reaper kills the whole tree then exits (else: the group)."""
+    if not CEIFADOR:
+        _matar_grupo(proc)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+
+
+async def _iniciar(
+    programa: str, args: list[str], *, stdin: bool, cwd: str | None, env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """Start ``programa`` in a session of its own, under its reaper on Linux.
+
+    The reaper reports on a pipe whether the program could be started; an error that will
+    recur (not found, not executable, arguments too long) is a ``PermanentFailure``.
+    """
+    opcoes: dict[str, Any] = {
+        "stdin": asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE,
+        "stderr": asyncio.subprocess.PIPE,
+        "cwd": cwd,
+        "env": env,
+        "start_new_session": True,
+    }
+    try:
+        if not CEIFADOR:
+            return await asyncio.create_subprocess_exec(programa, *args, **opcoes)
+        leitura, escrita = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", _CEIFADOR, str(escrita), str(os.getpid()), programa, *args,
+                pass_fds=(escrita,), **opcoes,
+            )  # fmt: skip
+        finally:
+            os.close(escrita)
+        try:
+            relato = await asyncio.to_thread(os.read, leitura, 64)  # empty: the program started
+        finally:
+            os.close(leitura)
+        if relato:
+            await proc.wait()
+            codigo = int(relato)
+            raise OSError(codigo, os.strerror(codigo))
+        return proc
+    except OSError as exc:
+        if exc.errno in _ERROS_PERMANENTES:
+            raise PermanentFailure(f"cannot start {programa}: {exc.strerror or exc}") from None
+        raise
+
+
 def _strings(valor: Any, nome: str) -> list[str]:
     if not isinstance(valor, list) or not all(isinstance(a, str) for a in valor):
         # The values are not echoed: arguments may carry credentials, and this message is logged.
@@ -232,11 +309,19 @@ def _strings(valor: Any, nome: str) -> list[str]:
     return valor
 
 
-def _numero(payload: dict[str, Any], chave: str, padrao: float, maximo: float) -> float:
-    valor = payload.get(chave, padrao)
-    if isinstance(valor, bool) or not isinstance(valor, int | float) or not 0 < valor <= maximo:
-        raise PermanentFailure(f"'{chave}' must be a number > 0 and <= {maximo:g}, got {valor!r}")
-    return float(valor)
+def _numero(payload: dict[str, Any], chave: str, padrao: float, env: str, teto: float, opcao: str) -> float:
+    """A positive payload number, at most the worker's ceiling ``env`` (whose default is ``teto``)."""
+    teto = ceiling(env, teto)
+    valor = payload.get(chave, min(padrao, teto))
+    numero = finito(valor)
+    if numero is None or numero <= 0:
+        raise PermanentFailure(f"'{chave}' must be a number > 0, got {str(valor)[:40]}")
+    if numero > teto:
+        raise PermanentFailure(
+            f"'{chave}'={numero:g} is above this worker's ceiling {env}={teto:g}: ask for less, or have "
+            f"the operator raise {env} (orq worker {opcao})"
+        )
+    return numero
 
 
 def _ambiente(payload: dict[str, Any]) -> dict[str, str]:
@@ -269,8 +354,14 @@ async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, 
         raise PermanentFailure(f"unknown payload keys {sorted(desconhecidas)}; known: {sorted(CHAVES)}")
     programa = resolver(payload.get("programa"))
     args = _strings(payload.get("args", []), "args")
-    timeout = _numero(payload, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
-    limite = int(_numero(payload, "max_bytes", DEFAULT_MAX_BYTES, float(2**40)))
+    timeout = _numero(
+        payload, "timeout", DEFAULT_TIMEOUT, ENV_COMANDO_MAX_TIMEOUT, DEFAULT_COMANDO_MAX_TIMEOUT,
+        "--max-command-timeout",
+    )  # fmt: skip
+    limite = int(_numero(
+        payload, "max_bytes", DEFAULT_MAX_BYTES, ENV_COMANDO_MAX_BYTES, DEFAULT_COMANDO_MAX_BYTES,
+        "--max-output-bytes",
+    ))  # fmt: skip
     falhar = payload.get("falhar_se_codigo_diferente_de_zero", False)
     if not isinstance(falhar, bool):
         raise PermanentFailure("'falhar_se_codigo_diferente_de_zero' must be true or false")
@@ -285,19 +376,7 @@ async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, 
     # The arguments are not logged: they may carry credentials.
     ctx.log.info("running %s with %d argument(s), timeout %gs", programa, len(args), timeout)
     inicio = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            programa,
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        raise PermanentFailure(f"cannot start {programa}: {exc.strerror or exc}") from None
+    proc = await _iniciar(programa, args, stdin=stdin is not None, cwd=cwd, env=env)
 
     out, err = _Saida(limite), _Saida(limite)
     io = [asyncio.create_task(_ler(proc.stdout, out)), asyncio.create_task(_ler(proc.stderr, err))]
@@ -309,9 +388,15 @@ async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, 
     try:
         await asyncio.wait({fim, saida, cancelado}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         terminou = proc.returncode is not None
-        # Also on a normal exit: background children left in the group end with the program.
-        _matar_grupo(proc)
-        codigo = await asyncio.wait_for(saida, _DRAIN_GRACE)
+        if not terminou:
+            _encerrar(proc)
+        elif not CEIFADOR:  # background children left in the group end with the program
+            _matar_grupo(proc)
+        try:
+            codigo = await asyncio.wait_for(asyncio.shield(saida), _DRAIN_GRACE)
+        except TimeoutError:  # the reaper did not answer: its group at least
+            _matar_grupo(proc)
+            codigo = await asyncio.wait_for(saida, _DRAIN_GRACE)
         duracao = round(time.monotonic() - inicio, 3)
         _, pendentes = await asyncio.wait(io, timeout=_DRAIN_GRACE)
         if pendentes:  # someone outside the group still holds a pipe: keep what was read
@@ -319,7 +404,7 @@ async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, 
     finally:
         cancelado.cancel()
         if proc.returncode is None:  # cancelled by the runtime (job timeout or shutdown)
-            _matar_grupo(proc)
+            _encerrar(proc)
         for task in (*io, fim, saida):
             task.cancel()
 

@@ -80,6 +80,21 @@ def ceiling(env: str, default: float) -> float:
     return value
 
 
+def finito(value: object) -> float | None:
+    """A JSON number as a finite float, else None (booleans, text, NaN, ±inf, 10**400 included).
+
+    For payload options: ``float()`` of a huge JSON integer raises ``OverflowError``, and a NaN
+    passes every comparison, so both would otherwise slip past a bound or fail as a retry.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def check_url(url: str) -> str:
     """Refuse a URL we cannot use, saying what would work."""
     try:

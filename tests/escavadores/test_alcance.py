@@ -138,7 +138,8 @@ async def test_endless_redirects_fail_permanently(origem: Site):
 @pytest.mark.parametrize(
     "opcao",
     [{"timeout": "3"}, {"timeout": float("nan")}, {"timeout": True}, {"max_bytes": "1000"},
-     {"max_bytes": 1.5}, {"max_bytes": 0}, {"url": "http://127.0.0.1:99999/"}, {"url": "http://[::1"},
+     {"max_bytes": 1.5}, {"max_bytes": 0}, {"timeout": 10**400}, {"max_bytes": 10**400},
+     {"url": "http://127.0.0.1:99999/"}, {"url": "http://[::1"},
      {"url": "http://a b/"}, {"url": "http://127.0.0.1/\x00"}],
 )  # fmt: skip
 async def test_payload_values_of_the_wrong_type_or_range_fail_permanently(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from executores import comando
 from executores.comando import ComandoFalhou, executar_comando
 from orquestrador import Contexto, PermanentFailure, Retry
+from orquestrador.settings import ENV_COMANDO_MAX_BYTES, ENV_COMANDO_MAX_TIMEOUT
 
 
 def ctx() -> Contexto:
@@ -20,7 +24,13 @@ def ctx() -> Contexto:
 
 @pytest.fixture(autouse=True)
 def _allow(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for var in (comando.ENV_ALLOW, comando.ENV_PATH, comando.ENV_ENV_ALLOW):
+    for var in (
+        comando.ENV_ALLOW,
+        comando.ENV_PATH,
+        comando.ENV_ENV_ALLOW,
+        ENV_COMANDO_MAX_BYTES,
+        ENV_COMANDO_MAX_TIMEOUT,
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(comando.ENV_ALLOW, "echo, wc,sleep,cat,seq,env")
     yield
@@ -209,7 +219,8 @@ async def test_payload_env_needs_its_own_allow_list(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     "extra",
     [{"timeout": 0}, {"timeout": -1}, {"timeout": "30"}, {"timeout": True}, {"timeout": 10**6},
-     {"max_bytes": 0}, {"cwd": "/nao/existe"}, {"stdin": 3}, {"falhar_se_codigo_diferente_de_zero": "sim"},
+     {"max_bytes": 0}, {"max_bytes": 10**400}, {"timeout": float("nan")}, {"cwd": "/nao/existe"},
+     {"cwd": "/tmp\0x"}, {"stdin": 3}, {"falhar_se_codigo_diferente_de_zero": "sim"},
      {"env": ["A=1"]}],
 )  # fmt: skip
 async def test_bad_options_fail_permanently(extra: dict[str, object]):
@@ -243,4 +254,153 @@ async def test_a_cancelled_job_kills_its_program(tmp_path: Path):
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.3)
+    assert not alive(pid)
+
+
+# -- nothing the job started outlives it ---------------------------------------------------
+
+
+def zumbis() -> set[int]:
+    """This process's children that exited and were never reaped."""
+    eu = str(os.getpid())
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            campos = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if campos[1] == eu and campos[0] == "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+FUGAS = {
+    # a child that left the program's session and process group
+    "setsid": "setsid sleep 60 >/dev/null 2>&1 & echo $!",
+    # a daemon: its parent exits at once, so it is an orphan while the program still runs
+    "daemon": "sh -c 'setsid sleep 60 >/dev/null 2>&1 & echo $!'; sleep 0.3",
+}
+
+
+@pytest.mark.skipif(not comando.CEIFADOR, reason="the reaper needs Linux (PR_SET_CHILD_SUBREAPER)")
+@pytest.mark.parametrize("fuga", list(FUGAS))
+async def test_processes_that_left_the_group_end_when_the_program_exits(fuga: str):
+    comando.permitir("sh")
+    antes = zumbis()
+    result = await executar_comando({"programa": "sh", "args": ["-c", FUGAS[fuga]]}, ctx())
+    assert result["codigo"] == 0
+    pid = int(result["stdout"])
+    await asyncio.sleep(0.2)
+    assert not alive(pid)
+    assert zumbis() <= antes  # and nothing is left unreaped
+
+
+@pytest.mark.skipif(not comando.CEIFADOR, reason="the reaper needs Linux (PR_SET_CHILD_SUBREAPER)")
+@pytest.mark.parametrize("fuga", list(FUGAS))
+async def test_processes_that_left_the_group_end_on_timeout(fuga: str):
+    comando.permitir("sh")
+    with pytest.raises(PermanentFailure, match="did not finish") as info:
+        await executar_comando(
+            {"programa": "sh", "args": ["-c", f"({FUGAS[fuga]}) >&2; sleep 60"], "timeout": 1}, ctx()
+        )
+    pid = int(str(info.value).split("stderr so far: ")[1].strip("'\"").split("\\n")[0])
+    await asyncio.sleep(0.2)
+    assert not alive(pid)
+
+
+@pytest.mark.skipif(not comando.CEIFADOR, reason="the reaper needs Linux (PR_SET_CHILD_SUBREAPER)")
+async def test_a_cancelled_job_ends_processes_that_left_the_group(tmp_path: Path):
+    comando.permitir("sh")
+    pidfile = tmp_path / "pid"
+    script = f"setsid sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}; sleep 60"
+    task = asyncio.create_task(executar_comando({"programa": "sh", "args": ["-c", script]}, ctx()))
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(pidfile.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        if not alive(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert not alive(pid)
+
+
+async def test_exit_codes_and_signals_are_the_programs_own():
+    comando.permitir("sh")
+    assert (await executar_comando({"programa": "sh", "args": ["-c", "exit 3"]}, ctx()))["codigo"] == 3
+    morto = await executar_comando({"programa": "sh", "args": ["-c", "kill -9 $$"]}, ctx())
+    assert morto["codigo"] == -9
+
+
+async def test_a_program_that_cannot_start_fails_permanently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = tmp_path / "quebrado"
+    script.write_text("#!/nao/existe/interpretador\n")
+    script.chmod(0o755)
+    monkeypatch.setenv(comando.ENV_ALLOW, str(script))
+    with pytest.raises(PermanentFailure, match="cannot start"):
+        await executar_comando({"programa": str(script)}, ctx())
+
+
+async def test_arguments_too_long_for_the_system_fail_permanently():
+    with pytest.raises(PermanentFailure, match=r"cannot start.*too long"):
+        await executar_comando({"programa": "echo", "args": ["x" * 300_000]}, ctx())
+
+
+# -- the worker's ceilings bound what a payload may ask for -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("opcao", "setting"),
+    [({"max_bytes": 10**12}, ENV_COMANDO_MAX_BYTES), ({"timeout": 4000}, ENV_COMANDO_MAX_TIMEOUT)],
+)
+async def test_a_payload_cannot_ask_past_the_workers_ceiling(opcao: dict[str, int], setting: str):
+    with pytest.raises(PermanentFailure, match=f"above this worker's ceiling {setting}"):
+        await executar_comando({"programa": "echo", **opcao}, ctx())
+
+
+async def test_the_ceilings_are_the_workers_settings_and_lower_the_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_COMANDO_MAX_BYTES, "1000")
+    monkeypatch.setenv(ENV_COMANDO_MAX_TIMEOUT, "5")
+    result = await executar_comando({"programa": "seq", "args": ["1", "100000"]}, ctx())
+    assert result["truncado"] is True
+    assert len(result["stdout"]) == 1000
+    with pytest.raises(PermanentFailure, match=ENV_COMANDO_MAX_BYTES):
+        await executar_comando({"programa": "echo", "max_bytes": 2000}, ctx())
+    with pytest.raises(PermanentFailure, match=ENV_COMANDO_MAX_TIMEOUT):
+        await executar_comando({"programa": "echo", "timeout": 6}, ctx())
+
+
+WORKER = """
+import asyncio, logging, sys
+from executores.comando import executar_comando
+from orquestrador import Contexto
+ctx = Contexto("c", "m", 1, "comando", logging.LoggerAdapter(logging.getLogger("t"), {}))
+asyncio.run(executar_comando({"programa": "sh", "args": ["-c", sys.argv[1]]}, ctx))
+"""
+
+
+@pytest.mark.skipif(not comando.CEIFADOR, reason="the reaper needs Linux (PR_SET_PDEATHSIG)")
+def test_a_worker_killed_mid_job_takes_the_jobs_processes_with_it(tmp_path: Path):
+    pidfile = tmp_path / "pid"
+    script = f"setsid sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}; sleep 60"
+    env = {**os.environ, comando.ENV_ALLOW: "sh"}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, script], env=env)
+    try:
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        assert alive(pid)
+    finally:
+        worker.kill()  # SIGKILL: the worker cleans up nothing itself
+        worker.wait()
+    for _ in range(50):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
     assert not alive(pid)
