@@ -7,11 +7,17 @@ Payload::
 
 Only ``registros`` (a list of objects) is required. ``alvo`` (default ``"desconhecido"``) and
 the UTC date of writing partition the dataset hive-style; ``dataset`` (optional) is a
-sub-directory of the base directory, which is ``diretorio`` from the payload, else
-``ORQ_DATASET_DIR``, else ``dataset/`` in the state directory (``$ORQ_HOME``, default
-``.orquestrador``), resolved on the worker's machine::
+sub-directory of the base directory::
 
     <base>/[<dataset>/]alvo=<alvo>/data=<YYYY-MM-DD>/part-<message_id>.parquet
+
+**Where it may write.** The dataset root is the worker's: ``ORQ_DATASET_DIR``, else ``dataset/``
+in the state directory (``$ORQ_HOME``, default ``.orquestrador``). The base is that root, or the
+payload's ``diretorio`` resolved *under* it (``"precos/2024"``). A ``diretorio`` that leaves
+the root (``../``, an absolute path, a symlink pointing out) is refused with a
+``PermanentFailure``, unless it lies under one of the other roots the worker's operator listed
+in ``ORQ_DATASET_ROOTS`` (absolute paths separated by ``:``): whoever publishes a job never
+chooses where on the worker's disk it writes.
 
 Result: ``{"arquivo": path, "registros": n, "ja_existia": bool}``; an empty ``registros`` writes
 nothing and returns ``{"arquivo": None, "registros": 0, "ja_existia": False}``.
@@ -38,18 +44,21 @@ columns, so it is stored as ``alvo_original`` / ``data_original``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from orquestrador import Contexto, PermanentFailure, executor
-from orquestrador.settings import home
+from orquestrador.settings import ENV_DATASET_ROOTS, home
 
 # pyarrow (which loads pandas) is imported where it is used: registering this plugin, e.g. in
 # `orq worker --all`, costs a worker nothing until a salvar job actually arrives.
@@ -66,6 +75,8 @@ RENOMEADAS = {nome: f"{nome}_original" for nome in PARTICOES}
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
 _INT64 = (-(2**63), 2**63 - 1)
+NAME_MAX = 255  # bytes in one file or directory name, on every common filesystem
+_CAMINHO_INVALIDO = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
 
 def _particionamento() -> ds.Partitioning:
@@ -75,16 +86,56 @@ def _particionamento() -> ds.Partitioning:
     return ds.partitioning(pa.schema([(p, pa.string()) for p in PARTICOES]), flavor="hive")
 
 
+def raiz() -> Path:
+    """The worker's dataset root: ``ORQ_DATASET_DIR``, else ``$ORQ_HOME/dataset``."""
+    return Path(os.environ.get(ENV_DATASET_DIR) or home() / "dataset")
+
+
+def _subpasta(base: Path, dataset: object) -> Path:
+    if dataset is None:
+        return base
+    if not isinstance(dataset, str) or not _DATASET_RE.match(dataset):
+        raise PermanentFailure(
+            f"'dataset' must be a plain directory name (letters, digits, _ . -), got {dataset!r}"
+        )
+    return base / dataset
+
+
 def diretorio_base(diretorio: str | os.PathLike[str] | None = None, dataset: str | None = None) -> Path:
-    """Where a dataset lives: the argument, else ``ORQ_DATASET_DIR``, else ``$ORQ_HOME/dataset``."""
-    base = Path(diretorio or os.environ.get(ENV_DATASET_DIR) or home() / "dataset")
-    if dataset is not None:
-        if not isinstance(dataset, str) or not _DATASET_RE.match(dataset):
-            raise PermanentFailure(
-                f"'dataset' must be a plain directory name (letters, digits, _ . -), got {dataset!r}"
-            )
-        base = base / dataset
-    return base
+    """Where a dataset lives, for the worker's own code (:func:`ler`): any ``diretorio`` it names,
+    else the root. Payloads go through :func:`diretorio_do_payload`, which stays in the roots."""
+    return _subpasta(Path(diretorio) if diretorio else raiz(), dataset)
+
+
+def raizes() -> list[Path]:
+    """Where payloads may write: the dataset root, then each of ``ORQ_DATASET_ROOTS``."""
+    extras = os.environ.get(ENV_DATASET_ROOTS, "").split(os.pathsep)
+    return [raiz(), *(Path(r) for r in extras if r.strip() and os.path.isabs(r.strip()))]
+
+
+def diretorio_do_payload(diretorio: object, dataset: object) -> Path:
+    """The payload's ``diretorio`` (+ ``dataset``) resolved under one of :func:`raizes`.
+
+    Checked on the resolved path (``..`` and symlinks followed), so nothing a payload says
+    leads out; the path returned is spelt from the root as configured.
+    """
+    if diretorio is None:
+        return _subpasta(raiz(), dataset)
+    if not isinstance(diretorio, str) or not diretorio or "\0" in diretorio or len(diretorio) > 1024:
+        raise PermanentFailure("'diretorio' must be a path of at most 1024 characters, without NUL")
+    for base in raizes():
+        pedido = base / diretorio  # an absolute diretorio replaces base here
+        try:
+            dentro = pedido.resolve().relative_to(base.resolve())
+        except ValueError:
+            continue
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long: every time
+            raise PermanentFailure(f"'diretorio' {diretorio[:200]!r} cannot be resolved: {exc}") from None
+        return _subpasta(base / dentro, dataset)
+    raise PermanentFailure(
+        f"'diretorio' {diretorio[:200]!r} is outside this worker's dataset root {raiz()}: give a path "
+        f"inside it, or have the operator list another root in {ENV_DATASET_ROOTS}"
+    )
 
 
 def _nome_arquivo(message_id: str) -> str:
@@ -145,6 +196,18 @@ def _validar(registros: Any) -> list[dict[str, Any]]:
     return registros
 
 
+@contextlib.contextmanager
+def _caminho_impossivel(pasta: Path) -> Iterator[None]:
+    """A path the filesystem refuses (too long, a file where a directory should be) is refused
+    the same on every attempt: a PermanentFailure, not a retry. Others (a full disk) retry."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _CAMINHO_INVALIDO:
+            raise
+        raise PermanentFailure(f"cannot write under {str(pasta)[:300]}: {exc.strerror}") from None
+
+
 def _existente(pasta_alvo: Path, nome: str) -> Path | None:
     return next(iter(sorted(pasta_alvo.glob(f"data=*/{nome}"))), None)
 
@@ -202,23 +265,24 @@ def salvar(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     alvo = payload.get("alvo") or ALVO_PADRAO
     if not isinstance(alvo, str) or len(alvo) > 200:
         raise PermanentFailure(f"'alvo' must be text of at most 200 characters, got {type(alvo).__name__}")
-    diretorio = payload.get("diretorio")
-    if diretorio is not None and not isinstance(diretorio, str):
-        raise PermanentFailure("'diretorio' must be a path")
-    base = diretorio_base(diretorio, payload.get("dataset"))
+    base = diretorio_do_payload(payload.get("diretorio"), payload.get("dataset"))
     nome = _nome_arquivo(ctx.message_id)
-    pasta_alvo = base / f"alvo={quote(alvo, safe='')}"
+    particao = f"alvo={quote(alvo, safe='')}"
+    if len(particao.encode()) > NAME_MAX:
+        raise PermanentFailure(f"'alvo' is too long for a directory name once encoded ({particao[:60]}…)")
+    pasta_alvo = base / particao
 
-    existente = _existente(pasta_alvo, nome)
-    if existente is None:
-        tab = tabela(registros)
-        pasta = pasta_alvo / f"data={datetime.now(UTC).date().isoformat()}"
-        pasta.mkdir(parents=True, exist_ok=True)
-        destino = pasta / nome
-        if _gravar(tab, destino):
-            ctx.log.info("wrote %d record(s) to %s", tab.num_rows, destino)
-            return {"arquivo": str(destino.absolute()), "registros": tab.num_rows, "ja_existia": False}
-        existente = destino
+    with _caminho_impossivel(pasta_alvo):
+        existente = _existente(pasta_alvo, nome)
+        if existente is None:
+            tab = tabela(registros)
+            pasta = pasta_alvo / f"data={datetime.now(UTC).date().isoformat()}"
+            pasta.mkdir(parents=True, exist_ok=True)
+            destino = pasta / nome
+            if _gravar(tab, destino):
+                ctx.log.info("wrote %d record(s) to %s", tab.num_rows, destino)
+                return {"arquivo": str(destino.absolute()), "registros": tab.num_rows, "ja_existia": False}
+            existente = destino
     linhas = pq.read_metadata(existente).num_rows
     ctx.log.info("%s already written by an earlier delivery; nothing to do", existente)
     return {"arquivo": str(existente.absolute()), "registros": linhas, "ja_existia": True}

@@ -14,6 +14,7 @@ import pytest
 from executores import salvar as salvar_mod
 from executores.salvar import ler, salvar
 from orquestrador import Contexto, PermanentFailure
+from orquestrador.settings import ENV_DATASET_ROOTS
 
 
 def ctx(message_id: str = "m-1") -> Contexto:
@@ -31,6 +32,8 @@ REGISTROS = [
 @pytest.fixture
 def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(salvar_mod.ENV_DATASET_DIR, str(tmp_path / "ds"))
+    monkeypatch.delenv(ENV_DATASET_ROOTS, raising=False)
+    monkeypatch.chdir(tmp_path)  # a relative path taken as is would land here, not in the checkout
     return tmp_path / "ds"
 
 
@@ -131,10 +134,66 @@ def test_default_alvo_dataset_subdirectory_and_payload_directory(
     assert padrao["arquivo"] == str(
         home / "dataset" / "alvo=desconhecido" / f"data={HOJE}" / "part-m-9.parquet"
     )
-    outro = tmp_path / "outro"
-    result = salvar({"registros": [{"x": 2}], "dataset": "precos", "diretorio": str(outro)}, ctx("m-10"))
-    assert result["arquivo"].startswith(str(outro / "precos" / "alvo=desconhecido"))
-    assert pd.read_parquet(outro / "precos")["x"].tolist() == [2]
+    result = salvar({"registros": [{"x": 2}], "dataset": "precos", "diretorio": "lojas/sul"}, ctx("m-10"))
+    assert result["arquivo"].startswith(
+        str(home / "dataset" / "lojas" / "sul" / "precos" / "alvo=desconhecido")
+    )
+    assert pd.read_parquet(home / "dataset" / "lojas" / "sul" / "precos")["x"].tolist() == [2]
+
+
+# -- the payload never chooses where on the worker's disk it writes ---------------------------
+
+
+@pytest.mark.parametrize("diretorio", ["{fora}", "../fora", "a/../../fora", "{base}/../fora"])
+def test_a_diretorio_outside_the_dataset_root_is_refused(
+    diretorio: str, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where a relative path would land if taken as is
+    diretorio = diretorio.format(fora=tmp_path / "fora", base=base)
+    with pytest.raises(PermanentFailure, match=f"outside this worker's dataset root.*{ENV_DATASET_ROOTS}"):
+        salvar({"registros": [{"x": 1}], "diretorio": diretorio}, ctx())
+    assert not (tmp_path / "fora").exists()
+    assert [p for p in tmp_path.rglob("*.parquet")] == []
+
+
+def test_a_symlink_in_the_root_pointing_out_is_refused(base: Path, tmp_path: Path):
+    base.mkdir()
+    (tmp_path / "fora").mkdir()
+    (base / "atalho").symlink_to(tmp_path / "fora")
+    with pytest.raises(PermanentFailure, match="outside"):
+        salvar({"registros": [{"x": 1}], "diretorio": "atalho"}, ctx())
+    assert list((tmp_path / "fora").iterdir()) == []
+
+
+def test_paths_inside_the_root_are_fine_however_spelt(base: Path):
+    absoluto = salvar({"registros": [{"x": 1}], "diretorio": str(base / "a")}, ctx("m-30"))
+    relativo = salvar({"registros": [{"x": 2}], "diretorio": "b/../a"}, ctx("m-31"))
+    assert Path(absoluto["arquivo"]).parent.parent.parent == base / "a"
+    assert Path(relativo["arquivo"]).parent.parent.parent == base / "a"
+    assert sorted(pd.read_parquet(base / "a")["x"]) == [1, 2]
+
+
+def test_other_roots_are_the_workers_to_allow(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    outra = tmp_path / "outra-raiz"
+    payload = {"registros": [{"x": 1}], "diretorio": str(outra / "precos")}
+    with pytest.raises(PermanentFailure, match="outside"):
+        salvar(payload, ctx("m-32"))
+    monkeypatch.setenv(ENV_DATASET_ROOTS, f"relativa:{outra}")  # relative entries are ignored
+    result = salvar(payload, ctx("m-32"))
+    assert result["arquivo"].startswith(str(outra / "precos" / "alvo=desconhecido"))
+    with pytest.raises(PermanentFailure, match="outside"):
+        salvar({"registros": [{"x": 1}], "diretorio": str(tmp_path / "relativa")}, ctx("m-33"))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"diretorio": "a\0b"}, {"diretorio": ""}, {"diretorio": "x" * 2000}, {"diretorio": "n" * 300},
+     {"diretorio": f"a/{'n' * 300}/b"}, {"alvo": "é" * 200}, {"diretorio": ["a"]}],
+)  # fmt: skip
+def test_paths_the_filesystem_can_never_take_fail_permanently(payload: dict, base: Path):
+    with pytest.raises(PermanentFailure):
+        salvar({"registros": [{"x": 1}], **payload}, ctx())
 
 
 def test_unsafe_message_ids_become_a_hash_not_a_path(base: Path):
