@@ -12,9 +12,7 @@ through a proxy the worker could not see the address it finally reaches.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
-import os
 import socket
 import typing
 from dataclasses import dataclass
@@ -23,20 +21,10 @@ import httpcore
 import httpx
 
 from orquestrador import PermanentFailure
-from orquestrador.errors import ConfigError
-from orquestrador.settings import DEFAULT_FETCH_DENY, ENV_FETCH_DENY
+from orquestrador.settings import ENV_FETCH_DENY, deny_networks, fetch_deny
 
 Rede = ipaddress.IPv4Network | ipaddress.IPv6Network
 Endereco = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Named groups an operator can list instead of CIDRs. "loopback" holds the unspecified addresses
-# too: on Linux a connection to 0.0.0.0 reaches the local machine.
-GRUPOS: dict[str, tuple[str, ...]] = {
-    "link-local": ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"),  # cloud metadata lives here
-    "loopback": ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"),
-    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"),
-}
-GRUPOS["local"] = GRUPOS["link-local"] + GRUPOS["loopback"] + GRUPOS["private"]
 
 
 class EnderecoRecusado(PermanentFailure):
@@ -57,26 +45,14 @@ class Politica:
         return next((rede for rede in self.redes if endereco in rede), None)
 
 
-@functools.lru_cache(maxsize=16)
 def ler_politica(texto: str) -> Politica:
-    """Parse a comma-separated list of group names and CIDRs; ``none`` refuses nothing."""
-    redes: list[Rede] = []
-    for entrada in (e.strip() for e in texto.split(",")):
-        if not entrada or entrada == "none":
-            continue
-        try:
-            redes.extend(ipaddress.ip_network(c) for c in GRUPOS.get(entrada, (entrada,)))
-        except ValueError:
-            raise ConfigError(
-                f"{ENV_FETCH_DENY}: {entrada!r} is neither a network (10.0.0.0/8, ::1) nor one of "
-                f"{', '.join(GRUPOS)}, none"
-            ) from None
-    return Politica(texto, tuple(redes))
+    """A comma-separated list of group names and CIDRs (``none`` refuses nothing)."""
+    return Politica(texto, deny_networks(texto))
 
 
 def politica() -> Politica:
     """The policy now: ``ORQ_FETCH_DENY`` (read on every connection), default ``link-local``."""
-    return ler_politica(os.environ.get(ENV_FETCH_DENY, "").strip() or DEFAULT_FETCH_DENY)
+    return ler_politica(fetch_deny())
 
 
 async def resolver(host: str, port: int, timeout: float | None) -> list[Endereco]:

@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import inspect
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from orquestrador import settings
 from orquestrador.errors import OrquestradorError, PluginError
 from orquestrador.plugins import KINDS, Kind, Plugin, registry
 
@@ -76,6 +78,36 @@ _SERVE_OPTIONS = [
     _option("log_level", LogLevelOpt),
     _option("log_format", LogFormatOpt),
 ]  # fmt: skip
+
+# What a payload may ask of the built-in plugins: each option sets its variable, which the plugins
+# read on every job (and --processes children inherit).
+_PLUGIN_SETTINGS = [
+    ("fetch_deny", settings.ENV_FETCH_DENY, str, "Networks the escavadores never fetch: CIDRs and "
+     f"link-local, loopback, private, local, none (default {settings.DEFAULT_FETCH_DENY})"),
+    ("max_fetch_bytes", settings.ENV_FETCH_MAX_BYTES, int, "Most bytes a payload may ask an escavador "
+     f"to fetch (default {settings.DEFAULT_FETCH_MAX_BYTES})"),
+    ("max_fetch_timeout", settings.ENV_FETCH_MAX_TIMEOUT, float, "Longest fetch a payload may ask for, "
+     f"in seconds (default {settings.DEFAULT_FETCH_MAX_TIMEOUT:g})"),
+    ("max_output_bytes", settings.ENV_COMANDO_MAX_BYTES, int, "Most output a comando payload may keep "
+     f"per stream (default {settings.DEFAULT_COMANDO_MAX_BYTES})"),
+    ("max_command_timeout", settings.ENV_COMANDO_MAX_TIMEOUT, float, "Longest run a comando payload may "
+     f"ask for, in seconds (default {settings.DEFAULT_COMANDO_MAX_TIMEOUT:g})"),
+]  # fmt: skip
+_SERVE_OPTIONS += [
+    _option(name, Annotated[kind | None, typer.Option(envvar=env, help=f"{text}.")])
+    for name, env, kind, text in _PLUGIN_SETTINGS
+]
+
+
+def _plugin_settings(opts: dict[str, Any]) -> None:
+    """Hand the options to the plugins through their variables, and check every such setting now:
+    a typo stops the worker at start instead of failing each of its jobs."""
+    for name, env, _, _ in _PLUGIN_SETTINGS:
+        if opts.get(name) is not None:
+            os.environ[env] = str(opts[name])
+    settings.deny_networks(settings.fetch_deny())
+    for env, default in settings.CEILINGS.items():
+        settings.ceiling(env, default)
 
 
 def _with_options(fn: Callable[..., None], leading: list[inspect.Parameter]) -> Callable[..., None]:
@@ -140,6 +172,7 @@ def _serve_logged(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> 
         # httpx imports its own command-line client (click, rich, pygments: ~6 MiB) whenever they
         # are installed, and falls back to a stub when that import fails; a worker never runs it.
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    _plugin_settings(opts)
     import_modules(opts["module"] or [])
     overrides = {k: opts[k] for k in ("concurrency", "max_tentativas", "timeout", "rate_limit")}
     plugins = [_configure(p, overrides) for p in _select(kind, names)]

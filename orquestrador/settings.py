@@ -6,6 +6,8 @@ same way everywhere.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import os
 import re
@@ -36,10 +38,26 @@ ENV_COMANDO_MAX_TIMEOUT = "ORQ_COMANDO_MAX_TIMEOUT"
 ENV_DATASET_ROOTS = "ORQ_DATASET_ROOTS"
 
 DEFAULT_FETCH_DENY = "link-local"
+# Names ORQ_FETCH_DENY takes besides CIDRs. "loopback" holds the unspecified addresses too: on
+# Linux a connection to 0.0.0.0 reaches the local machine.
+FETCH_DENY_GROUPS: dict[str, tuple[str, ...]] = {
+    "link-local": ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"),  # cloud metadata lives here
+    "loopback": ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"),
+    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"),
+}
+FETCH_DENY_GROUPS["local"] = (
+    FETCH_DENY_GROUPS["link-local"] + FETCH_DENY_GROUPS["loopback"] + FETCH_DENY_GROUPS["private"]
+)
 DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_FETCH_MAX_TIMEOUT = 120.0
 DEFAULT_COMANDO_MAX_BYTES = 1024 * 1024
 DEFAULT_COMANDO_MAX_TIMEOUT = 3600.0
+CEILINGS: dict[str, float] = {
+    ENV_FETCH_MAX_BYTES: DEFAULT_FETCH_MAX_BYTES,
+    ENV_FETCH_MAX_TIMEOUT: DEFAULT_FETCH_MAX_TIMEOUT,
+    ENV_COMANDO_MAX_BYTES: DEFAULT_COMANDO_MAX_BYTES,
+    ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
+}
 
 SCHEMES = ("memory", "nats", "tls", "redis", "rediss", "amqp", "amqps")
 TLS_SCHEMES = ("tls", "rediss", "amqps")
@@ -76,8 +94,30 @@ def ceiling(env: str, default: float) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{env}={raw!r} must be a number above 0 (unset, the default is {default:g})")
+        raise ConfigError(f"{env}={raw!r} must be a number above 0 (unset, the default is {default:.10g})")
     return value
+
+
+def fetch_deny() -> str:
+    """``ORQ_FETCH_DENY`` as set (read on every call), else the default ``link-local``."""
+    return os.environ.get(ENV_FETCH_DENY, "").strip() or DEFAULT_FETCH_DENY
+
+
+@functools.lru_cache(maxsize=16)
+def deny_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks a comma-separated list of CIDRs and group names stands for (``none``: none)."""
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry or entry == "none":
+            continue
+        try:
+            networks.extend(ipaddress.ip_network(c) for c in FETCH_DENY_GROUPS.get(entry, (entry,)))
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_FETCH_DENY}: {entry!r} is neither a network (10.0.0.0/8, ::1) nor one of "
+                f"{', '.join(FETCH_DENY_GROUPS)}, none"
+            ) from None
+    return tuple(networks)
 
 
 def finito(value: object) -> float | None:

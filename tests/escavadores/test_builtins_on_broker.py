@@ -55,6 +55,11 @@ class Handler(BaseHTTPRequestHandler):
     docs: ClassVar[dict[str, tuple[str, bytes]]] = {}
 
     def do_GET(self) -> None:
+        if self.path == "/para-ftp":
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/arquivo")
+            self.end_headers()
+            return
         content_type, body = self.docs.get(self.path, ("text/plain", b"not found"))
         self.send_response(200 if self.path in self.docs else 404)
         self.send_header("Content-Type", content_type)
@@ -104,6 +109,24 @@ def test_a_sitemap_coleta_through_the_broker_fans_out_to_http_workers(nats_url: 
             assert bad.status in ("erro", "dead-lettered")
             assert bad.tentativa == 1  # a PermanentFailure is not retried
             assert bad.erro is not None and "not well-formed XML" in bad.erro["mensagem"]
+
+            ftp = orq.iniciar_coleta("http", {"url": f"{site}/para-ftp"}).wait(60)
+            assert (ftp.status, ftp.tentativa) == ("dead-lettered", 1)  # never retried
+            assert ftp.erro is not None and "only http(s) URLs are fetched" in ftp.erro["mensagem"]
     finally:
         codes = (sitemap_worker.stop(), http_worker.stop())
     assert codes == (0, 0), sitemap_worker.output()[-3000:] + http_worker.output()[-3000:]
+
+
+@pytest.mark.nats
+def test_a_worker_refusing_loopback_dead_letters_the_coleta_at_once(nats_url: str, site: str):
+    suffix = uuid.uuid4().hex[:8]
+    worker = start_worker(nats_url, "http", suffix, builtin=True, extra=["--fetch-deny", "loopback"])
+    try:
+        with Orquestrador(nats_url, responder_para=f"res_deny_{suffix}") as orq:
+            job = orq.iniciar_coleta("http", {"url": f"{site}/sobre"}).wait(60)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    assert (job.status, job.tentativa) == ("dead-lettered", 1)
+    assert job.erro is not None and job.erro["tipo"] == "EnderecoRecusado"
+    assert "ORQ_FETCH_DENY='loopback'" in job.erro["mensagem"]

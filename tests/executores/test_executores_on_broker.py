@@ -54,16 +54,19 @@ def test_comando_runs_in_a_worker_process_and_refusals_are_dead_lettered(
 ):
     marker = tmp_path / "pwned"
     worker = start_builtin(
-        nats_url, "executor", "comando", {"ORQ_COMANDO_ALLOW": "echo,wc"}, "--max-tentativas", "2"
-    )
+        nats_url, "executor", "comando", {"ORQ_COMANDO_ALLOW": "echo,wc,seq"}, "--max-tentativas", "2",
+        "--max-output-bytes", "300",
+    )  # fmt: skip
     try:
         ok = orq.iniciar_execucao("comando", {"programa": "echo", "args": ["olá", f"$(touch {marker})"]})
+        capped = orq.iniciar_execucao("comando", {"programa": "seq", "args": ["1", "1000"]})
+        greedy = orq.iniciar_execucao("comando", {"programa": "seq", "args": ["3"], "max_bytes": 10**12})
         refused = orq.iniciar_execucao("comando", {"programa": "sh", "args": ["-c", f"touch {marker}"]})
         failing = orq.iniciar_execucao(
             "comando",
             {"programa": "wc", "args": ["/nao/existe"], "falhar_se_codigo_diferente_de_zero": True},
         )
-        for job in (ok, refused, failing):
+        for job in (ok, capped, greedy, refused, failing):
             job.wait(60)
     finally:
         assert worker.stop() == 0
@@ -73,6 +76,12 @@ def test_comando_runs_in_a_worker_process_and_refusals_are_dead_lettered(
     assert ok.result["codigo"] == 0
     assert ok.result["stdout"] == f"olá $(touch {marker})\n"
     assert ok.result["truncado"] is False
+
+    assert capped.result is not None  # the worker's --max-output-bytes lowered the default
+    assert (len(capped.result["stdout"]), capped.result["truncado"]) == (300, True)
+    assert greedy.status == "dead-lettered"  # a payload cannot lift the worker's ceiling
+    assert greedy.erro is not None and "ORQ_COMANDO_MAX_BYTES=300" in greedy.erro["mensagem"]
+    assert greedy.tentativa == 1
 
     assert refused.status == "dead-lettered"
     assert refused.erro is not None
