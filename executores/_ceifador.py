@@ -11,8 +11,8 @@ and exits with the program's status (re-raising the signal that killed it, so th
 ``-9`` as it would without the reaper). A reaper per job, not the worker itself, because only
 it can tell which orphan belongs to which of the jobs a worker runs at once.
 
-``STATUS_FD`` gets the errno if the program cannot be started, and is closed unwritten once it
-has started.
+``STATUS_FD`` gets the errno if the program cannot be started (``reaper <errno>`` if this process
+cannot become its reaper), and is closed unwritten once it has started.
 """
 
 from __future__ import annotations
@@ -129,8 +129,12 @@ def main(argv: list[str]) -> None:
     for sig in _SINAIS:
         signal.signal(sig, _encerrar)
     try:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        try:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError as exc:  # never run a program this reaper could not keep track of
+            os.write(status_fd, f"reaper {exc.errno or 0}".encode())
+            os._exit(127)
         if os.getppid() != pai:  # the worker died before PDEATHSIG was armed
             raise _Encerrar
         try:

@@ -290,8 +290,10 @@ async def _iniciar(
             os.close(leitura)
         if relato:
             await proc.wait()
-            codigo = int(relato)
-            raise OSError(codigo, os.strerror(codigo))
+            causa, _, codigo = relato.decode().rpartition(" ")
+            if causa:  # not the program's fault, nor the payload's: another worker may do better
+                raise RuntimeError(f"cannot start the reaper of {programa}: {os.strerror(int(codigo))}")
+            raise OSError(int(codigo), os.strerror(int(codigo)))
         return proc
     except OSError as exc:
         if exc.errno in _ERROS_PERMANENTES:
