@@ -1,8 +1,10 @@
 """HTTP plumbing the built-in escavadores share, so they pool connections and fail the same way.
 
-One pooled client per event loop; URL and option checks that turn bad input into
-``PermanentFailure`` (retrying cannot fix a payload); Retry-After parsing; and :func:`buscar`, a
-bounded GET for documents that are only useful whole (a JSON page, a sitemap, a feed).
+One pooled client per event loop, dialling only what ``ORQ_FETCH_DENY`` allows; URL and option
+checks that turn bad input into ``PermanentFailure`` (retrying cannot fix a payload), within the
+worker's ceilings; Retry-After parsing; :func:`baixar`, a bounded GET within one deadline that
+follows redirects itself, giving the payload's headers to its origin only; and :func:`buscar`,
+the same for documents that are only useful whole (a JSON page, a sitemap, a feed).
 """
 
 from __future__ import annotations
