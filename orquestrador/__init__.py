@@ -18,11 +18,13 @@ from orquestrador.errors import (
     ConfigError,
     EnvelopeError,
     JobTimeout,
+    LaunchError,
     OrquestradorError,
     PayloadTooLarge,
     PermanentFailure,
     PluginError,
     Retry,
+    StoreError,
 )
 from orquestrador.plugins import Plugin, escavador, executor, registry
 
@@ -77,6 +79,7 @@ __all__ = [
     "Erro",
     "Job",
     "JobTimeout",
+    "LaunchError",
     "Lote",
     "Orquestrador",
     "OrquestradorError",
@@ -87,6 +90,7 @@ __all__ = [
     "PluginError",
     "Retencao",
     "Retry",
+    "StoreError",
     "Worker",
     "WorkerOptions",
     "decode",

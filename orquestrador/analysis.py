@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from orquestrador import reader
+
 JOB_COLUMNS = [
     "correlation_id", "message_id", "alvo", "tipo_evento", "status", "tentativa", "worker",
     "enviado_em", "iniciado_em", "concluido_em", "duracao", "erro_tipo", "erro_mensagem",
@@ -34,22 +36,20 @@ def read_jobs(path: Path, where: str = "", args: Sequence[Any] = ()) -> pa.Table
     """The jobs table as Arrow columns, without one Python object per value.
 
     A million rows through ``sqlite3`` cost seconds in object creation alone; the ADBC SQLite
-    driver fills Arrow arrays in C. It infers each column's type from the values it sees first,
-    so a typed sentinel row leads the result (and is dropped): a column that starts with NULLs
-    still reads as text or float. Without the driver, the standard library reads the same.
+    driver fills Arrow arrays in C. It bundles a SQLite library of its own, so it runs in the
+    reader process (:mod:`orquestrador.reader`), never here. It infers each column's type from
+    the values it sees first, so a typed sentinel row leads the result (and is dropped): a column
+    that starts with NULLs still reads as text or float. Without the driver, the standard
+    library reads the same, in this process.
     """
     names = [name for name, _ in _READ_COLUMNS]
     body = f"SELECT 1 AS _real, {', '.join(names)} FROM jobs{where} ORDER BY rowid"
-    try:
-        import adbc_driver_sqlite.dbapi as adbc
-    except ImportError:  # the driver is a dependency; this keeps trimmed installs working
-        return _read_jobs_stdlib(path, body, args)
     sentinel = ", ".join(f"{value} AS {name}" for name, value in _READ_COLUMNS)
     sql = f"SELECT * FROM (SELECT 0 AS _real, {sentinel}) UNION ALL SELECT * FROM ({body})"
-    with adbc.connect(str(path)) as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
-        cur.execute(sql, list(args))
-        table = cur.fetch_arrow_table()
+    try:
+        table = reader.shared.query(path, sql, args, {"adbc.sqlite.query.batch_rows": "65536"})
+    except reader.DriverMissing:  # the driver is a dependency; this keeps trimmed installs working
+        return read_jobs_stdlib(path, where, args)
     real = table.column("_real")
     if real[0].as_py() == 0 and pc.sum(real).as_py() == table.num_rows - 1:
         table = table.slice(1)  # the sentinel came first, as SQLite runs UNION ALL in order: no copy
@@ -58,10 +58,12 @@ def read_jobs(path: Path, where: str = "", args: Sequence[Any] = ()) -> pa.Table
     return table.drop_columns(["_real"])
 
 
-def _read_jobs_stdlib(path: Path, sql: str, args: Sequence[Any]) -> pa.Table:
+def read_jobs_stdlib(path: Path, where: str = "", args: Sequence[Any] = ()) -> pa.Table:
+    """:func:`read_jobs` through Python's ``sqlite3``: slower, and the same table."""
+    names = [name for name, _ in _READ_COLUMNS]
+    sql = f"SELECT 1 AS _real, {', '.join(names)} FROM jobs{where} ORDER BY rowid"
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute(sql, list(args)).fetchall()
-    names = [name for name, _ in _READ_COLUMNS]
     columns = list(zip(*rows, strict=True))[1:] if rows else [()] * len(names)
     types = {"tentativa": pa.int64(), "enviado_em": pa.float64(), "iniciado_em": pa.float64(),
              "concluido_em": pa.float64()}  # fmt: skip

@@ -10,6 +10,8 @@
     │   ├── BrokerUnavailable       cannot reach the broker at all
     │   └── EmbeddedServerError     the embedded nats-server could not start or be found
     ├── PluginError                 a plugin is missing, registered twice or badly declared
+    ├── StoreError                  the local store could not be read or written
+    ├── LaunchError                 a batch launch stopped part-way (carries the Lote so far)
     ├── JobTimeout                  Job.wait() ran out of time (the job may still finish)
     ├── ClosedError                 the Orquestrador was closed: create a new one
     └── HandlerSignal               control flow raised by handlers, never an error to report
@@ -22,6 +24,8 @@ do, and never contain a password or token (see :func:`orquestrador.settings.reda
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class OrquestradorError(Exception):
@@ -58,6 +62,26 @@ class EmbeddedServerError(BrokerError):
 
 class PluginError(OrquestradorError):
     """A plugin is unknown, registered twice, or declared with bad options."""
+
+
+class StoreError(OrquestradorError):
+    """The local store (SQLite under ``ORQ_HOME``) could not be read or written."""
+
+
+class LaunchError(OrquestradorError):
+    """A batch launch stopped part-way; nothing already sent is lost.
+
+    ``lote`` is the batch as far as it got (a :class:`~orquestrador.facade.Lote` from the
+    facade, its id from :class:`~orquestrador.orchestrator.AsyncOrquestrador`): every job in it
+    is recorded, so ``orq.lote(id)`` finds it after a restart too. ``enviados`` is how many jobs
+    the broker confirmed; the others in the batch may or may not have reached it. The cause is
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, lote: Any, enviados: int) -> None:
+        super().__init__(message)
+        self.lote = lote
+        self.enviados = enviados
 
 
 class JobTimeout(OrquestradorError, TimeoutError):
@@ -103,10 +127,12 @@ __all__ = [
     "EnvelopeError",
     "HandlerSignal",
     "JobTimeout",
+    "LaunchError",
     "OrquestradorError",
     "PayloadTooLarge",
     "PermanentFailure",
     "PluginError",
     "Retry",
+    "StoreError",
     "WorkerLost",
 ]

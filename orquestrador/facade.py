@@ -447,6 +447,9 @@ class Orquestrador:
         )
 
     def _frame(self, **filters: Any) -> pd.DataFrame:
+        from orquestrador import reader
+
+        reader.shared.start()  # on a first call, the reader imports pyarrow while we import pandas
         from orquestrador.analysis import jobs_frame, read_jobs
         from orquestrador.store import jobs_filter
 

@@ -6,13 +6,16 @@ so these pin down the json_normalize(max_level=1) semantics it must keep.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from orquestrador.analysis import jobs_frame, read_jobs
+from orquestrador.analysis import jobs_frame, read_jobs, read_jobs_stdlib
 from orquestrador.envelope import Erro, nova
+from orquestrador.reader import DriverMissing, ReaderProcess
 from orquestrador.store import Store, jobs_filter
 
 
@@ -95,11 +98,25 @@ def test_an_empty_store_gives_the_columns_without_rows(tmp_path: Path):
     assert {"correlation_id", "status", "enviado_em", "duracao"} <= set(frame.columns)
 
 
-def test_without_the_adbc_driver_the_standard_library_reads_the_same(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+def test_the_standard_library_reads_the_same_table_as_the_reader_process(tmp_path: Path):
     store = Store(tmp_path / "s.db")
     _run(store, "a", {"n": 1, "meta": {"k": "v"}}, {"ok": True})
     _run(store, "b", {"n": 2}, None, erro=True)
     fast = _frame(store)
-    monkeypatch.setitem(__import__("sys").modules, "adbc_driver_sqlite.dbapi", None)  # import fails
-    slow = _frame(store)
+    where, args = jobs_filter()
+    slow = jobs_frame(read_jobs_stdlib(store.path, where, args))
     pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_a_reader_without_the_adbc_driver_says_so(tmp_path: Path):
+    # A trimmed install: the child cannot import the driver, and read_jobs falls back on it.
+    fake = tmp_path / "sem_driver" / "adbc_driver_sqlite"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no adbc here')\n")
+    store = Store(tmp_path / "s.db")
+    reader = ReaderProcess(env={**os.environ, "PYTHONPATH": str(fake.parent)})
+    try:
+        with pytest.raises(DriverMissing, match="no adbc here"):
+            reader.query(store.path, "SELECT 1")
+    finally:
+        reader.close()
