@@ -82,7 +82,20 @@ class ReaderProcess:
         self, path: Path, sql: str, args: Sequence[Any] = (), options: dict[str, str] | None = None
     ) -> pa.Table:
         """Run ``sql`` on the store at ``path`` in the reader; raises DriverMissing without the driver."""
-        request = {"path": str(path), "sql": sql, "args": list(args), "options": options or {}}
+        return self.query_many(path, [(sql, args)], options)[0]
+
+    def query_many(
+        self,
+        path: Path,
+        queries: Sequence[tuple[str, Sequence[Any]]],
+        options: dict[str, str] | None = None,
+    ) -> list[pa.Table]:
+        """Several queries read side by side (e.g. one per rowid range); one table each."""
+        request = {
+            "path": str(path),
+            "queries": [{"sql": sql, "args": list(args)} for sql, args in queries],
+            "options": options or {},
+        }
         with self._lock:
             sock = self._ensure()
             try:
@@ -105,7 +118,12 @@ class ReaderProcess:
             raise StoreError(f"reading the store {path} failed: {answer.get('kind')}: {answer.get('error')}")
         if fd is None:
             raise StoreError("the store reader process answered without its data")
-        return _map_table(fd, int(answer["bytes"]))
+        table = _map_table(fd, int(answer["bytes"]))
+        parts, offset = [], 0
+        for rows in answer["rows"]:
+            parts.append(table.slice(offset, rows))
+            offset += rows
+        return parts
 
     def _receive(self, sock: socket.socket) -> tuple[dict[str, Any], int | None]:
         data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
