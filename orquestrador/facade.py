@@ -21,7 +21,7 @@ from orquestrador import consumers
 from orquestrador import envelope as wire
 from orquestrador.collector import Saude
 from orquestrador.envelope import Envelope, TipoEvento
-from orquestrador.errors import ClosedError, JobTimeout
+from orquestrador.errors import ClosedError, JobTimeout, LaunchError
 from orquestrador.loop_thread import LoopThread
 from orquestrador.orchestrator import KIND_OF, AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
@@ -402,19 +402,37 @@ class Orquestrador:
         pipeline: str | None,
     ) -> Lote:
         lote = wire.new_id()
+        try:
+            return Lote(self, lote, self._launch(tipo, alvo, payloads, progress, pipeline, lote))
+        except LaunchError as exc:
+            exc.lote = self.lote(lote) or Lote(self, lote, 0)  # what got recorded, to wait for
+            raise
+        except KeyboardInterrupt as exc:
+            recorded = sum(self._core.store.count_lote(lote).values())
+            exc.add_note(f"{recorded} jobs of this launch are recorded as batch {lote!r}: orq.lote({lote!r})")
+            raise
+
+    def _launch(
+        self,
+        tipo: TipoEvento,
+        alvo: str,
+        payloads: Iterable[dict[str, Any]],
+        progress: bool,
+        pipeline: str | None,
+        lote: str,
+    ) -> int:
+        """Publish the batch, behind a progress bar unless ``progress`` is False; how many went out."""
         if not progress:
-            size = self._run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
-            return Lote(self, lote, size)
+            return self._run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
         from rich.progress import Progress
 
         items = payloads if isinstance(payloads, Sized) else list(payloads)
         with Progress(transient=True) as bar:
             task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
             advance = lambda n: bar.advance(task, n)  # noqa: E731
-            size = self._run(
+            return self._run(
                 self._core.lancar_lote(tipo, alvo, items, on_progress=advance, pipeline=pipeline, lote=lote)
             )
-        return Lote(self, lote, size)
 
     def job(self, message_id: str) -> Job | None:
         """A job launched earlier (even before a kernel restart), from its message_id."""

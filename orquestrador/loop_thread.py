@@ -33,7 +33,7 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
-        except TimeoutError:
+        except BaseException:  # a timeout, or Ctrl-C in the notebook: the work stops with the caller
             future.cancel()
             raise
 

@@ -20,7 +20,7 @@ from orquestrador import envelope as wire
 from orquestrador.brokers import Broker, create_broker, resolve_url
 from orquestrador.brokers.base import Delivery, validate_results_queue
 from orquestrador.envelope import Envelope, TipoEvento
-from orquestrador.errors import BrokerError, EnvelopeError
+from orquestrador.errors import BrokerError, EnvelopeError, LaunchError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.pipeline import Pipeline, PipelineRunner
@@ -196,7 +196,10 @@ class AsyncOrquestrador:
         """Like :meth:`iniciar_lote`, without keeping the envelopes: memory stays flat however many.
 
         ``lote`` tags every job in the store, so the batch is counted and listed from there.
-        Returns how many jobs were published.
+        Returns how many jobs were published. A launch that stops part-way (a bad payload, the
+        broker refusing a chunk) raises :class:`LaunchError` with ``lote`` and ``enviados``:
+        every job sent is recorded; the rows of a chunk whose publish failed stay too, since
+        some of it may have reached the broker.
         """
         fila = queue_for(KIND_OF[tipo], alvo)
         total = 0
@@ -210,8 +213,9 @@ class AsyncOrquestrador:
             bodies = [body for _, body in batch]
             await asyncio.to_thread(self.store.record_sent, envelopes, fila, lote=lote, bodies=bodies)
             if sending is not None:
+                previous, sending = sending, None
                 try:
-                    total += await sending
+                    total += await previous
                 except BaseException:
                     self.store.forget([e.message_id or "" for e in envelopes])  # never sent
                     raise
@@ -229,13 +233,20 @@ class AsyncOrquestrador:
             if batch:
                 await send(batch, spans)
             if sending is not None:
-                total += await sending
-        except Exception:
+                previous, sending = sending, None
+                total += await previous
+        except Exception as exc:
             # A bad payload further on: what was recorded and handed to the broker still goes out.
-            if sending is not None and not sending.done():
+            if sending is not None:
                 with contextlib.suppress(Exception):
-                    await sending
-            raise
+                    total += await sending
+            where = f"; they are batch {lote!r}, orq.lote({lote!r}) finds it" if lote else ""
+            raise LaunchError(
+                f"launching {tipo} for {alvo} stopped after {total} jobs were sent"
+                f" ({type(exc).__name__}: {exc}){where}",
+                lote=lote,
+                enviados=total,
+            ) from exc
         except BaseException:
             if sending is not None:
                 sending.cancel()

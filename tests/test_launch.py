@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orquestrador import AsyncOrquestrador
-from orquestrador.errors import BrokerError, EnvelopeError
+from orquestrador import AsyncOrquestrador, Orquestrador
+from orquestrador.errors import BrokerError, EnvelopeError, LaunchError
+from tests.workers import start_worker
 
 
 async def _orq(tmp_path: Path) -> AsyncOrquestrador:
@@ -32,8 +33,10 @@ async def test_a_bad_payload_midway_stops_the_batch_but_what_was_sent_stays_reco
     orq = await _orq(tmp_path)
     payloads = [{"n": i} for i in range(250)] + ["not a dict"] + [{"n": 999}]
 
-    with pytest.raises(EnvelopeError, match="payload must be a dict"):
+    with pytest.raises(LaunchError, match="stopped after 200 jobs were sent") as caught:
         await orq.iniciar_lote("iniciar_coleta", "lote", payloads, chunk=100)  # type: ignore[arg-type]
+    assert isinstance(caught.value.__cause__, EnvelopeError)
+    assert caught.value.enviados == 200
 
     depth = (await orq._broker().stats("escavador_lote")).depth
     assert depth == 200  # two full chunks went out; the third never formed
@@ -55,11 +58,34 @@ async def test_a_failed_publish_forgets_the_chunk_recorded_behind_it(tmp_path: P
         return await real(queue, items, **kw)
 
     broker.publish_many = flaky  # type: ignore[method-assign]
-    with pytest.raises(BrokerError):
+    with pytest.raises(LaunchError, match="connection lost") as caught:
         await orq.iniciar_lote("iniciar_coleta", "lote", [{"n": i} for i in range(500)], chunk=100)
+    assert isinstance(caught.value.__cause__, BrokerError)
+    assert caught.value.enviados == 100
 
     # Chunk 1 is out, chunk 2 failed (kept: some of it may be out, dedup makes a re-launch safe),
     # chunk 3 was recorded while chunk 2 confirmed, never sent: forgotten. Nothing after it.
     assert orq.store.count_by_state() == {"queued": 200}
     assert (await broker.stats("escavador_lote")).depth == 100
     await orq.close()
+
+
+@pytest.mark.nats
+def test_a_launch_that_stops_part_way_hands_back_its_batch(nats_url: str, tmp_path: Path):
+    suffix = uuid.uuid4().hex[:8]
+    worker = start_worker(nats_url, "eco", suffix)
+
+    def payloads():  # type: ignore[no-untyped-def]
+        yield from ({"n": i} for i in range(1200))
+        raise OSError("the input file went away")  # e.g. a generator reading a file
+
+    try:
+        with Orquestrador(nats_url, home=tmp_path, responder_para=f"res_{suffix}") as orq:
+            with pytest.raises(LaunchError, match="the input file went away") as caught:
+                orq.iniciar_coletas(f"eco_{suffix}", payloads(), progress=False)
+            lote = caught.value.lote
+            assert caught.value.enviados == 1000 and len(lote) == 1000  # two chunks of 500 went out
+            assert lote.id in str(caught.value)
+            assert lote.wait(60).contagem() == {"ok": 1000}
+    finally:
+        worker.stop()
