@@ -22,7 +22,8 @@ from orquestrador.store import Store
 _FILL = """
 WITH RECURSIVE seq(n) AS (SELECT :lo UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < :hi)
 INSERT INTO jobs (message_id, correlation_id, tipo_evento, alvo, fila, payload, estado,
-                  enviado_em, iniciado_em, concluido_em, tentativa, worker, resultado, erro, result_id)
+                  enviado_em, iniciado_em, concluido_em, execucao, tentativa, worker, resultado, erro,
+                  result_id)
 SELECT
   substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-' || substr(m, 1, 4) || '-' || substr(m, 5, 4)
     || '-' || substr(m, 9, 12),
@@ -32,6 +33,7 @@ SELECT
   printf('{"seq": %d, "url": "https://exemplo.com.br/produtos/%08d"}', n, n),
   CASE WHEN falhou THEN 'erro' ELSE 'ok' END,
   enviado, enviado + 0.001 + (n % 49) * 0.001, enviado + 0.011 + (n % 49) * 0.001 + (n % 197) * 0.01,
+  0.009 + (n % 197) * 0.01,
   CASE WHEN falhou THEN 3 ELSE 1 END,
   printf('worker-%d:%d:%06x', n % 8, 1000 + n % 8, 11259375 + n % 8),
   CASE WHEN falhou THEN NULL

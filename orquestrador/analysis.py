@@ -20,15 +20,16 @@ from orquestrador import reader
 
 JOB_COLUMNS = [
     "correlation_id", "message_id", "alvo", "tipo_evento", "status", "tentativa", "worker",
-    "enviado_em", "iniciado_em", "concluido_em", "duracao", "erro_tipo", "erro_mensagem",
+    "enviado_em", "iniciado_em", "concluido_em", "duracao", "espera", "execucao", "erro_tipo",
+    "erro_mensagem",
 ]  # fmt: skip
 
 
 _READ_COLUMNS = [
     ("correlation_id", "'-'"), ("message_id", "'-'"), ("alvo", "'-'"), ("tipo_evento", "'-'"),
     ("estado", "'-'"), ("tentativa", "0"), ("worker", "'-'"), ("enviado_em", "0.0"),
-    ("iniciado_em", "0.0"), ("concluido_em", "0.0"), ("erro", "'-'"), ("payload", "'-'"),
-    ("resultado", "'-'"),
+    ("iniciado_em", "0.0"), ("concluido_em", "0.0"), ("execucao", "0.0"), ("erro", "'-'"),
+    ("payload", "'-'"), ("resultado", "'-'"),
 ]  # fmt: skip
 _STATES = ["queued", "running", "ok", "erro", "dead-lettered"]
 
@@ -85,7 +86,7 @@ def read_jobs_stdlib(path: Path, where: str = "", args: Sequence[Any] = ()) -> p
         rows = conn.execute(sql, list(args)).fetchall()
     columns = list(zip(*rows, strict=True))[1:] if rows else [()] * len(names)
     types = {"tentativa": pa.int64(), "enviado_em": pa.float64(), "iniciado_em": pa.float64(),
-             "concluido_em": pa.float64()}  # fmt: skip
+             "concluido_em": pa.float64(), "execucao": pa.float64()}  # fmt: skip
     arrays = {n: pa.array(c, type=types.get(n, pa.string())) for n, c in zip(names, columns, strict=True)}
     return pa.table(arrays)
 
@@ -96,6 +97,12 @@ def _times(values: pa.ChunkedArray | Sequence[float | None]) -> pd.Series:
         return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True)
     nanos = pc.cast(pc.round(pc.multiply(values, 1e9)), pa.int64())
     return pd.Series(pc.cast(nanos, pa.timestamp("ns", tz="UTC")).to_pandas(), copy=False)
+
+
+def _durations(seconds: pa.ChunkedArray) -> pd.Series:
+    """Seconds (REAL in SQLite) to timedelta64[ns], NaT where missing."""
+    nanos = pc.cast(pc.round(pc.multiply(seconds, 1e9)), pa.int64())
+    return pd.Series(pc.cast(nanos, pa.duration("ns")).to_pandas(), copy=False)
 
 
 def jobs_frame(table: pa.Table) -> pd.DataFrame:
@@ -120,7 +127,11 @@ def jobs_frame(table: pa.Table) -> pd.DataFrame:
             "erro_mensagem": _field(erro, "mensagem", table.num_rows),
         }
     )
+    # duracao: sent to finished; espera: sent to the (last) attempt's start; execucao: that
+    # attempt's run as the worker timed it (NaT for results of workers that did not say).
     frame.insert(10, "duracao", frame["concluido_em"] - frame["enviado_em"])
+    frame.insert(11, "espera", frame["iniciado_em"] - frame["enviado_em"])
+    frame.insert(12, "execucao", _durations(table.column("execucao")))
     payloads = _flatten(table.column("payload"), "payload.")
     results = _flatten(table.column("resultado"), "resultado.")
     return pd.concat([frame, payloads, results], axis=1)

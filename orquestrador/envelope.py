@@ -81,6 +81,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(epoch: float) -> str:
+    """Epoch seconds as the wire writes times: ISO 8601 in UTC with a ``Z``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class _Entropy(threading.local):
     """os.urandom in blocks of 256 ids: one system call per block instead of one per id.
 

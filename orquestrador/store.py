@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     erro TEXT,
     result_id TEXT,
     causation_id TEXT,
-    lote TEXT
+    lote TEXT,
+    execucao REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
 CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
@@ -118,6 +119,8 @@ class Store:
                 conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
             if "lote" not in columns:  # stores written before batches were tagged
                 conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
+            if "execucao" not in columns:  # stores written before results carried their run time
+                conn.execute("ALTER TABLE jobs ADD COLUMN execucao REAL")
             conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
             conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
         except sqlite3.Error as exc:
@@ -214,15 +217,17 @@ class Store:
                 if env.extras.get("filhos"):
                     self._insert_children(conn, env, now)
                 estado = _estado_of(env)
+                iniciado_em, execucao = _run_times(env)
                 values = (
                     estado, env.timestamp.timestamp(), env.tentativa,
                     (env.extras.get("worker")), json.dumps(env.payload),
                     env.erro.model_dump_json() if env.erro else None, env.message_id,
+                    iniciado_em, execucao,
                 )  # fmt: skip
                 cur = conn.execute(
                     "UPDATE jobs SET estado = ?, concluido_em = ?, tentativa = ?, worker = ?,"
-                    " resultado = ?, erro = ?, result_id = ? WHERE message_id = ?"
-                    " AND estado NOT IN ('ok', 'erro', 'dead-lettered')",
+                    " resultado = ?, erro = ?, result_id = ?, iniciado_em = COALESCE(?, iniciado_em),"
+                    " execucao = ? WHERE message_id = ? AND estado NOT IN ('ok', 'erro', 'dead-lettered')",
                     (*values, env.causation_id),
                 )
                 if cur.rowcount:
@@ -231,8 +236,8 @@ class Store:
                 # A job we did not launch (published by hand, or by another tool): keep it too.
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO jobs (estado, concluido_em, tentativa, worker, resultado,"
-                    " erro, result_id, message_id, correlation_id, tipo_evento, alvo)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " erro, result_id, iniciado_em, execucao, message_id, correlation_id, tipo_evento,"
+                    " alvo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, env.causation_id, env.correlation_id,
                      _request_of(env.tipo_evento), env.alvo),
                 )  # fmt: skip
@@ -517,6 +522,25 @@ def _estado_of(env: Envelope) -> str:
             else "erro"
         )
     return "ok"
+
+
+def _run_times(env: Envelope) -> tuple[float | None, float | None]:
+    """The attempt's start (epoch seconds) and run time a worker put on its result, if sane.
+
+    Optional on the wire: results from older workers, or published by hand, have neither.
+    """
+    extras = env.extras
+    started: float | None = None
+    if isinstance(extras.get("iniciado_em"), str):
+        try:
+            moment = datetime.fromisoformat(extras["iniciado_em"])
+        except ValueError:
+            moment = None
+        if moment is not None:  # the wire is UTC; a time without its zone is read as UTC too
+            started = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    ran = extras.get("duracao")
+    valid = isinstance(ran, int | float) and not isinstance(ran, bool) and 0 <= ran < float("inf")
+    return started, (float(ran) if valid else None)
 
 
 def _request_of(tipo_resultado: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -91,6 +92,8 @@ class _Job:
     envelope: Envelope
     log: JobLogger
     span: tracing.Span
+    iniciado_em: float | None = None  # wall clock when this attempt started (epoch seconds)
+    inicio: float = 0.0  # perf_counter at the same moment: the run's duration is measured from it
 
 
 class Worker:
@@ -247,6 +250,7 @@ class Worker:
             ))  # fmt: skip
             job.span.end()
             return
+        job = dataclasses.replace(job, iniciado_em=time.time(), inicio=time.perf_counter())
         self._running[job] = asyncio.get_running_loop().time()
         if self._beater is None:
             self._beater = asyncio.create_task(self._heartbeats())
@@ -475,6 +479,11 @@ class Worker:
     ) -> None:
         env = job.envelope
         extras: dict[str, Any] = {"worker": self.worker_id}
+        if job.iniciado_em is not None and not parte:
+            # The start and run time travel with the result: the best-effort "iniciado" event
+            # may be lost or arrive after it, the result never is.
+            extras["iniciado_em"] = wire.iso(job.iniciado_em)
+            extras["duracao"] = round(time.perf_counter() - job.inicio, 6)
         if "responder_final" in env.extras:  # a pipeline step: where its runner forwards results
             extras["responder_final"] = env.extras["responder_final"]
         message_id = wire.new_id()
