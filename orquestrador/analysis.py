@@ -189,6 +189,21 @@ def _parse_json(texts: pa.ChunkedArray, levels: int = 1) -> pd.DataFrame:
     return frame
 
 
+LOTE_COLUMNS = ["lote", "tipo_evento", "alvo", "jobs", "queued", "running", "ok", "erro",
+                "dead_lettered", "enviado_em", "concluido_em"]  # fmt: skip
+
+
+def lotes_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Batches with their counts by state; ``concluido_em`` only once every job is final."""
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=LOTE_COLUMNS)
+    for column in LOTE_COLUMNS[3:9]:
+        frame[column] = frame[column].astype("int64")
+    unfinished = frame["queued"] + frame["running"] > 0
+    frame["enviado_em"] = _times(list(frame["enviado_em"]))
+    frame["concluido_em"] = _times(list(frame["concluido_em"])).mask(unfinished)
+    return frame
+
+
 def trace_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     columns = ["momento", "tipo", "evento", "message_id", "causation_id", "alvo", "status",
                "tentativa", "worker", "detalhe"]  # fmt: skip

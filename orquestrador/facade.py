@@ -446,6 +446,16 @@ class Orquestrador:
         size = sum(self._core.store.count_lote(lote_id).values())
         return Lote(self, lote_id, size) if size else None
 
+    def lotes(self) -> pd.DataFrame:
+        """Every batch in the store, oldest first: its id, what it ran, jobs by state, when.
+
+        After a kernel restart this is where a batch's id is found again (``orq.lote(id)``).
+        ``concluido_em`` is set once every job of the batch is final.
+        """
+        from orquestrador.analysis import lotes_frame
+
+        return lotes_frame(self._core.store.lotes())
+
     # -- analysis --------------------------------------------------------------------------
 
     def resultados(

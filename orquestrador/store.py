@@ -407,6 +407,15 @@ class Store:
         rows = self._conn().execute(sql, (lote,))
         return {estado: n for estado, n in rows}
 
+    def lotes(self) -> list[tuple[Any, ...]]:
+        """One row per batch, in launch order: (lote, tipo_evento, alvo, jobs, queued, running, ok,
+        erro, dead-lettered, first sent, last finished). Counted in SQLite, from the batch index."""
+        counts = ", ".join(f"SUM(estado = '{estado}')" for estado in ESTADOS[1:])
+        return self._conn().execute(
+            f"SELECT lote, MIN(tipo_evento), MIN(alvo), COUNT(*), {counts}, MIN(enviado_em),"
+            " MAX(concluido_em) FROM jobs WHERE lote IS NOT NULL GROUP BY lote ORDER BY MIN(rowid)"
+        ).fetchall()
+
     def lote_jobs(
         self, lote: str, offset: int = 0, limit: int = -1
     ) -> list[tuple[str, str, str | None, str]]:

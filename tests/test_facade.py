@@ -138,3 +138,22 @@ def test_a_batch_lives_in_the_store_and_reopens_after_a_restart(setup, tmp_path)
         assert reaberto is not None and len(reaberto) == 25
         assert reaberto.contagem() == {"ok": 25}
         assert again.lote("no-such-batch") is None
+
+
+def test_lotes_lists_every_batch_with_its_counts_after_a_restart(setup, tmp_path):  # type: ignore[no-untyped-def]
+    url, nome = setup
+    with Orquestrador(url, home=tmp_path) as orq:
+        assert orq.lotes().empty and "lote" in orq.lotes().columns
+        primeiro = orq.iniciar_coletas(nome, ({"n": i} for i in range(5)), progress=False).wait(20)
+        orq.iniciar_coleta(nome, {"n": 99}).wait(20)  # not a batch: not listed
+        parado = orq.iniciar_coletas("ninguem_escuta", [{"n": 1}, {"n": 2}], progress=False)
+
+    with Orquestrador(url, home=tmp_path) as again:  # a new kernel finds both batches
+        lotes = again.lotes()
+    assert lotes["lote"].tolist() == [primeiro.id, parado.id]
+    first, second = lotes.iloc[0], lotes.iloc[1]
+    assert (first["alvo"], first["jobs"], first["ok"], first["queued"]) == (nome, 5, 5, 0)
+    assert (second["alvo"], second["jobs"], second["queued"]) == ("ninguem_escuta", 2, 2)
+    assert first["enviado_em"] <= first["concluido_em"]
+    assert pd.isna(second["concluido_em"])  # not finished
+    assert str(lotes["enviado_em"].dtype) == "datetime64[ns, UTC]"
