@@ -331,30 +331,34 @@ class AsyncOrquestrador:
         consumer = await broker.consume(self.responder_para, visibility_timeout=60.0, prefetch=256)
         started.set()
         backoff = collector.Backoff()
+        held: list[Delivery] = []  # fetched and not yet settled: handed back if close() cancels us
         try:
             while not self._closing.is_set():
                 try:
-                    batch = await consumer.fetch(256, timeout=0.5)
+                    held = await consumer.fetch(256, timeout=0.5)
                 except BrokerError as exc:
                     log.warning("reading results failed (%s); retrying", exc)
                     await asyncio.sleep(1.0)
                     continue
-                if not batch:
+                if not held:
                     continue
                 # Nothing a result carries, and no store failure, ends this task (see collector).
                 try:
-                    await self._record(batch)
+                    await self._record(held)
                     backoff.reset()
                 except collector.StoreDown:
                     await self._pause(backoff.next())
                 except Exception:
                     delay = backoff.next()
                     log.exception(
-                        "recording %d results failed unexpectedly; going on in %.1fs", len(batch), delay
+                        "recording %d results failed unexpectedly; going on in %.1fs", len(held), delay
                     )
-                    await collector.release(batch)
+                    await collector.release(held)
                     await self._pause(delay)
+                held = []
         finally:
+            if held:  # close() gave up waiting (a store write stuck): hand them back right away
+                await collector.release(held)
             await consumer.close()
 
     async def _pause(self, delay: float) -> None:
