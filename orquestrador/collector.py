@@ -44,12 +44,25 @@ MAX_PENDING_EVENTS = 100_000
 _REPEAT_EVERY = 60.0  # seconds between two loud lines about the same storage failure
 
 
+# What a row's own values can make an insert raise: a type SQLite cannot bind, a constraint, a
+# value out of range, a timestamp that does not parse.
+_MESSAGE_FAULTS = (
+    sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
+    ValueError, TypeError, KeyError, OverflowError, RecursionError,
+)  # fmt: skip
+
+
 def storage_failure(exc: BaseException) -> bool:
-    """The store cannot write at all (not this message's fault): disk, permissions, locks, I/O."""
-    return (
-        isinstance(exc, sqlite3.OperationalError | OSError | MemoryError)
-        or type(exc) is sqlite3.DatabaseError
-    )
+    """Whether the store, not the message, failed: anything but a fault of the row's own values.
+
+    Unknown errors count as the store's (the message is kept on the broker and retried), never
+    as the message's: dead-lettering is for what is proven to be the message. At interpreter
+    exit, for instance, ``asyncio.to_thread`` raises ``RuntimeError: cannot schedule new futures
+    after shutdown`` for every result, and a closed connection raises ``ProgrammingError``.
+    """
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc).lower():
+        return True
+    return not isinstance(exc, _MESSAGE_FAULTS)
 
 
 def _one_line(exc: BaseException) -> str:

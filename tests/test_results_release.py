@@ -7,15 +7,23 @@ orchestrator releases what it holds; a store that cannot be written is survived 
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
-from orquestrador import AsyncOrquestrador
-from orquestrador.brokers import Broker
+import pytest
+
+from orquestrador import AsyncOrquestrador, Orquestrador
+from orquestrador.brokers import Broker, connect
+from orquestrador.brokers.base import QueueStats
 from orquestrador.envelope import encode, nova
 from tests.conftest import eventually
+from tests.workers import ROOT, start_worker
 
 
 async def _publish_results(broker: Broker, fila: str, n: int) -> None:
@@ -83,3 +91,48 @@ async def test_a_result_the_store_refuses_is_dead_lettered_and_the_rest_recorded
 
 async def _dead_letters(broker: Broker, fila: str) -> bool:
     return (await broker.stats(fila)).dead_letters == 1
+
+
+KERNEL_EXITS = """
+import sys, time
+from orquestrador import Orquestrador
+url, alvo, fila, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+orq = Orquestrador(url, responder_para=fila)
+lote = orq.iniciar_coletas(alvo, ({"segundos": 0.02, "i": i} for i in range(n)), progress=False)
+print(lote.id, flush=True)
+while lote.contagem().get("ok", 0) < n // 10:  # results are streaming in: exit mid-batch
+    time.sleep(0.005)
+sys.exit(0)  # a notebook kernel restarting: the interpreter exits with the Orquestrador open
+"""
+
+
+@pytest.mark.nats
+def test_an_interpreter_exiting_mid_batch_loses_no_result(nats_url: str, tmp_path: Path) -> None:
+    """At interpreter exit the thread pool is gone: results in hand go back, none to the .dlq."""
+    suffix, n = uuid.uuid4().hex[:8], 300
+    fila = f"res_{suffix}"
+    worker = start_worker(nats_url, "lento", suffix, concurrency=16)
+    try:
+        env = {**os.environ, "ORQ_HOME": str(tmp_path / "home")}
+        kernel = subprocess.run(
+            [sys.executable, "-c", KERNEL_EXITS, nats_url, f"lento_{suffix}", fila, str(n)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert kernel.returncode == 0, kernel.stderr[-2000:]
+        with Orquestrador(nats_url, responder_para=fila, home=tmp_path / "home") as again:
+            lote = again.lote(kernel.stdout.strip())
+            assert lote is not None
+            lote.wait(90)
+            assert lote.contagem() == {"ok": n}
+        assert asyncio.run(_stats(nats_url, fila)).dead_letters == 0, kernel.stderr[-2000:]
+    finally:
+        worker.stop()
+
+
+async def _stats(url: str, fila: str) -> QueueStats:
+    broker = await connect(url)
+    try:
+        return await broker.stats(fila)
+    finally:
+        await broker.delete(fila)
+        await broker.close()
