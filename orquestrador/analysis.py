@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from orquestrador import reader
+from orquestrador.vocabulary import ESTADOS
 
 JOB_COLUMNS = [
     "correlation_id", "message_id", "alvo", "tipo_evento", "status", "tentativa", "worker",
@@ -31,7 +32,7 @@ _READ_COLUMNS = [
     ("iniciado_em", "0.0"), ("concluido_em", "0.0"), ("execucao", "0.0"), ("erro", "'-'"),
     ("payload", "'-'"), ("resultado", "'-'"),
 ]  # fmt: skip
-_STATES = ["queued", "running", "ok", "erro", "dead-lettered"]
+_STATES = [s for s in ESTADOS if s != "unknown"]
 
 
 def read_jobs(path: Path, where: str = "", args: Sequence[Any] = ()) -> pa.Table:

@@ -22,11 +22,12 @@ from pydantic.json_schema import models_json_schema
 
 from orquestrador import __version__, settings
 from orquestrador.brokers.base import DLQ_ATTEMPTS, DLQ_ERROR_TYPE, DLQ_REASON, dlq_of
-from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, RESULTADO_DE, Envelope
+from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, Envelope
 from orquestrador.errors import ConfigError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.plugins import Plugin, registry
+from orquestrador.vocabulary import RESULTADO_DE
 
 VERSION = "3.0.0"
 REF = "#/components/schemas/{model}"
@@ -38,7 +39,6 @@ DESCRIPTIONS = {
     "resultado_coleta": "An escavador's answer: status ok with its result, or erro with the reason.",
     "resultado_execucao": "An executor's answer: status ok with its result, or erro with the reason.",
 }
-KIND_OF_TIPO = {"iniciar_coleta": "escavador", "iniciar_execucao": "executor"}
 
 
 def _id(name: str) -> str:

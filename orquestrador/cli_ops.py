@@ -33,6 +33,7 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.cli_progress import bar, spinner
 from orquestrador.errors import ConfigError, OrquestradorError
+from orquestrador.vocabulary import PENDENTES
 
 T = TypeVar("T")
 
@@ -471,7 +472,7 @@ def job_stats(rows: Sequence[Any]) -> list[dict[str, Any]]:
             "ok": states.count("ok"),
             "erro": states.count("erro"),
             "dead_lettered": states.count("dead-lettered"),
-            "pending": sum(1 for s in states if s in ("queued", "running")),
+            "pending": sum(1 for s in states if s in PENDENTES),
             "throughput": done / span if span > 0 else None,
             "p50": _percentile(latencies, 50),
             "p95": _percentile(latencies, 95),

@@ -18,13 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orquestrador.errors import EnvelopeError, PayloadTooLarge
+from orquestrador.vocabulary import RESULTADO_DE, TIPOS_EVENTO, TipoEvento, is_request
 
-TipoEvento = Literal["iniciar_coleta", "resultado_coleta", "iniciar_execucao", "resultado_execucao"]
-TIPOS_EVENTO: tuple[str, ...] = TipoEvento.__args__  # type: ignore[attr-defined]
-RESULTADO_DE: dict[str, str] = {
-    "iniciar_coleta": "resultado_coleta",
-    "iniciar_execucao": "resultado_execucao",
-}
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_RESULTS_QUEUE = "orquestrador_resultados"
 VERSAO = 1
@@ -66,7 +61,7 @@ class Envelope(BaseModel):
 
     @property
     def is_request(self) -> bool:
-        return self.tipo_evento in RESULTADO_DE
+        return is_request(self.tipo_evento)
 
     @property
     def extras(self) -> dict[str, Any]:

@@ -23,12 +23,13 @@ from orquestrador.collector import Saude
 from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import ClosedError, JobTimeout, LaunchError
 from orquestrador.loop_thread import LoopThread
-from orquestrador.orchestrator import KIND_OF, AsyncOrquestrador
+from orquestrador.orchestrator import AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import queue_for
 from orquestrador.retention import Retencao
 from orquestrador.settings import redact_url
-from orquestrador.store import FINAIS, JobRow
+from orquestrador.store import JobRow
+from orquestrador.vocabulary import FINAIS, KIND_OF, is_request
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -301,7 +302,7 @@ class Orquestrador:
 
     def _warn_unserved(self, tipo: str, alvo: str | None) -> None:
         """Warn (in the calling cell) if no worker consumes the queue of ``alvo``'s jobs."""
-        if alvo is None or tipo not in KIND_OF:
+        if alvo is None or not is_request(tipo):
             return
         fila = queue_for(KIND_OF[tipo], alvo)
         message = self._run(consumers.check(self._core._broker(), fila))

@@ -26,11 +26,10 @@ from orquestrador.eventos import EventoJob
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
 from orquestrador.retention import Retencao
-from orquestrador.store import FINAIS, JobRow, Store
+from orquestrador.store import JobRow, Store
+from orquestrador.vocabulary import FINAIS, KIND_OF
 
 log = logging.getLogger("orquestrador")
-
-KIND_OF: dict[str, str] = {"iniciar_coleta": "escavador", "iniciar_execucao": "executor"}
 
 
 class AsyncOrquestrador:

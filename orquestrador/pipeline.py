@@ -26,12 +26,12 @@ from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_queue_name
 from orquestrador.envelope import Envelope
 from orquestrador.errors import BrokerError, EnvelopeError, PluginError
-from orquestrador.plugins import KINDS, TIPO_DE, queue_for
+from orquestrador.plugins import queue_for
+from orquestrador.vocabulary import KIND_OF, KINDS, PEDIDO_DE, is_request
 
 log = logging.getLogger("orquestrador.pipeline")
 
 Transform = Callable[[dict[str, Any]], dict[str, Any] | list[dict[str, Any]] | None]
-KIND_OF_RESULT = {"resultado_coleta": "escavador", "resultado_execucao": "executor"}
 
 
 def _target(spec: str) -> tuple[str, str]:
@@ -154,7 +154,7 @@ class PipelineRunner:
                 await delivery.nack(1.0)
 
     def _children(self, result: Envelope, final: str) -> list[tuple[str, Envelope, tracing.Span]]:
-        kind = KIND_OF_RESULT.get(result.tipo_evento)
+        kind = None if is_request(result.tipo_evento) else KIND_OF.get(result.tipo_evento)
         if result.status == "erro" or kind is None or result.extras.get("parcial"):
             return []
         out: list[tuple[str, Envelope, tracing.Span]] = []
@@ -169,7 +169,7 @@ class PipelineRunner:
                 span = tracing.start(f"orq.publish {fila}", "producer", result.headers, attributes)
                 child = Envelope(
                     correlation_id=result.correlation_id,
-                    tipo_evento=TIPO_DE[dest_kind],  # type: ignore[arg-type]
+                    tipo_evento=PEDIDO_DE[dest_kind],  # type: ignore[arg-type]
                     payload=payload,
                     timestamp=wire.now(),
                     message_id=message_id,

@@ -13,16 +13,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from orquestrador.errors import PluginError
+from orquestrador.vocabulary import KINDS, PEDIDO_DE, Kind
 
-Kind = Literal["escavador", "executor"]
-KINDS: tuple[Kind, ...] = ("escavador", "executor")
-TIPO_DE: dict[str, str] = {"escavador": "iniciar_coleta", "executor": "iniciar_execucao"}
 ENTRY_POINT_GROUPS: dict[str, str] = {
     "escavador": "orquestrador.escavadores",
     "executor": "orquestrador.executores",
@@ -53,7 +51,7 @@ class Plugin:
 
     @property
     def tipo_evento(self) -> str:
-        return TIPO_DE[self.kind]
+        return PEDIDO_DE[self.kind]
 
     @property
     def is_async(self) -> bool:

@@ -21,9 +21,7 @@ from orquestrador import retention
 from orquestrador.envelope import Envelope
 from orquestrador.errors import ConfigError
 from orquestrador.eventos import EventoJob
-
-ESTADOS = ("unknown", "queued", "running", "ok", "erro", "dead-lettered")
-FINAIS = ("ok", "erro", "dead-lettered")
+from orquestrador.vocabulary import ESTADOS, FINAIS  # noqa: F401 - importable from here too
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

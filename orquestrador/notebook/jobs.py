@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
-from orquestrador.store import FINAIS, Store, jobs_filter
+from orquestrador.store import Store, jobs_filter
+from orquestrador.vocabulary import ESTADOS, FALHAS, FINAIS
 
 if TYPE_CHECKING:
     from orquestrador.facade import Job, Lote
 
 COLOURS = {"ok": "#1a7f37", "erro": "#b00", "dead-lettered": "#b00", "running": "#9a6700"}
-ORDER = ["queued", "running", "ok", "erro", "dead-lettered", "unknown"]
+ORDER = [*ESTADOS[1:], ESTADOS[0]]  # unknown last: it is the least interesting
 
 
 WINDOW = 10.0  # seconds of finished jobs the current rate is measured over
@@ -142,7 +143,7 @@ class LoteView:
         rate = throughput(self.lote._orq._core.store, where, args, total - done)
         self.bar.value = done
         self.bar.description = f"{100 * done // max(1, total)}%"
-        failed = counts.get("erro", 0) + counts.get("dead-lettered", 0)
+        failed = sum(counts.get(s, 0) for s in FALHAS)
         self.bar.bar_style = "danger" if failed else ("success" if done == total else "info")
         self.status.value = f"{done}/{total} done · {counts_html(counts)} · {rate.html()}"
         self.finished = done == total

@@ -14,7 +14,8 @@ from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
 from orquestrador.notebook.jobs import counts_html, throughput
 from orquestrador.notebook.lancador import Lancador
 from orquestrador.plugins import Plugin, registry
-from orquestrador.store import FINAIS, jobs_filter
+from orquestrador.store import jobs_filter
+from orquestrador.vocabulary import FALHAS, FINAIS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,7 +150,7 @@ class Painel:
         return "".join(f"<div class='orq-unserved' style='color:#9a6700'>⚠ {esc(m)}</div>" for m in warnings)
 
     def _errors_html(self, store: Any, since: float | None) -> str:
-        where, args = jobs_filter(estado=["erro", "dead-lettered"], desde=since)
+        where, args = jobs_filter(estado=list(FALHAS), desde=since)
         rows = (
             store._conn()
             .execute(f"SELECT alvo, estado, erro FROM jobs{where} ORDER BY rowid DESC LIMIT 5", args)

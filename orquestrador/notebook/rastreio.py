@@ -9,7 +9,7 @@ import ipywidgets as w
 
 from orquestrador.notebook._live import erro_html, esc, ticker
 from orquestrador.notebook.jobs import COLOURS, counts_html
-from orquestrador.store import FINAIS
+from orquestrador.vocabulary import FINAIS
 
 if TYPE_CHECKING:
     from orquestrador.facade import Orquestrador

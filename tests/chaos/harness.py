@@ -16,7 +16,7 @@ from orquestrador import envelope as wire
 from orquestrador.brokers import connect
 from orquestrador.brokers.base import DLQ_ERROR_TYPE, DLQ_REASON, Broker, Delivery, dlq_of
 from orquestrador.errors import EnvelopeError
-from orquestrador.store import FINAIS
+from orquestrador.vocabulary import FINAIS
 from tests.workers import WorkerProcess, start_worker
 
 MODULE = "tests.chaos.plugins_caos"
