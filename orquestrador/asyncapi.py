@@ -1,4 +1,4 @@
-"""``orq asyncapi``: the toolkit's messages as an AsyncAPI 3.0 document.
+"""The toolkit's messages as an AsyncAPI 3.0 document (``orq asyncapi`` writes it).
 
 Teams that publish jobs from other languages, or that keep a catalogue of their event-driven
 services, read AsyncAPI. The document is generated from the same pydantic models that validate
@@ -9,14 +9,10 @@ what workers accept. It describes the configured broker as its server, never its
 from __future__ import annotations
 
 import copy
-import importlib
 import json
-import sys
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-import typer
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
@@ -257,61 +253,4 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
 
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")]
-FormatOpt = Annotated[
-    str | None,
-    typer.Option("--format", "-f", help="json or yaml (default: from the --output extension, else json)."),
-]
-BrokerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--broker", "-b", help="Broker URL to describe (default: $ORQ_BROKER_URL, else embedded NATS)."
-    ),
-]
-ModuleOpt = Annotated[
-    list[str] | None,
-    typer.Option("--module", "-m", help="Import plugins from this module first (repeatable)."),
-]
-ResultsOpt = Annotated[
-    str | None,
-    typer.Option(help="Results queue (default: $ORQ_RESULTS_QUEUE, else orquestrador_resultados)."),
-]
-
-
-def asyncapi(
-    output: OutputOpt = None,
-    fmt: FormatOpt = None,
-    broker: BrokerOpt = None,
-    module: ModuleOpt = None,
-    results_queue: ResultsOpt = None,
-) -> None:
-    """Write an AsyncAPI 3.0 document of the envelopes, plugin queues and broker in use."""
-    _load_plugin_modules(module or [])
-    chosen = fmt or ("yaml" if output is not None and output.suffix in (".yaml", ".yml") else "json")
-    if chosen not in ("json", "yaml"):
-        raise ConfigError(f"unknown format {chosen!r}: use json or yaml")
-    text = render(document(broker, results_queue=results_queue), chosen)
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
-
-
-def _load_plugin_modules(names: list[str]) -> None:
-    """Plugins registered by decorator exist only once their module ran (as for ``orq worker``)."""
-    if names and "" not in sys.path:
-        sys.path.insert(0, "")  # modules in the current directory, like python -m
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"cannot import module {name!r}: {exc}") from None
-
-
-def register(app: typer.Typer) -> None:
-    """Mount ``orq asyncapi`` (called once by :mod:`orquestrador.cli`)."""
-    app.command("asyncapi")(asyncapi)
-
-
-__all__ = ["document", "register", "render"]
+__all__ = ["document", "render"]

@@ -51,7 +51,7 @@ class AsyncOrquestrador:
         )
         self.home = home or settings.home()
         self.max_message_bytes = max_message_bytes
-        self.store = Store(self.home / "orquestrador.db")
+        self.store = Store(settings.store_path(self.home))
         self.store.check_writable()  # a read-only store fails here, not at the first launch
         self.health = collector.Health(self.store.path)
         # Read now, so a bad ORQ_RETENTION_* fails the constructor rather than a background task.

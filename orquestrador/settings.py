@@ -19,6 +19,7 @@ from orquestrador.errors import ConfigError
 
 ENV_BROKER_URL = "ORQ_BROKER_URL"
 ENV_HOME = "ORQ_HOME"
+STORE_FILE = "orquestrador.db"
 ENV_RESULTS_QUEUE = "ORQ_RESULTS_QUEUE"
 
 ENV_TLS_CA = "ORQ_TLS_CA"
@@ -66,6 +67,11 @@ TLS_SCHEMES = ("tls", "rediss", "amqps")
 def home() -> Path:
     """The state directory: embedded broker data, its state file and the SQLite store."""
     return Path(os.environ.get(ENV_HOME) or ".orquestrador").absolute()
+
+
+def store_path(state_dir: Path | None = None) -> Path:
+    """The SQLite store of a state directory (default: :func:`home`)."""
+    return (state_dir or home()) / STORE_FILE
 
 
 def broker_url(url: str | None = None) -> str | None:

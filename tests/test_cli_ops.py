@@ -233,6 +233,6 @@ def test_every_operations_command_has_help():
 
 
 def test_the_worker_path_does_not_load_pandas():
-    code = "import sys, orquestrador.cli, orquestrador.cli_ops; print('pandas' in sys.modules)"
+    code = "import sys, orquestrador.cli, orquestrador.cli.stats; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

@@ -259,7 +259,7 @@ def test_cli_store_prune_asks_first_and_a_no_keeps_everything(monkeypatch, tmp_p
     store, old, _ = _cli_store(monkeypatch, tmp_path)
     refused = CliRunner().invoke(app, ["store", "prune", "--older-than", "1d"])  # no terminal to ask on
     assert refused.exit_code != 0 and "--yes" in str(refused.exception)
-    monkeypatch.setattr("orquestrador.cli_store._can_ask", lambda: True)
+    monkeypatch.setattr("orquestrador.cli.store._can_ask", lambda: True)
     result = CliRunner().invoke(app, ["store", "prune", "--older-than", "1d"], input="n\n")
     assert result.exit_code == 1
     assert "Delete 1 finished jobs" in result.output

@@ -8,7 +8,7 @@ import uuid
 
 from orquestrador.brokers import Broker
 from orquestrador.brokers.base import Delivery
-from orquestrador.cli_ops import replay_by_id
+from orquestrador.operations import replay_by_id
 from tests.conftest import eventually
 
 

@@ -1,47 +1,25 @@
-"""``orq``: the command line for people running workers and launching jobs.
+"""``orq demo``, ``orq publish``, ``orq trace`` and ``orq plugins``: jobs from the command line.
 
-Every failure the user can fix (bad URL, broker down, unknown plugin) ends as one red line and
-exit code 2, never a traceback.
+Run the demo, launch a job (or a batch from a file), follow a chain, list what can run.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from orquestrador import cli_console, display
-from orquestrador.cli_publish import json_object, publish_file
-from orquestrador.cli_worker import worker_app
+from orquestrador import display
+from orquestrador.cli import console
+from orquestrador.cli.options import BrokerOpt
+from orquestrador.cli.publish import json_object, publish_file
 from orquestrador.errors import JobTimeout, OrquestradorError
 from orquestrador.plugins import registry
+from orquestrador.vocabulary import PEDIDO_DE
 
-app = typer.Typer(
-    help="Launch scraping and execution jobs and run their workers on real brokers.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-broker_app = typer.Typer(
-    help="The configured broker, or the embedded NATS server of this directory.", no_args_is_help=True
-)
-app.add_typer(worker_app, name="worker")
-app.add_typer(broker_app, name="broker")
-
-
-
-BrokerOpt = Annotated[
-    str | None,
-    typer.Option("--broker", "-b", help="Broker URL (default: $ORQ_BROKER_URL, else embedded NATS)."),
-]
-
-
-class TipoEventoArg(StrEnum):
-    iniciar_coleta = "iniciar_coleta"
-    iniciar_execucao = "iniciar_execucao"
+app = typer.Typer()
 
 
 @app.command()
@@ -54,8 +32,12 @@ def demo(
     """Scrape a local demo site through the broker with real workers; exit 0 if all came back ok."""
     from orquestrador.demo import run_demo
 
-    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=cli_console.wide())
+    ok = run_demo(jobs=jobs, workers=workers, timeout=timeout, broker=broker, console=console.wide())
     raise typer.Exit(0 if ok else 1)
+
+
+# The envelopes a job starts with: iniciar_coleta, iniciar_execucao.
+TipoEventoArg = StrEnum("TipoEventoArg", {tipo: tipo for tipo in PEDIDO_DE.values()})  # type: ignore[misc]
 
 
 @app.command()
@@ -85,7 +67,7 @@ def publish(
         return
     data = json_object(payload, "--payload", 'e.g. \'{"url": "https://…"}\'')
     with Orquestrador(broker) as orq:
-        if tipo_evento is TipoEventoArg.iniciar_coleta:
+        if tipo_evento.value == "iniciar_coleta":
             job = orq.iniciar_coleta(alvo, data, correlation_id=correlation_id)
         else:
             job = orq.iniciar_execucao(alvo, data, correlation_id=correlation_id)
@@ -95,7 +77,7 @@ def publish(
         try:
             job.wait(timeout)
         except JobTimeout as exc:
-            cli_console.err().print(f"[red]error:[/] {exc}")
+            console.err().print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
         out = {"status": job.status, "tentativa": job.tentativa, "resultado": job.result, "erro": job.erro}
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -107,17 +89,17 @@ def trace(
     correlation_id: Annotated[str, typer.Argument(help="The chain to show.")],
 ) -> None:
     """Show every envelope and worker event of a chain recorded in this directory's store."""
-    from orquestrador.settings import home
-    from orquestrador.store import Store
-
-    rows = Store(home() / "orquestrador.db").trace(correlation_id)
-    if not rows:
-        raise OrquestradorError(f"nothing recorded for correlation_id {correlation_id!r} in {home()}")
-    table = cli_console.table(title=f"trace {correlation_id}")
-    for column in ("time", "kind", "what", "alvo", "status", "attempt", "worker", "detail"):
-        table.add_column(column, overflow="fold")
     from datetime import UTC, datetime
 
+    from orquestrador.settings import home, store_path
+    from orquestrador.store import Store
+
+    rows = Store(store_path()).trace(correlation_id)
+    if not rows:
+        raise OrquestradorError(f"nothing recorded for correlation_id {correlation_id!r} in {home()}")
+    table = console.table(title=f"trace {correlation_id}")
+    for column in ("time", "kind", "what", "alvo", "status", "attempt", "worker", "detail"):
+        table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
             datetime.fromtimestamp(r["momento"], UTC).strftime("%H:%M:%S.%f")[:-3],
@@ -125,74 +107,15 @@ def trace(
             str(r["tentativa"] or ""), display.text(r["worker"]),
             display.text(r["detalhe"]) if r["detalhe"] else "",
         )  # fmt: skip
-    cli_console.wide().print(table, markup=False)
-
-
-@broker_app.command("status")
-def broker_status(broker: BrokerOpt = None) -> None:
-    """Show the configured broker and whether it answers (a password or token shows as ***), or
-    whether this directory's embedded NATS server runs, and where."""
-    import asyncio
-
-    from orquestrador.brokers import connect, embedded
-    from orquestrador.settings import broker_url, home, redact_url
-
-    configured = broker_url(broker)
-    if configured is not None:
-        cli_console.out().print(f"configured  {redact_url(configured)}", markup=False, highlight=False)
-
-        async def ping() -> None:
-            await (await connect(configured)).close()
-
-        asyncio.run(ping())  # an unreachable broker ends as one redacted error line
-        cli_console.out().print("reachable")
-        return
-    server = embedded.status()
-    if server is None:
-        cli_console.out().print(f"no embedded broker running for {home()}")
-        raise typer.Exit(1)
-    cli_console.out().print(f"running  {server.url}  pid {server.pid}  store {server.store_dir}")
-
-
-@broker_app.command("stop")
-def broker_stop() -> None:
-    """Stop this directory's embedded NATS server (its data stays on disk)."""
-    from orquestrador.brokers import embedded
-
-    cli_console.out().print("stopped" if embedded.stop() else "no embedded broker was running")
+    console.wide().print(table, markup=False)
 
 
 @app.command()
 def plugins() -> None:
     """List the registered escavadores and executores and where each comes from."""
-    table = cli_console.table(title="plugins")
+    table = console.table(title="plugins")
     for column in ("kind", "name", "queue", "source"):
         table.add_column(column)
     for p in registry.all():
         table.add_row(p.kind, p.nome, p.fila, p.origem)
-    cli_console.out().print(table)
-
-
-from orquestrador.cli_ops import register as _register_ops  # noqa: E402 - after the core commands
-
-_register_ops(app)
-from orquestrador.asyncapi import register as _register_asyncapi  # noqa: E402
-
-_register_asyncapi(app)
-from orquestrador.cli_store import register as _register_store  # noqa: E402
-
-_register_store(app)
-
-
-def main() -> None:
-    try:
-        app()
-    except OrquestradorError as exc:
-        cli_console.err().print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
+    console.out().print(table)

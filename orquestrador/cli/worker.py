@@ -3,8 +3,7 @@
 ``orq worker escavador http rss`` serves two queues from one process and one broker connection
 (one :class:`~orquestrador.worker.Worker` over both plugins); ``orq worker --all`` serves every
 registered escavador and executor; ``--processes N`` starts N such processes under a
-supervisor. Kept apart from :mod:`orquestrador.cli`, and free of rich, pandas and the store, so
-that a worker process starts small.
+supervisor. Free of rich, pandas and the store, so that a worker process starts small.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import inspect
 import logging
 import os
@@ -24,32 +22,17 @@ from typing import Annotated, Any
 import typer
 
 from orquestrador import settings
+from orquestrador.cli.options import BrokerOpt, LogFormatOpt, LogLevelOpt, ModuleOpt, import_modules
 from orquestrador.errors import OrquestradorError, PluginError
 from orquestrador.plugins import KINDS, Kind, Plugin, registry
 
 log = logging.getLogger("orquestrador.worker")
 
-worker_app = typer.Typer(
+app = typer.Typer(
+    name="worker",
     help="Run workers: escavador/executor queues (several per process, or --all) and pipelines.",
     invoke_without_command=True,
 )
-
-BrokerOpt = Annotated[
-    str | None,
-    typer.Option("--broker", "-b", help="Broker URL (default: $ORQ_BROKER_URL, else embedded NATS)."),
-]
-ModuleOpt = Annotated[
-    list[str] | None, typer.Option("--module", "-m", help="Import this module first (registers plugins).")
-]
-LogLevelOpt = Annotated[
-    str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING… (default: $ORQ_LOG_LEVEL, else INFO)")
-]
-LogFormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--log-format", help="text, or json: one object per line (default: $ORQ_LOG_FORMAT, else text)"
-    ),
-]
 
 
 def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
@@ -114,16 +97,6 @@ def _with_options(fn: Callable[..., None], leading: list[inspect.Parameter]) -> 
     """Give ``fn(**kwargs)`` a signature typer reads: ``leading`` parameters, then the shared ones."""
     fn.__signature__ = inspect.Signature([*leading, *_SERVE_OPTIONS])  # type: ignore[attr-defined]
     return fn
-
-
-def import_modules(modules: list[str]) -> None:
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # --module finds modules in the current directory
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OrquestradorError(f"cannot import module {module!r}: {exc}") from None
 
 
 def _select(kind: Kind | None, names: list[str]) -> list[Plugin]:
@@ -216,7 +189,7 @@ def _kind_command(kind: Kind) -> Callable[..., None]:
 
 
 for _kind in KINDS:
-    worker_app.command(_kind)(_kind_command(_kind))
+    app.command(_kind)(_kind_command(_kind))
 
 
 def _all_callback(ctx: typer.Context, **opts: Any) -> None:
@@ -236,10 +209,10 @@ _every = _option("all", Annotated[bool, typer.Option(
     "--all", help="Serve every registered escavador and executor (with --module's) from one worker.")],
     False)  # fmt: skip
 _context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-worker_app.callback()(_with_options(_all_callback, [_context, _every]))
+app.callback()(_with_options(_all_callback, [_context, _every]))
 
 
-@worker_app.command("pipeline")
+@app.command("pipeline")
 def worker_pipeline(
     name: Annotated[str, typer.Argument(help="The pipeline's name.")],
     module: ModuleOpt = None,

@@ -1,6 +1,6 @@
 """``orq store``: the SQLite store of this directory, and pruning it by age or count.
 
-Apart from :mod:`orquestrador.cli` so the worker's start-up path never imports it.
+The store module itself is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from typing import Annotated
 
 import typer
 
-from orquestrador import cli_console
+from orquestrador.cli import console
+from orquestrador.cli.options import YesOpt, existing_store
 from orquestrador.errors import OrquestradorError
 from orquestrador.retention import ENV_RETENTION_AGE, ENV_RETENTION_JOBS, Retencao, parse_duration
 
 _AGE_HELP = f"Delete finished jobs older than this (7d, 12h, 3600); default ${ENV_RETENTION_AGE}."
 _KEEP_HELP = f"Keep only the newest N finished jobs; default ${ENV_RETENTION_JOBS}."
 
-store_app = typer.Typer(help="The job store of this directory (ORQ_HOME).", no_args_is_help=True)
+app = typer.Typer(name="store", help="The job store of this directory (ORQ_HOME).", no_args_is_help=True)
 
 
-@store_app.command("prune")
+@app.command("prune")
 def prune(
     older_than: Annotated[
         str | None,
@@ -32,18 +33,13 @@ def prune(
         int | None,
         typer.Option("--keep", min=1, help=_KEEP_HELP),
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Delete finished jobs (with their envelopes, events and parts); unfinished chains stay whole."""
-    from orquestrador.settings import home
     from orquestrador.store import Store
 
-    path = home() / "orquestrador.db"
-    if not path.exists():
-        raise OrquestradorError(
-            f"no store at {path}: run jobs from this directory first, or set ORQ_HOME to where they ran"
-        )
+    path = existing_store()
     if older_than is None and keep is None:
         policy = Retencao.from_env()
     else:
@@ -62,7 +58,7 @@ def prune(
     try:
         count = store.prunable(age, policy.max_jobs) if not yes else 0
         if count and not typer.confirm(f"Delete {count} finished jobs and their records from {path}?"):
-            cli_console.err().print("nothing pruned")
+            console.err().print("nothing pruned")
             raise typer.Exit(1)
         _report(as_json, store.prune(age, policy.max_jobs), str(path))
     finally:
@@ -78,7 +74,7 @@ def _report(as_json: bool, report: object, path: str) -> None:
     if as_json:
         print(json.dumps({"store": path, **data}, indent=2))
         return
-    out = cli_console.out()
+    out = console.out()
     out.print(
         f"pruned {data['jobs']} jobs, {data['envelopes']} envelopes, {data['eventos']} events, "
         f"{data['partes']} parts from {path}",
@@ -87,8 +83,3 @@ def _report(as_json: bool, report: object, path: str) -> None:
     if data["protected"]:
         out.print(f"kept {data['protected']} finished jobs of chains still running", highlight=False)
     out.print(f"{data['reusable_bytes']} bytes free for reuse (VACUUM returns them to disk)", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Mount ``orq store`` (called once by :mod:`orquestrador.cli`)."""
-    app.add_typer(store_app, name="store")

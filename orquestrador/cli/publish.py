@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orquestrador.cli_progress import bar
+from orquestrador.cli.progress import bar
 from orquestrador.errors import ConfigError
 
 
