@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from orquestrador import reader
+from orquestrador.stats import job_stats
 from orquestrador.vocabulary import ESTADOS
 
 JOB_COLUMNS = [
@@ -220,27 +222,28 @@ def metrics_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Per alvo counts, error rate and latency percentiles, for people to read.
 
     Latencies are seconds (the ``_s`` in their names) rounded to the millisecond, the error
-    rate a fraction rounded to 0.1 %; finished jobs only.
+    rate a fraction rounded to 0.1 %; finished jobs only. The numbers are ``orq stats``'s
+    (:func:`orquestrador.stats.job_stats`: nearest-rank percentiles).
     """
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in METRIC_COLUMNS})
-    status = frame["status"].astype(str)
-    seconds = frame["duracao"].dt.total_seconds()
-    data = pd.DataFrame({"alvo": frame["alvo"], "status": status, "segundos": seconds})
+    alvos, states = frame["alvo"].tolist(), frame["status"].astype(str).tolist()
+    sent, done = _epoch(frame["enviado_em"]), _epoch(frame["concluido_em"])
     out = []
-    for alvo, group in data.groupby("alvo", sort=True):
-        ok = int((group["status"] == "ok").sum())
-        erro = int((group["status"] == "erro").sum())
-        dead = int((group["status"] == "dead-lettered").sum())
-        finished = ok + erro + dead
-        latency = group["segundos"].dropna()
-        q = latency.quantile([0.5, 0.95, 0.99]) if len(latency) else pd.Series([None] * 3)
+    for s in job_stats(zip(alvos, states, sent, done, strict=True)):
+        failed, finished = s["erro"] + s["dead_lettered"], s["ok"] + s["erro"] + s["dead_lettered"]
         out.append({
-            "alvo": alvo, "jobs": len(group), "ok": ok, "erro": erro, "dead_lettered": dead,
-            "taxa_erro": round((erro + dead) / finished, 3) if finished else float("nan"),
-            "p50_s": _ms(q.iloc[0]), "p95_s": _ms(q.iloc[1]), "p99_s": _ms(q.iloc[2]),
+            **{c: s[c] for c in ("alvo", "jobs", "ok", "erro", "dead_lettered")},
+            "taxa_erro": round(failed / finished, 3) if finished else float("nan"),
+            "p50_s": _ms(s["p50"]), "p95_s": _ms(s["p95"]), "p99_s": _ms(s["p99"]),
         })  # fmt: skip
     return pd.DataFrame(out, columns=METRIC_COLUMNS)
+
+
+def _epoch(times: pd.Series) -> list[float | None]:
+    """datetime64 (UTC) back to epoch seconds, None where missing."""
+    seconds = (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return [None if math.isnan(v) else v for v in seconds.tolist()]
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -218,6 +218,20 @@ def test_stats_per_alvo_from_the_store():
     assert "rapido" in table and "p95" in table
 
 
+def test_stats_and_metricas_give_the_same_percentiles():
+    """Eight latencies (0.1 s … 0.8 s): a p95 interpolated between two jobs would be 0.765 s."""
+    from orquestrador import Orquestrador
+
+    _fill_store(home() / "orquestrador.db")
+    cli = {r["alvo"]: r for r in json.loads(ok(orq("stats", "--json")).stdout)}
+    with Orquestrador("memory://", home=home()) as notebook:
+        metricas = notebook.metricas().set_index("alvo")
+    assert cli["rapido"]["p95"] == pytest.approx(0.8)
+    for alvo, row in cli.items():
+        for p in ("p50", "p95", "p99"):
+            assert metricas.loc[alvo, f"{p}_s"] == pytest.approx(round(row[p], 3)), (alvo, p)
+
+
 def test_every_operations_command_has_help():
     """In-process (help needs no broker): one process per command would cost a second each."""
     from typer.testing import CliRunner
