@@ -8,6 +8,7 @@ workers fetch and parse the pages over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -24,7 +25,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from orquestrador.brokers import resolve_url
+from orquestrador.brokers import connect, resolve_url
 from orquestrador.errors import JobTimeout
 from orquestrador.facade import Orquestrador
 from orquestrador.settings import ENV_BROKER_URL, redact_url
@@ -98,7 +99,7 @@ def run_demo(
                 except JobTimeout as exc:
                     console.print(f"[red]{exc}[/]")
                 frame = lote.resultados()
-                _drop_queue(orq)
+            _drop_queue(url, orq.responder_para)
         finally:
             stop_workers(procs)
     elapsed = time.monotonic() - started
@@ -112,16 +113,18 @@ def run_demo(
     return ok == jobs
 
 
-def _drop_queue(orq: Orquestrador) -> None:
+def _drop_queue(url: str, queue: str) -> None:
     """The demo's private results queue is not needed once its results are stored."""
-    core = orq._core
 
     async def drop() -> None:
-        if core.broker is not None:
-            await core.broker.delete(core.responder_para)
+        broker = await connect(url)
+        try:
+            await broker.delete(queue)
+        finally:
+            await broker.close()
 
-    with contextlib.suppress(Exception):
-        orq._loop.run(drop(), timeout=10)
+    with contextlib.suppress(Exception):  # a leftover empty queue is no reason to fail the demo
+        asyncio.run(asyncio.wait_for(drop(), 10))
 
 
 def _table(frame: pd.DataFrame) -> Table:

@@ -8,17 +8,19 @@ DataFrames, so workers that import the package stay small.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import sys
 import time
 import weakref
-from collections.abc import Coroutine, Iterable, Iterator, Sized
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sized
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orquestrador import consumers
+from orquestrador import consumers, operations, stats
 from orquestrador import envelope as wire
+from orquestrador.brokers.base import Message, QueueStats
 from orquestrador.collector import Saude
 from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import ClosedError, JobTimeout, LaunchError
@@ -28,8 +30,9 @@ from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import queue_for
 from orquestrador.retention import Retencao
 from orquestrador.settings import redact_url
-from orquestrador.store import JobRow
-from orquestrador.vocabulary import FINAIS, KIND_OF, is_request
+from orquestrador.stats import Throughput
+from orquestrador.store import JobRow, jobs_filter
+from orquestrador.vocabulary import FALHAS, FINAIS, KIND_OF, is_request
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,8 +59,17 @@ class Job:
         env = envelope
         return cls(orq, env.message_id or "", env.correlation_id, env.alvo, env.tipo_evento)
 
-    def _row(self) -> JobRow | None:
+    @property
+    def orquestrador(self) -> Orquestrador:
+        """The Orquestrador that launched (or found) this job."""
+        return self._orq
+
+    def record(self) -> JobRow | None:
+        """Everything the store holds about the job now, read once (None if it has no record)."""
         return self._orq._core.store.job(self.message_id)
+
+    def _row(self) -> JobRow | None:
+        return self.record()
 
     @property
     def status(self) -> str:
@@ -137,6 +149,11 @@ class Lote:
         self._orq = orq
         self.id = lote
         self._size = size
+
+    @property
+    def orquestrador(self) -> Orquestrador:
+        """The Orquestrador that launched (or found) this batch."""
+        return self._orq
 
     def __len__(self) -> int:
         return self._size
@@ -503,6 +520,82 @@ class Orquestrador:
 
         return to_parquet(self.resultados(**filters), Path(path))
 
+    # -- what live views read: store aggregates, queues, updates ---------------------------
+
+    def subscribe(self, listener: Callable[[list[str]], None]) -> Callable[[], None]:
+        """Call ``listener(message_ids)`` whenever results of those jobs were recorded; returns
+        the function that unsubscribes it.
+
+        It runs on the orchestrator's loop thread, once per batch of results: it must return at
+        once (set a flag, put on a queue), never block or read the store there.
+        """
+        listeners = self._core.listeners
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return unsubscribe
+
+    def contagem(self, *, desde: datetime | float | None = None) -> dict[str, int]:
+        """How many jobs of this store are in each state (those sent since ``desde``, if given)."""
+        if desde is None:
+            return self._core.store.count_by_state()
+        return self._core.store.count_where(*jobs_filter(desde=_epoch(desde)))
+
+    def throughput(
+        self, *, remaining: int, lote: str | None = None, desde: datetime | float | None = None
+    ) -> Throughput:
+        """Jobs per second and the ETA of ``remaining`` jobs, from the workers' finish times of
+        the batch ``lote`` or of the jobs sent since ``desde`` (all jobs without either)."""
+        now = time.time()
+        where, args = jobs_filter(lote=lote, desde=_epoch(desde))
+        sample = self._core.store.finish_times(where, args, now - stats.WINDOW)
+        return stats.throughput(*sample, remaining=remaining, now=now)
+
+    def latest_errors(self, limit: int = 5, *, desde: datetime | float | None = None) -> list[dict[str, Any]]:
+        """The newest failed jobs (``alvo``, ``estado``, ``erro``), newest first."""
+        where, args = jobs_filter(estado=list(FALHAS), desde=_epoch(desde))
+        return self._core.store.latest_errors(where, args, limit)
+
+    def waiting_queues(self) -> list[str]:
+        """The queues that jobs launched from this store wait on, not started yet."""
+        return self._core.store.waiting_queues()
+
+    def trace(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Every envelope and lifecycle event of a chain as dicts, oldest first (``rastrear``
+        gives the same as a DataFrame)."""
+        return self._core.store.trace(correlation_id)
+
+    def chain_jobs(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Every job of a chain: ids, state, times, and its payload and result (parsed)."""
+        rows = self._core.store.jobs(correlation_id=correlation_id)
+        loaded = ("payload", "resultado", "erro")
+        return [{k: _json(v) if k in loaded else v for k, v in dict(r).items()} for r in rows]
+
+    def queues(self, filas: Iterable[str] | None = None, *, timeout: float = 10.0) -> list[QueueStats]:
+        """Depth, in flight, consumers and dead letters of each queue of the toolkit on the
+        broker (``orq queues``), or of ``filas`` only; a queue not declared yet is left out."""
+        return self._run(operations.queue_overview(self._core._broker(), filas), timeout)
+
+    def dead_letters(self, fila: str, limit: int = 5) -> list[Message]:
+        """The oldest dead letters of ``fila`` (``orq dlq list``), left where they are."""
+        found = self._run(operations.dead_letters(self._core._broker(), fila, limit), 30.0)
+        return [message for _, message in found]
+
+    def replay(
+        self, fila: str, *, limit: int | None = None, message_id: str | None = None, timeout: float = 60.0
+    ) -> int:
+        """Move ``fila``'s dead letters back onto it (``orq dlq replay``): all, at most ``limit``,
+        or the one with ``message_id``; returns how many moved."""
+        replay = operations.replay(self._core._broker(), fila, limit=limit, message_id=message_id)
+        return self._run(replay, timeout)
+
+    def unserved(self, fila: str) -> str | None:
+        """Why jobs sent to ``fila`` would wait, when no worker consumes it; None when one does."""
+        return self._run(consumers.check(self._core._broker(), fila))
+
     # -- notebook widgets (ipywidgets is imported only here, lazily) -----------------------
 
     def painel(self, dados: pd.DataFrame | None = None) -> Any:
@@ -538,6 +631,14 @@ def _close_open() -> None:
             orq.close()
         except Exception as exc:  # exiting anyway: say it, and go on with the others
             logging.getLogger("orquestrador").warning("closing %r at exit failed: %r", orq, exc)
+
+
+def _epoch(moment: datetime | float | None) -> float | None:
+    return moment.timestamp() if isinstance(moment, datetime) else moment
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
 
 
 def _name(pipeline: Pipeline | str | None) -> str | None:

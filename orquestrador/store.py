@@ -466,6 +466,34 @@ class Store:
         rows.sort(key=lambda row: row["momento"])
         return rows
 
+    # -- aggregate reads of the live views: their cost does not grow with the jobs shown -----
+
+    def count_where(self, where: str, args: Sequence[Any]) -> dict[str, int]:
+        """Jobs by state among those matching a :func:`jobs_filter` clause."""
+        rows = self._conn().execute(f"SELECT estado, COUNT(*) FROM jobs{where} GROUP BY estado", args)
+        return {r[0]: r[1] for r in rows}
+
+    def finish_times(
+        self, where: str, args: Sequence[Any], since: float
+    ) -> tuple[float | None, float | None, int, int]:
+        """(first send, last finish, finished since ``since``, finished) of the matching jobs."""
+        sql = ("SELECT MIN(enviado_em), MAX(concluido_em), COALESCE(SUM(concluido_em >= ?), 0),"
+               f" COUNT(concluido_em) FROM jobs{where}")  # fmt: skip
+        first, last, recent, finished = self._conn().execute(sql, [since, *args]).fetchone()
+        return first, last, int(recent), int(finished)
+
+    def latest_errors(self, where: str, args: Sequence[Any], limit: int) -> list[dict[str, Any]]:
+        """The newest failed jobs matching the clause: alvo, estado and erro (parsed)."""
+        sql = f"SELECT alvo, estado, erro FROM jobs{where} ORDER BY rowid DESC LIMIT ?"
+        rows = self._conn().execute(sql, [*args, limit]).fetchall()
+        return [{"alvo": r["alvo"], "estado": r["estado"], "erro": json.loads(r["erro"]) if r["erro"] else {}}
+                for r in rows]  # fmt: skip
+
+    def waiting_queues(self) -> list[str]:
+        """Queues that jobs of this store wait on (launched, not started)."""
+        rows = self._conn().execute("SELECT DISTINCT fila FROM jobs WHERE estado = 'queued'")
+        return sorted(r[0] for r in rows if r[0])
+
 
 def jobs_filter(
     *,

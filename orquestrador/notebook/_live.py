@@ -63,8 +63,7 @@ class Ticker:
         self._drawing = threading.Lock()  # one redraw pass at a time: the thread's or close()'s
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._listener: Callable[[list[str]], None] = self._poke
-        orq._core.listeners.append(self._listener)
+        self._unsubscribe: Callable[[], None] = orq.subscribe(self._poke)
         self._thread = threading.Thread(target=self._run, name="orq-widgets", daemon=True)
         self._thread.start()
 
@@ -85,9 +84,7 @@ class Ticker:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
-        orq = self._orq()
-        if orq is not None and self._listener in orq._core.listeners:
-            orq._core.listeners.remove(self._listener)
+        self._unsubscribe()
 
     def close(self) -> None:
         """Draw every view once more, then stop: called by ``Orquestrador.close()``.

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
-from orquestrador.store import Store, jobs_filter
 from orquestrador.vocabulary import ESTADOS, FALHAS, FINAIS
 
 if TYPE_CHECKING:
@@ -17,47 +14,6 @@ if TYPE_CHECKING:
 
 COLOURS = {"ok": "#1a7f37", "erro": "#b00", "dead-lettered": "#b00", "running": "#9a6700"}
 ORDER = [*ESTADOS[1:], ESTADOS[0]]  # unknown last: it is the least interesting
-
-
-WINDOW = 10.0  # seconds of finished jobs the current rate is measured over
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """Jobs per second and the ETA it implies; ``average`` once nothing is left to do."""
-
-    per_second: float
-    eta: float | None  # seconds; None while nothing has finished to measure by
-    average: bool = False
-
-    def html(self) -> str:
-        if self.average:
-            return f"avg {self.per_second:.1f} jobs/s"
-        return f"{self.per_second:.1f} jobs/s · ETA {fmt_seconds(self.eta)}"
-
-
-def throughput(
-    store: Store, where: str, args: list[Any], remaining: int, now: float | None = None
-) -> Throughput:
-    """The rate of the jobs matching ``where`` (a :func:`jobs_filter` clause), from the store.
-
-    Why from the store, not from samples of each widget: the dashboard and a batch's widget then
-    compute the same number from the same finish times (the workers' clocks), whenever each
-    redraws. While jobs remain it is the rate of the last ``WINDOW`` seconds (or since the first
-    launch, if more recent); once none remain it is the average from first launch to last finish.
-    """
-    now = time.time() if now is None else now
-    sql = f"SELECT MIN(enviado_em), MAX(concluido_em), COALESCE(SUM(concluido_em >= ?), 0) FROM jobs{where}"
-    first, last, recent = store._conn().execute(sql, [now - WINDOW, *args]).fetchone()
-    if first is None:
-        return Throughput(0.0, None)
-    if remaining <= 0:
-        finished = store._conn().execute(f"SELECT COUNT(concluido_em) FROM jobs{where}", args).fetchone()[0]
-        span = (last or first) - first
-        return Throughput(finished / span if span > 0 else 0.0, 0.0, average=True)
-    span = now - max(first, now - WINDOW)
-    rate = recent / span if span > 0 else 0.0
-    return Throughput(rate, remaining / rate if rate > 0 else None)
 
 
 def counts_html(counts: dict[str, int]) -> str:
@@ -70,16 +26,6 @@ def counts_html(counts: dict[str, int]) -> str:
     return " · ".join(parts) or "no jobs yet"
 
 
-def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
-
-
 class JobView:
     """One job: status, attempt, duration, the title or result, or the error — escaped."""
 
@@ -90,10 +36,10 @@ class JobView:
         self.finished = False
         self.refresh()
         if not self.finished:
-            ticker(job._orq).add(self)
+            ticker(job.orquestrador).add(self)
 
     def refresh(self) -> None:
-        row = self.job._row()
+        row = self.job.record()
         estado = "unknown" if row is None else row.estado
         colour = COLOURS.get(estado, "#555")
         lines = [
@@ -133,14 +79,13 @@ class LoteView:
         self.finished = False
         self.refresh()
         if not self.finished:
-            ticker(lote._orq).add(self)
+            ticker(lote.orquestrador).add(self)
 
     def refresh(self) -> None:
         counts = self.lote.contagem()
         total = len(self.lote)
         done = sum(counts.get(s, 0) for s in FINAIS)
-        where, args = jobs_filter(lote=self.lote.id)
-        rate = throughput(self.lote._orq._core.store, where, args, total - done)
+        rate = self.lote.orquestrador.throughput(lote=self.lote.id, remaining=total - done)
         self.bar.value = done
         self.bar.description = f"{100 * done // max(1, total)}%"
         failed = sum(counts.get(s, 0) for s in FALHAS)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 from pydantic import ValidationError
 
-from orquestrador import consumers
 from orquestrador.errors import OrquestradorError
 from orquestrador.notebook._live import esc
 from orquestrador.notebook.jobs import lote_widget
@@ -128,7 +127,7 @@ class Lancador:
         message = None
         if plugin is not None and not self.orq.closed:
             try:
-                message = self.orq._run(consumers.check(self.orq._core._broker(), plugin.fila))
+                message = self.orq.unserved(plugin.fila)
             except OrquestradorError:
                 message = None
         self.aviso.value = "" if message is None else f"<span style='color:#9a6700'>⚠ {esc(message)}</span>"

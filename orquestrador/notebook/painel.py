@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from orquestrador import consumers
-from orquestrador.brokers.base import DLQ_REASON, QueueStats, dlq_of
+from orquestrador.brokers.base import DLQ_REASON, QueueStats
 from orquestrador.notebook._live import CLOSED, erro_html, esc, ticker
-from orquestrador.notebook.jobs import counts_html, throughput
+from orquestrador.notebook.jobs import counts_html
 from orquestrador.notebook.lancador import Lancador
 from orquestrador.plugins import Plugin, registry
-from orquestrador.store import jobs_filter
-from orquestrador.vocabulary import FALHAS, FINAIS
+from orquestrador.vocabulary import FINAIS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,7 +100,7 @@ class Painel:
         # Bounded by what was there: a worker that fails them again must not make this loop forever.
         limit = max(1, next((s.dead_letters for s in self.stats if s.queue == fila), 1))
         try:
-            moved = self.orq._run(self.orq._core._broker().replay(fila, limit=limit), timeout=60)
+            moved = self.orq.replay(fila, limit=limit, timeout=60)
         except Exception as exc:
             self.replay_message.value = f"<span style='color:#b00'>{esc(repr(exc))}</span>"
             return 0
@@ -123,22 +121,20 @@ class Painel:
 
     def refresh(self) -> None:
         self.refreshes += 1
-        store = self.orq._core.store
         since = self.since()
-        everything = store.count_by_state()
-        counts = everything if since is None else _counts_since(store, since)
+        everything = self.orq.contagem()
+        counts = everything if since is None else self.orq.contagem(desde=since)
         total = sum(counts.values())
         done = sum(counts.get(s, 0) for s in FINAIS)
         self.bar.max = max(1, total)
         self.bar.value = done
         pending = total - done
         # The same measure as a batch's widget: while one batch runs alone, they agree.
-        where, args = jobs_filter(desde=since)
-        rate = throughput(store, where, args, pending).html() if pending else "idle"
+        rate = self.orq.throughput(desde=since, remaining=pending).html() if pending else "idle"
         self.status.value = f"{done}/{total} done · {counts_html(counts)} · {rate}"
         saude = self.orq.saude()  # a store that cannot be written: said first, in red
         alerta = "" if saude.ok else f"<b style='color:#b00'>{esc(str(saude), 600)}</b>"
-        self.erros.value = alerta + self._errors_html(store, since)
+        self.erros.value = alerta + self._errors_html(since)
         if time.monotonic() - self._stats_at >= STATS_EVERY:
             self._stats_at = time.monotonic()
             self._refresh_stats()
@@ -149,41 +145,21 @@ class Painel:
         warnings = [m for s in self.stats if s.depth and (m := consumers.unserved(s))]
         return "".join(f"<div class='orq-unserved' style='color:#9a6700'>⚠ {esc(m)}</div>" for m in warnings)
 
-    def _errors_html(self, store: Any, since: float | None) -> str:
-        where, args = jobs_filter(estado=list(FALHAS), desde=since)
-        rows = (
-            store._conn()
-            .execute(f"SELECT alvo, estado, erro FROM jobs{where} ORDER BY rowid DESC LIMIT 5", args)
-            .fetchall()
-        )
+    def _errors_html(self, since: float | None) -> str:
+        rows = self.orq.latest_errors(5, desde=since)
         if not rows:
             return ""
         items = []
         for r in rows:
-            erro = json.loads(r["erro"]) if r["erro"] else {}
-            items.append(f"<li><code>{esc(r['alvo'])}</code> {esc(r['estado'])}: {erro_html(erro)}</li>")
+            items.append(f"<li><code>{esc(r['alvo'])}</code> {esc(r['estado'])}: {erro_html(r['erro'])}</li>")
         return "<b>latest errors</b><ul>" + "".join(items) + "</ul>"
 
     def _refresh_stats(self) -> None:
-        broker = self.orq._core.broker
-        if broker is None:
+        if self.orq.closed:
             return
-        waiting = self.orq._core.store._conn().execute(
-            "SELECT DISTINCT fila FROM jobs WHERE estado = 'queued'"
-        )
-        filas = sorted({p.fila for p in self.plugins} | {r[0] for r in waiting if r[0]})
-
-        async def read() -> list[QueueStats]:
-            out = []
-            for fila in filas:
-                try:
-                    out.append(await broker.stats(fila))
-                except Exception:  # not declared yet on this broker: nothing to show
-                    continue
-            return out
-
+        filas = {p.fila for p in self.plugins} | set(self.orq.waiting_queues())
         try:
-            self.stats = self.orq._run(read(), timeout=STATS_TIMEOUT)
+            self.stats = self.orq.queues(filas, timeout=STATS_TIMEOUT)
         except Exception as exc:  # a slow or lost broker: said here, the jobs view above stays right
             self.filas.value = f"<span style='color:#b00'>queue stats unavailable: {esc(repr(exc))}</span>"
             return
@@ -204,10 +180,9 @@ class Painel:
         self.dead_letters.value = self._peek_html(self.dlq.value) if self.dlq.value else ""
 
     def _peek_html(self, fila: str) -> str:
-        broker = self.orq._core._broker()
         try:
-            messages = self.orq._run(broker.peek(dlq_of(fila), 5), timeout=10)
-        except Exception:
+            messages = self.orq.dead_letters(fila, 5)
+        except Exception:  # a slow or lost broker: the stats above say so
             return ""
         items = "".join(f"<li>{esc(m.headers.get(DLQ_REASON, '?'))}</li>" for m in messages)
         return f"<b>first dead letters</b><ul>{items}</ul>" if items else ""
@@ -218,12 +193,6 @@ class Painel:
     def close(self) -> None:
         ticker(self.orq).remove(self)
         self.widget.close()
-
-
-def _counts_since(store: Any, since: float) -> dict[str, int]:
-    where, args = jobs_filter(desde=since)
-    rows = store._conn().execute(f"SELECT estado, COUNT(*) FROM jobs{where} GROUP BY estado", args)
-    return {r[0]: r[1] for r in rows}
 
 
 def painel(

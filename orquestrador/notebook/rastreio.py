@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -30,26 +29,21 @@ class Rastreio:
             ticker(orq).add(self)
 
     def refresh(self) -> None:
-        store = self.orq._core.store
-        counts = store.chain(self.correlation_id)
-        rows = store.trace(self.correlation_id)
-        jobs = store.jobs(correlation_id=self.correlation_id)
+        counts = self.orq.cadeia(self.correlation_id)
+        rows = self.orq.trace(self.correlation_id)
+        jobs = self.orq.chain_jobs(self.correlation_id)
         duracao = {
             r["message_id"]: (r["concluido_em"] - r["enviado_em"]) * 1000
             for r in jobs
             if r["concluido_em"] and r["enviado_em"]
         }
-        conteudo = {r["message_id"]: (_load(r["payload"]), _load(r["resultado"])) for r in jobs}
+        conteudo = {r["message_id"]: (r["payload"], r["resultado"]) for r in jobs}
         self.status.value = f"chain <code>{esc(self.correlation_id)}</code>: {counts_html(counts)}"
         self.timeline.value = timeline_html(rows, duracao, conteudo)
         self.finished = bool(counts) and all(state in FINAIS for state in counts)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         return self.widget._repr_mimebundle_(include=include, exclude=exclude)
-
-
-def _load(text: str | None) -> Any:
-    return json.loads(text) if text else None
 
 
 def _job_id(row: dict[str, Any]) -> str:
