@@ -10,7 +10,6 @@ Importing this package loads neither pandas nor ipywidgets, so worker processes 
 
 from typing import TYPE_CHECKING, Any
 
-from orquestrador.context import Contexto
 from orquestrador.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -34,11 +33,12 @@ if TYPE_CHECKING:
     from orquestrador.orchestrator import AsyncOrquestrador
     from orquestrador.pipeline import Pipeline
     from orquestrador.retention import Retencao
-    from orquestrador.worker import Worker, WorkerOptions
+    from orquestrador.worker import Contexto, Worker, WorkerOptions
 
 # Loaded on first use: a worker process that only registers plugins never imports the
 # orchestrator, the store (sqlite3) or the notebook facade.
 _LAZY = {
+    "Contexto": "orquestrador.worker",
     "Envelope": "orquestrador.envelope",
     "Erro": "orquestrador.envelope",
     "decode": "orquestrador.envelope",

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from orquestrador.batching import Acker, Publisher
 from orquestrador.brokers import connect
 from orquestrador.errors import BrokerError
+from orquestrador.worker.batching import Acker, Publisher
 
 
 async def test_results_published_together_arrive_once_each_on_their_own_queues():

@@ -12,11 +12,11 @@ import pytest
 
 from orquestrador import AsyncOrquestrador, Worker, WorkerOptions
 from orquestrador import envelope as wire
-from orquestrador.batching import Publisher
 from orquestrador.brokers import connect
 from orquestrador.brokers.base import DLQ_REASON, dlq_of
 from orquestrador.errors import ConfigError
 from orquestrador.plugins import Plugin
+from orquestrador.worker.batching import Publisher
 from tests.conftest import eventually
 
 BAD = ["not a queue!", "escavador_outro", "executor_outro", "res.dlq", "x" * 300]

@@ -138,8 +138,8 @@ def _serve(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> None:
 
 
 def _serve_logged(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> None:
-    from orquestrador import supervisor
     from orquestrador.settings import redact_url
+    from orquestrador.worker import supervisor
 
     if "httpx" not in sys.modules:
         # httpx imports its own command-line client (click, rich, pygments: ~6 MiB) whenever they
@@ -155,9 +155,8 @@ def _serve_logged(kind: Kind | None, names: list[str], opts: dict[str, Any]) -> 
         )
         raise typer.Exit(boss.run())
 
-    from orquestrador import metrics
     from orquestrador.brokers import connect, resolve_url
-    from orquestrador.worker import Worker, WorkerOptions
+    from orquestrador.worker import Worker, WorkerOptions, metrics
 
     url = resolve_url(opts["broker"])
     recorder = metrics.for_worker(opts["metrics_port"])

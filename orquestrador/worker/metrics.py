@@ -3,7 +3,7 @@
 Without a port the worker holds :data:`NO_METRICS`, whose methods do nothing: prometheus_client is
 not even imported, so a worker that nobody scrapes pays one empty call per event. With
 ``--processes N`` the children write to ``PROMETHEUS_MULTIPROC_DIR`` and the supervisor serves
-their sum on the one port (see :mod:`orquestrador.supervisor`).
+their sum on the one port (see :mod:`orquestrador.worker.supervisor`).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def serve(port: int, *, multiprocess_dir: str | None = None) -> None:
 
 def for_worker(port: int | None) -> NoMetrics:
     """The recorder a worker process uses: real metrics when scraped, else the no-op one."""
-    from orquestrador.supervisor import is_child
+    from orquestrador.worker.supervisor import is_child
 
     if is_child() and os.environ.get(ENV_MULTIPROC_DIR):
         return PrometheusMetrics()  # the supervisor serves the sum of its children

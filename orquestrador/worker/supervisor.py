@@ -77,7 +77,7 @@ class Supervisor:
     def _serve_metrics(self) -> None:
         if self.metrics_port is None:
             return
-        from orquestrador import metrics
+        from orquestrador.worker import metrics
 
         self._metrics_dir = tempfile.mkdtemp(prefix="orq-metrics-")
         self._env[metrics.ENV_MULTIPROC_DIR] = self._metrics_dir
@@ -163,7 +163,7 @@ class Supervisor:
 
     def _forget(self, pid: int) -> None:
         if self._metrics_dir:
-            from orquestrador import metrics
+            from orquestrador.worker import metrics
 
             metrics.mark_dead(pid)
 

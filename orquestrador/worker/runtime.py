@@ -40,10 +40,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orquestrador import batching, eventos, tracing
 from orquestrador import envelope as wire
+from orquestrador import eventos, tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_results_queue
-from orquestrador.context import Contexto, JobLogger
 from orquestrador.envelope import Envelope, Erro
 from orquestrador.errors import (
     BrokerError,
@@ -57,8 +56,10 @@ from orquestrador.errors import (
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import Evento, EventoJob
 from orquestrador.logs import job_fields, redact
-from orquestrador.metrics import NO_METRICS, NoMetrics
 from orquestrador.plugins import Plugin
+from orquestrador.worker import batching
+from orquestrador.worker.context import Contexto, JobLogger
+from orquestrador.worker.metrics import NO_METRICS, NoMetrics
 
 log = logging.getLogger("orquestrador.worker")
 TRACEBACK_CHARS = 4000  # the end of a failed handler's traceback travels in its erro
