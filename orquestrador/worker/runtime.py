@@ -11,19 +11,19 @@ through the same steps:
    exponential backoff and jitter, or, after ``max_tentativas`` or a permanent failure, answer
    with ``status: erro`` and dead-letter it.
 
-The attempt number is the broker's own delivery count, so it survives worker restarts. On
-SIGINT/SIGTERM the worker stops fetching, lets in-flight jobs finish for ``drain_timeout``
-seconds, releases the rest (nack) and closes.
+What happens to each job is told to one list of observers (:mod:`~orquestrador.worker.observers`:
+tracing, lifecycle events, metrics, and any the caller adds); calling the handler itself is
+:mod:`~orquestrador.worker.handler`'s. The attempt number is the broker's own delivery count, so
+it survives worker restarts. On SIGINT/SIGTERM the worker stops fetching, lets in-flight jobs
+finish for ``drain_timeout`` seconds, releases the rest (nack) and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import functools
-import inspect
 import logging
 import os
 import random
@@ -31,17 +31,14 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from orquestrador import envelope as wire
-from orquestrador import eventos, tracing
+from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_results_queue
 from orquestrador.envelope import Envelope, Erro
 from orquestrador.errors import (
@@ -53,16 +50,15 @@ from orquestrador.errors import (
     Retry,
     WorkerLost,
 )
-from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
-from orquestrador.eventos import Evento, EventoJob
-from orquestrador.logs import job_fields, redact
+from orquestrador.logs import job_fields
 from orquestrador.plugins import Plugin
-from orquestrador.worker import batching
+from orquestrador.worker import batching, handler
 from orquestrador.worker.context import Contexto, JobLogger
+from orquestrador.worker.handler import erro_of
 from orquestrador.worker.metrics import NO_METRICS, NoMetrics
+from orquestrador.worker.observers import Events, Metrics, Observer, Observers, Tracing
 
 log = logging.getLogger("orquestrador.worker")
-TRACEBACK_CHARS = 4000  # the end of a failed handler's traceback travels in its erro
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,9 @@ class WorkerOptions:
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a key of the heartbeat loop's table
-class _Job:
+class Job:
+    """One delivery being handled: what the settling steps and the observers need of it."""
+
     plugin: Plugin
     delivery: Delivery
     envelope: Envelope
@@ -108,7 +106,10 @@ class Worker:
         *,
         worker_id: str | None = None,
         metrics: NoMetrics | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
+        """``metrics`` records Prometheus counters (``orq worker --metrics-port``); ``observers``
+        are told what happens to each job, after tracing, lifecycle events and metrics."""
         if not plugins:
             raise ValueError("a worker needs at least one plugin")
         self.broker = broker
@@ -121,11 +122,12 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="orq-job")
         self._publisher = batching.Publisher(broker)  # results and acks of jobs finishing together
         self._acker = batching.Acker(broker)  # leave in one round trip (group commit)
-        self._running: dict[_Job, float] = {}  # jobs whose lease the heartbeat loop renews
+        self._running: dict[Job, float] = {}  # jobs whose lease the heartbeat loop renews
         self._beater: asyncio.Task[None] | None = None
-        self._events: list[EventoJob] = []  # lifecycle events waiting for the next batch
-        self._flusher: asyncio.Task[None] | None = None
-        self._metrics = metrics or NO_METRICS  # the no-op recorder unless metrics are served
+        watching: list[Observer] = [Tracing(), Events(broker, self.worker_id)]
+        if metrics is not None and metrics is not NO_METRICS:  # nobody scrapes: nothing to count
+            watching.append(Metrics(metrics))
+        self._watch = Observers([*watching, *observers])
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -136,20 +138,16 @@ class Worker:
     async def run(self) -> None:
         """Serve until :meth:`stop` (or a signal, with :meth:`run_until_signal`)."""
         job_fields.set({"worker": self.worker_id})  # inherited by the tasks started below
-        watcher = self._metrics.watch(self.broker)
+        for observer in self._watch.all:
+            observer.serving(self.broker)
         try:
             await asyncio.gather(*(self._serve(p) for p in self.plugins))
         finally:
-            if watcher is not None:
-                watcher.cancel()
             if self._beater is not None:
                 self._beater.cancel()
                 self._beater = None
-            if self._flusher is not None:
-                self._flusher.cancel()
-            if self._events:  # the last events (retries, dead letters) still reach live views
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._flush_events(0)
+            for observer in self._watch.all:
+                await observer.stopping()
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run_until_signal(self) -> None:
@@ -191,7 +189,8 @@ class Worker:
                 try:
                     batch = await consumer.fetch(free, timeout=self.options.fetch_timeout)
                     if failures:
-                        self._metrics.fetch_recovered(self.broker)
+                        for hook in self._watch.fetch_recovered:
+                            hook()
                     failures = 0
                 except BrokerError as exc:
                     failures += 1
@@ -236,7 +235,8 @@ class Worker:
     # -- one delivery ----------------------------------------------------------------------
 
     async def _handle(self, plugin: Plugin, delivery: Delivery) -> None:
-        self._metrics.received(plugin.nome)
+        for hook in self._watch.received:
+            hook(plugin)
         # Each delivery is its own task: these fields stay on this job's log lines only.
         job_fields.set({"message_id": delivery.message_id or None, "worker": self.worker_id})
         job = await self._intake(plugin, delivery)
@@ -249,14 +249,15 @@ class Worker:
                 f"attempt {delivery.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
                 "earlier attempts never finished (the worker died or lost the job while running it)"
             ))  # fmt: skip
-            job.span.end()
+            for hook in self._watch.closed:
+                hook(job)
             return
         job = dataclasses.replace(job, iniciado_em=time.time(), inicio=time.perf_counter())
         self._running[job] = asyncio.get_running_loop().time()
         if self._beater is None:
             self._beater = asyncio.create_task(self._heartbeats())
-        self._emit(job, "iniciado")
-        self._metrics.started(plugin.nome)
+        for hook in self._watch.started:
+            hook(job)
         try:
             result = await self._run(job)
         except asyncio.CancelledError:
@@ -264,22 +265,23 @@ class Worker:
             with contextlib.suppress(BrokerError):
                 await delivery.nack()
             raise
-        except PermanentFailure as exc:
-            job.span.fail(exc)
-            self._metrics.failed(plugin.nome)
-            await self._give_up(job, exc)
         except Exception as exc:
-            job.span.fail(exc)
-            self._metrics.failed(plugin.nome)
-            await self._retry_or_give_up(job, exc)
+            for hook in self._watch.failed:
+                hook(job, exc)
+            if isinstance(exc, PermanentFailure):
+                await self._give_up(job, exc)
+            else:
+                await self._retry_or_give_up(job, exc)
         else:
             await self._succeed(job, result)
         finally:
-            self._metrics.finished(plugin.nome)
+            for hook in self._watch.finished:
+                hook(job)
             self._running.pop(job, None)
-            job.span.end()
+            for hook in self._watch.closed:
+                hook(job)
 
-    async def _intake(self, plugin: Plugin, delivery: Delivery) -> _Job | None:
+    async def _intake(self, plugin: Plugin, delivery: Delivery) -> Job | None:
         if delivery.problem is not None:  # broker fields (headers, ids, counters) unreadable
             await self._dead_letter_raw(delivery, delivery.problem, "EnvelopeError")
             return None
@@ -309,7 +311,7 @@ class Worker:
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
         attributes["orq.tentativa"] = delivery.attempt
         span = tracing.start(f"orq.handle {plugin.nome}", "consumer", env.headers, attributes)
-        return _Job(plugin, delivery, env, bound, span)
+        return Job(plugin, delivery, env, bound, span)
 
     async def _dead_letter_raw(self, delivery: Delivery, reason: str, error_type: str) -> None:
         log.warning("dead-lettering malformed message on %s: %s", delivery.queue, reason)
@@ -343,52 +345,24 @@ class Worker:
                     elif isinstance(outcome, Exception):
                         job.log.error("heartbeat failed unexpectedly: %r", outcome)
 
-    async def _run(self, job: _Job) -> dict[str, Any]:
-        plugin, env = job.plugin, job.envelope
-        payload: Any = env.payload
-        if plugin.schema is not None:
-            try:
-                payload = plugin.schema.model_validate(env.payload)
-            except ValidationError as exc:
-                raise PermanentFailure(f"invalid payload for {plugin.nome}: {exc}") from None
+    async def _run(self, job: Job) -> dict[str, Any]:
+        plugin = job.plugin
+        payload = handler.payload_for(plugin, job.envelope.payload)
         await self._respect_rate_limit(job)
-        args: tuple[Any, ...] = (payload,)
-        if plugin.takes_context:
-            args = (payload, self._context(job))
+        args = (payload, self._context(job)) if plugin.takes_context else (payload,)
         timeout = plugin.timeout or self.options.timeout
-        loop = asyncio.get_running_loop()
-        if inspect.isasyncgenfunction(plugin.handler) or inspect.isgeneratorfunction(plugin.handler):
-            call = self._parts(job, plugin.handler(*args))
-        elif plugin.is_async:
-            call = plugin.handler(*args)
-        else:
-            # copy_context: the thread sees the job's log fields (run_in_executor does not pass them).
-            run = contextvars.copy_context().run
-            call = loop.run_in_executor(self._pool, functools.partial(run, plugin.handler, *args))
+        on_part = functools.partial(self._part, job)
         began = time.perf_counter()
         try:
-            result = await (call if timeout is None else asyncio.wait_for(call, timeout=timeout))
+            return await handler.invoke(plugin, args, self._pool, timeout, on_part)
         finally:
-            self._metrics.handled(plugin.nome, time.perf_counter() - began)
-        return _as_dict(result)
+            for hook in self._watch.handled:
+                hook(job, time.perf_counter() - began)
 
-    async def _parts(self, job: _Job, parts: Any) -> dict[str, Any]:
-        """Publish each yielded part durably as it comes; the final result summarises them."""
-        count = 0
-        if inspect.isasyncgen(parts):
-            async for part in parts:
-                count += 1
-                await self._answer(job, "ok", _as_dict(part), None, parte=count)
-        else:
-            loop = asyncio.get_running_loop()
-            done = object()
-            run = contextvars.copy_context().run
-            while (part := await loop.run_in_executor(self._pool, run, next, parts, done)) is not done:
-                count += 1
-                await self._answer(job, "ok", _as_dict(part), None, parte=count)
-        return {"partes": count}
+    async def _part(self, job: Job, part: dict[str, Any], parte: int) -> None:
+        await self._answer(job, "ok", part, None, parte=parte)
 
-    async def _respect_rate_limit(self, job: _Job) -> None:
+    async def _respect_rate_limit(self, job: Job) -> None:
         plugin = job.plugin
         if not plugin.rate_limit:
             return
@@ -399,11 +373,11 @@ class Worker:
             job.log.debug("rate limit %s: waiting %.2fs", slot, wait)
             await asyncio.sleep(wait)
 
-    def _context(self, job: _Job) -> Contexto:
+    def _context(self, job: Job) -> Contexto:
         loop = asyncio.get_running_loop()
 
         def on_progress(fraction: float, note: str | None) -> None:
-            loop.call_soon_threadsafe(self._emit, job, "progresso", {"fracao": fraction, "nota": note})
+            loop.call_soon_threadsafe(self._progress, job, fraction, note)
 
         return Contexto(
             correlation_id=job.envelope.correlation_id,
@@ -415,9 +389,13 @@ class Worker:
             _on_progress=on_progress,
         )
 
+    def _progress(self, job: Job, fraction: float, note: str | None) -> None:
+        for hook in self._watch.progress:
+            hook(job, fraction, note)
+
     # -- settling --------------------------------------------------------------------------
 
-    async def _succeed(self, job: _Job, result: dict[str, Any]) -> None:
+    async def _succeed(self, job: Job, result: dict[str, Any]) -> None:
         try:
             await self._answer(job, "ok", result, None)
         except PayloadTooLarge as exc:
@@ -434,10 +412,11 @@ class Worker:
             await self._acker.ack(job.delivery)
         except BrokerError as exc:  # the result is out; a redelivery only repeats it
             job.log.warning("ack failed after the result was published: %s", exc)
-        self._metrics.ok(job.plugin.nome)
+        for hook in self._watch.succeeded:
+            hook(job)
         # No "concluido" event: the durable result already says so, one message less per job.
 
-    async def _retry_or_give_up(self, job: _Job, exc: Exception) -> None:
+    async def _retry_or_give_up(self, job: Job, exc: Exception) -> None:
         attempt = job.delivery.attempt
         if attempt >= self._max_tentativas(job.plugin):
             await self._give_up(job, exc)
@@ -446,12 +425,13 @@ class Worker:
         delay = self.options.backoff(attempt) if delay is None else delay
         job.log.info("attempt %d failed (%s: %s); retry in %.2fs", attempt,
                      type(exc).__name__, exc, delay)  # fmt: skip
-        self._emit(job, "retry", {"erro": _erro(exc).model_dump(), "atraso": delay})
-        self._metrics.retried(job.plugin.nome)
+        erro = erro_of(exc)
+        for hook in self._watch.retried:
+            hook(job, erro, delay)
         await self._nack(job, delay)
 
-    async def _give_up(self, job: _Job, exc: BaseException) -> None:
-        erro = _erro(exc, fila_dlq=job.delivery.queue + ".dlq")
+    async def _give_up(self, job: Job, exc: BaseException) -> None:
+        erro = erro_of(exc, fila_dlq=job.delivery.queue + ".dlq")
         job.log.error("dead-lettered after %d attempt(s): %s: %s", job.delivery.attempt,
                       erro.tipo, erro.mensagem)  # fmt: skip
         try:
@@ -466,17 +446,17 @@ class Worker:
             job.log.error("could not dead-letter (will be redelivered): %s", err)
             await self._nack(job, self.options.backoff(job.delivery.attempt))
             return
-        self._emit(job, "dead_letter", {"erro": erro.model_dump()})
-        self._metrics.dead_lettered(job.plugin.nome)
+        for hook in self._watch.dead_lettered:
+            hook(job, erro)
 
-    async def _nack(self, job: _Job, delay: float) -> None:
+    async def _nack(self, job: Job, delay: float) -> None:
         try:
             await job.delivery.nack(delay)
         except BrokerError as exc:  # the lease will expire and the broker redelivers
             job.log.warning("nack failed: %s", exc)
 
     async def _answer(
-        self, job: _Job, status: str, payload: dict[str, Any], erro: Erro | None, *, parte: int = 0
+        self, job: Job, status: str, payload: dict[str, Any], erro: Erro | None, *, parte: int = 0
     ) -> None:
         env = job.envelope
         extras: dict[str, Any] = {"worker": self.worker_id}
@@ -512,46 +492,3 @@ class Worker:
             )
             body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
             await self._publisher.publish(queue, body, resultado.message_id)
-
-    def _emit(self, job: _Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
-        self._events.append(EventoJob(
-            evento=evento,
-            correlation_id=job.envelope.correlation_id,
-            message_id=job.envelope.message_id or "",
-            alvo=job.plugin.nome,
-            worker=self.worker_id,
-            tentativa=job.delivery.attempt,
-            detalhe=detalhe or {},
-        ))  # fmt: skip
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_events(eventos.FLUSH_SECONDS))
-
-    async def _flush_events(self, delay: float) -> None:
-        """Send the events gathered meanwhile as one message (an object when there is one)."""
-        await asyncio.sleep(delay)
-        while self._events:
-            batch, self._events = self._events[: eventos.MAX_BATCH], self._events[eventos.MAX_BATCH :]
-            body = batch[0].encode() if len(batch) == 1 else eventos.encode_many(batch)
-            try:
-                await asyncio.wait_for(self.broker.publish_event(EVENTS_SUBJECT, body), 2)
-            except (BrokerError, TimeoutError) as exc:
-                log.debug("%d lifecycle events dropped: %s", len(batch), exc)
-
-
-def _as_dict(result: Any) -> dict[str, Any]:
-    if result is None:
-        return {}
-    if isinstance(result, dict):
-        return result
-    if hasattr(result, "model_dump"):  # a pydantic model
-        return result.model_dump(mode="json")
-    return {"valor": result}
-
-
-def _erro(exc: BaseException, **extra: Any) -> Erro:
-    if exc.__traceback__ is not None:  # the remote traceback, for job.erro and the widgets
-        text = "".join(traceback.format_exception(exc))
-        extra.setdefault("traceback", redact(text[-TRACEBACK_CHARS:]))
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return Erro(tipo="TimeoutError", mensagem="handler timed out", **extra)
-    return Erro(tipo=type(exc).__name__, mensagem=str(exc)[:2000] or type(exc).__name__, **extra)
