@@ -60,7 +60,6 @@ CEILINGS: dict[str, float] = {
     ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
 }
 
-SCHEMES = ("memory", "nats", "tls", "redis", "rediss", "amqp", "amqps")
 TLS_SCHEMES = ("tls", "rediss", "amqps")
 
 
@@ -148,13 +147,16 @@ def check_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise ConfigError(f"invalid broker URL {redact_url(url)!r}: {exc}") from None
-    if parts.scheme not in SCHEMES:
+    from orquestrador.brokers.registry import adapter_for, known_schemes  # registered adapters
+
+    if parts.scheme not in known_schemes():
         raise ConfigError(
             f"unsupported broker URL {redact_url(url)!r}: use one of "
-            + ", ".join(f"{s}://" for s in SCHEMES)
-            + f" (or leave {ENV_BROKER_URL} unset for the embedded NATS server)"
+            + ", ".join(f"{s}://" for s in known_schemes())
+            + f" (or leave {ENV_BROKER_URL} unset for the embedded NATS server; a package that"
+            " provides another broker registers its scheme when installed)"
         )
-    if parts.scheme != "memory" and not parts.hostname:
+    if adapter_for(parts.scheme).capabilities.cross_process and not parts.hostname:
         raise ConfigError(f"broker URL {redact_url(url)!r} has no host, e.g. nats://127.0.0.1:4222")
     return url
 

@@ -11,13 +11,15 @@ that can be neither reached nor started skips its tests on a laptop, and fails t
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orquestrador.brokers import Broker, connect
+from orquestrador.brokers import Broker, Capabilities, connect, registry
 from tests.servers import IN_CI, unreachable  # noqa: F401 - re-exported for older imports
 from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by all modules
     kafka_url,
@@ -28,20 +30,55 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
     tls_files,
 )
 
+# The session fixture that starts a server for each built-in adapter, by test name (the adapter
+# class's scheme, but "rabbitmq" for amqp). Any other registered adapter (a third-party or test
+# package) is reached through ORQ_TEST_BROKER_<NAME>, or, when it lives inside the process
+# (not ``capabilities.cross_process``), through ``<scheme>://<unique name>``.
+SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url"}
+TEST_NAMES = {"amqp": "rabbitmq"}
+_ORDER = ("memory", "nats", "redis", "rabbitmq")
+
+
+def _registered() -> dict[str, type[Broker]]:
+    """Every registered adapter class once, by test name, built-ins first."""
+    found: dict[str, type[Broker]] = {}
+    for scheme in registry.known_schemes():
+        cls = registry.adapter_for(scheme)
+        found.setdefault(TEST_NAMES.get(cls.scheme, cls.scheme), cls)
+    order = {name: i for i, name in enumerate(_ORDER)}
+    return dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+ADAPTERS = _registered()
+
+
+def capabilities_of(name: str) -> Capabilities:
+    return ADAPTERS[name].capabilities
+
+
+def brokers_where(predicate: Callable[[Capabilities], bool] = lambda _caps: True) -> list[Any]:
+    """One pytest param per registered adapter whose capabilities satisfy ``predicate``."""
+    return [
+        pytest.param(name, id=name, marks=[getattr(pytest.mark, name)] if name in BROKER_MARKERS else [])
+        for name, cls in ADAPTERS.items()
+        if predicate(cls.capabilities)
+    ]
+
 
 def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     """The URL of broker ``name`` for this test: the session's server (started on first use)."""
-    if name == "memory":
-        return f"memory://{uuid.uuid4().hex}"
-    return str(request.getfixturevalue(f"{name}_url"))
+    if name in SERVER_FIXTURES:
+        return str(request.getfixturevalue(SERVER_FIXTURES[name]))
+    if url := os.environ.get(f"ORQ_TEST_BROKER_{name.upper()}"):
+        return url
+    cls = ADAPTERS[name]
+    if not cls.capabilities.cross_process:
+        return f"{cls.scheme}://{uuid.uuid4().hex}"
+    pytest.fail(f"no server for the {name} adapter: set ORQ_TEST_BROKER_{name.upper()} to its URL")
 
 
-BROKERS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("nats", id="nats", marks=pytest.mark.nats),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
-]
+BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
+BROKERS = brokers_where()
 
 
 @pytest.fixture(params=BROKERS)
@@ -91,9 +128,6 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
-
-
-BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
 
 
 @pytest.hookimpl(wrapper=True)

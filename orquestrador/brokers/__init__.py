@@ -1,29 +1,20 @@
 """Broker adapters, chosen by URL scheme.
 
-``memory://`` in-process (unit tests), ``nats://`` / ``tls://`` NATS JetStream,
-``redis://`` / ``rediss://`` Redis Streams, ``amqp://`` / ``amqps://`` RabbitMQ.
-With no URL at all, :mod:`orquestrador.brokers.embedded` starts or attaches to a local
-nats-server so everything works on a fresh machine.
+Each scheme is registered in the entry-point group ``orquestrador.brokers``
+(:mod:`orquestrador.brokers.registry`): the built-ins are ``memory://`` in-process (unit tests),
+``nats://`` / ``tls://`` NATS JetStream, ``redis://`` / ``rediss://`` Redis Streams,
+``amqp://`` / ``amqps://`` RabbitMQ, and any installed package can add more. With no URL at
+all, :mod:`orquestrador.brokers.embedded` starts or attaches to a local nats-server so
+everything works on a fresh machine.
 """
 
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlsplit
 
-from orquestrador.brokers.base import Broker, Consumer, Delivery, Message, QueueStats
-from orquestrador.errors import ConfigError
+from orquestrador.brokers.base import Broker, Capabilities, Consumer, Delivery, Message, QueueStats
+from orquestrador.brokers.registry import adapter_for
 from orquestrador.settings import broker_url, check_url
-
-_ADAPTERS = {
-    "memory": ("orquestrador.brokers.memory", "MemoryBroker"),
-    "nats": ("orquestrador.brokers.nats", "NatsBroker"),
-    "tls": ("orquestrador.brokers.nats", "NatsBroker"),
-    "redis": ("orquestrador.brokers.redis", "RedisBroker"),
-    "rediss": ("orquestrador.brokers.redis", "RedisBroker"),
-    "amqp": ("orquestrador.brokers.rabbitmq", "RabbitMQBroker"),
-    "amqps": ("orquestrador.brokers.rabbitmq", "RabbitMQBroker"),
-}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -39,18 +30,7 @@ def resolve_url(url: str | None = None) -> str:
 def create_broker(url: str | None = None) -> Broker:
     """An unconnected adapter for ``url`` (see :func:`resolve_url`)."""
     resolved = check_url(resolve_url(url))
-    scheme = urlsplit(resolved).scheme
-    module_name, class_name = _ADAPTERS[scheme]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("orquestrador"):
-            raise ConfigError(f"the {scheme}:// broker is not available in this version") from None
-        raise ConfigError(
-            f"the {scheme}:// broker needs the '{exc.name}' package: pip install orquestrador"
-        ) from None
-    cls: type[Broker] = getattr(module, class_name)
-    return cls(resolved)  # type: ignore[call-arg]
+    return adapter_for(urlsplit(resolved).scheme)(resolved)
 
 
 async def connect(url: str | None = None) -> Broker:
@@ -62,6 +42,7 @@ async def connect(url: str | None = None) -> Broker:
 
 __all__ = [
     "Broker",
+    "Capabilities",
     "Consumer",
     "Delivery",
     "Message",

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import logging
 import re
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
 from orquestrador.brokers.intake import MAX_HEADERS
+from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.errors import BrokerError, ConfigError
 
 DLQ_SUFFIX = ".dlq"
@@ -51,9 +51,6 @@ log = logging.getLogger(__name__)
 # Where a message sits in its queue, comparable within one queue: a NATS stream sequence, a Redis
 # stream id (ms, seq), the memory broker's counter. RabbitMQ has none (``None``).
 Position = tuple[int, ...]
-
-_LOCAL_SLOTS: dict[str, float] = {}
-_LOCAL_SLOTS_LOCK = threading.Lock()
 
 
 def validate_queue_name(name: str) -> str:
@@ -143,6 +140,60 @@ class QueueStats:
     oldest_age: float | None = None  # seconds
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a broker does by itself. Each adapter declares it; what it lacks, the toolkit supplies
+    (:mod:`orquestrador.brokers.support`), the runtime asks it instead of probing attributes, and
+    the contract suite and the README's "where they differ" table are checked against it.
+
+    Every field is a plain yes/no. Adapters declare what they lack, so the list of fallbacks they
+    need reads at a glance: ``Capabilities.lacking("server_dedup", "server_lease")``.
+    """
+
+    # A message_id published again within 120 s is dropped by the server, whoever sends it
+    # (else: support.dedup remembers this connection's ids only).
+    server_dedup: bool
+    # ``Delivery.attempt`` is the broker's own delivery count (else: a header restamped by the
+    # adapter on every redelivery, support.attempts).
+    delivery_count: bool
+    # An unacked message returns by itself after the visibility timeout and heartbeat() renews it
+    # on the server (else: a client-side lease, support.lease).
+    server_lease: bool
+    # ``nack(delay)`` holds the message back on the broker (else: delay buckets, support.delays).
+    delayed_redelivery: bool
+    # Deliveries carry a ``position``, so replay tells old dead letters from new ones.
+    positions: bool
+    # ``peek`` leaves messages exactly as they were (RabbitMQ's marks them redelivered).
+    side_effect_free_peek: bool
+    # Rate-limit slots are shared by every process using the broker (else: per process).
+    shared_slots: bool
+    # ``stats().in_flight`` counts every consumer's unsettled messages, not only this process's.
+    global_in_flight: bool
+    # ``stats().oldest_age`` is known.
+    oldest_age: bool
+    # Queues are seen by other processes (``memory://`` lives inside one process).
+    cross_process: bool
+    # The adapter counts its reconnects in ``Broker.reconnects`` (else a fetch that works again
+    # after failing is the only sign of one).
+    counts_reconnects: bool
+
+    @classmethod
+    def lacking(cls, *names: str) -> Capabilities:
+        """Everything but ``names`` (a misspelt name is a TypeError, not a silent yes)."""
+        return cls.everything().without(*names)
+
+    @classmethod
+    def everything(cls) -> Capabilities:
+        return cls(**dict.fromkeys(cls.__dataclass_fields__, True))
+
+    def without(self, *names: str) -> Capabilities:
+        return dataclasses.replace(self, **dict.fromkeys(names, False))
+
+    def lacks(self) -> list[str]:
+        """Names of what the broker does not do itself, for messages and docs."""
+        return [name for name, value in self.__dict__.items() if not value]
+
+
 class Delivery(abc.ABC):
     """One delivered message. Exactly one of ack / nack / dead_letter settles it."""
 
@@ -189,6 +240,14 @@ class Broker(abc.ABC):
     """A connection to one broker. Create with :func:`orquestrador.brokers.connect`."""
 
     scheme: ClassVar[str]
+    # Declared by every adapter (see Capabilities); the registry refuses an adapter without one.
+    capabilities: ClassVar[Capabilities]
+    # Connections re-established so far, where ``capabilities.counts_reconnects``.
+    reconnects: int = 0
+
+    def __init__(self, url: str) -> None:
+        """Adapters take the URL as their only positional argument (the registry calls them so)."""
+        self.url = url
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -318,18 +377,13 @@ class Broker(abc.ABC):
             await consumer.close()
         return moved
 
-    async def reserve_slot(self, key: str, interval: float) -> float:
-        """Reserve the next free slot of ``key``, ``interval`` seconds after the previous one.
+    def slots(self) -> Slots:
+        """Where this broker's rate-limit slots live (see :mod:`orquestrador.brokers.slots`).
 
-        Returns how long to wait for it. Rate limits (e.g. per scraped domain) call this; brokers
-        that can hold shared state (Redis, NATS KV) share slots across every worker process and
-        machine. This default is per process: with it, N workers allow N times the rate.
+        This default keeps them in the process; adapters with ``capabilities.shared_slots``
+        return a store on the server.
         """
-        with _LOCAL_SLOTS_LOCK:
-            now = time.time()
-            slot = max(_LOCAL_SLOTS.get(key, 0.0), now)
-            _LOCAL_SLOTS[key] = slot + interval
-        return slot - now
+        return LocalSlots()
 
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
         """Best-effort lifecycle event (not durable). Default: dropped."""
@@ -368,6 +422,7 @@ __all__ = [
     "DLQ_QUEUE",
     "DLQ_REASON",
     "Broker",
+    "Capabilities",
     "Consumer",
     "Delivery",
     "Message",

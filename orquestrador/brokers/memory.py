@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from orquestrador.brokers.base import (
     Broker,
+    Capabilities,
     Consumer,
     Delivery,
     EventCallback,
@@ -188,6 +189,7 @@ class MemoryConsumer(Consumer):
 
 class MemoryBroker(Broker):
     scheme = "memory"
+    capabilities = Capabilities.lacking("shared_slots", "cross_process", "counts_reconnects")
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url

@@ -35,6 +35,7 @@ from orquestrador.brokers import nats_recovery
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Broker,
+    Capabilities,
     Consumer,
     Delivery,
     EventCallback,
@@ -45,6 +46,7 @@ from orquestrador.brokers.base import (
     validate_queue_name,
 )
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable
 from orquestrador.retention import DlqLimits
@@ -185,8 +187,43 @@ class NatsConsumer(Consumer):
         await self._drop_subscription()
 
 
+class NatsSlots(Slots):
+    """Slots in the KV bucket ORQ_RATELIMIT, updated with compare-and-set: shared by every worker
+    on this server. Clocks of worker machines are assumed roughly in sync."""
+
+    def __init__(self, js: Callable[[], JetStreamContext]) -> None:
+        self._js = js
+        self._kv: Any = None
+
+    async def reserve(self, key: str, interval: float) -> float:
+        name = _KV_KEY.sub("_", key).strip(".") or "_"
+        try:
+            if self._kv is None:
+                self._kv = await self._js().create_key_value(bucket=RATE_LIMIT_BUCKET, history=1, ttl=3600)
+            for _ in range(50):
+                now = time.time()
+                try:
+                    entry = await self._kv.get(name)
+                    slot, revision = max(float(entry.value or b"0"), now), entry.revision
+                except nats.js.errors.KeyNotFoundError:
+                    slot, revision = now, None
+                value = repr(slot + interval).encode()
+                try:
+                    if revision is None:
+                        await self._kv.create(name, value)
+                    else:
+                        await self._kv.update(name, value, last=revision)
+                    return slot - now
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another worker took this slot; read again
+        except nats.errors.Error as exc:
+            raise BrokerError(f"cannot reserve a rate-limit slot for {key}: {exc}") from exc
+        raise BrokerError(f"rate-limit slot for {key} kept changing under contention")
+
+
 class NatsBroker(Broker):
     scheme = "nats"
+    capabilities = Capabilities.everything()
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
         self.url = url
@@ -197,7 +234,7 @@ class NatsBroker(Broker):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._declared: set[str] = set()
-        self._kv: Any = None
+        self._slots: NatsSlots | None = None
         self._dlq = DlqLimits.from_env()
 
     def __repr__(self) -> str:
@@ -464,32 +501,10 @@ class NatsBroker(Broker):
         names = (queue_name(i.config.name) for i in infos if i.config.name)
         return sorted(n for n in names if n)
 
-    async def reserve_slot(self, key: str, interval: float) -> float:
-        """Slots live in the KV bucket ORQ_RATELIMIT, updated with compare-and-set: shared by
-        every worker on this server. Clocks of worker machines are assumed roughly in sync."""
-        name = _KV_KEY.sub("_", key).strip(".") or "_"
-        try:
-            if self._kv is None:
-                self._kv = await self.js.create_key_value(bucket=RATE_LIMIT_BUCKET, history=1, ttl=3600)
-            for _ in range(50):
-                now = time.time()
-                try:
-                    entry = await self._kv.get(name)
-                    slot, revision = max(float(entry.value or b"0"), now), entry.revision
-                except nats.js.errors.KeyNotFoundError:
-                    slot, revision = now, None
-                value = repr(slot + interval).encode()
-                try:
-                    if revision is None:
-                        await self._kv.create(name, value)
-                    else:
-                        await self._kv.update(name, value, last=revision)
-                    return slot - now
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue  # another worker took this slot; read again
-        except nats.errors.Error as exc:
-            raise BrokerError(f"cannot reserve a rate-limit slot for {key}: {exc}") from exc
-        raise BrokerError(f"rate-limit slot for {key} kept changing under contention")
+    def slots(self) -> Slots:
+        if self._slots is None:
+            self._slots = NatsSlots(lambda: self.js)
+        return self._slots
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         if self._nc is None:

@@ -86,6 +86,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorException  # TL
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Broker,
+    Capabilities,
     Consumer,
     EventCallback,
     Message,
@@ -137,6 +138,12 @@ class RabbitMQBroker(Broker):
     """One AMQP connection (``amqp://`` or ``amqps://``) on the running loop; see the module docstring."""
 
     scheme = "amqp"
+    # What RabbitMQ lacks, this adapter supplies (see the module docstring); peek, in_flight,
+    # oldest_age and slots stay as AMQP 0-9-1 allows.
+    capabilities = Capabilities.lacking(
+        "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "positions",
+        "side_effect_free_peek", "shared_slots", "global_in_flight", "oldest_age",
+    )  # fmt: skip
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
         self.url = url

@@ -43,6 +43,7 @@ from redis.backoff import ExponentialBackoff
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
     Broker,
+    Capabilities,
     Consumer,
     Delivery,
     EventCallback,
@@ -53,6 +54,7 @@ from orquestrador.brokers.base import (
     validate_queue_name,
 )
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
 from orquestrador.retention import DlqLimits
@@ -367,8 +369,23 @@ class RedisConsumer(Consumer):
             await self.broker.reap(self.queue, min_idle_ms=0, name=self.name)
 
 
+class RedisSlots(Slots):
+    """Slots in ``orq:rl:<key>`` on the server's clock: shared by every worker."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+
+    async def reserve(self, key: str, interval: float) -> float:
+        with _errors(f"reserve a rate-limit slot for {key}"):
+            ms = max(1, int(interval * 1000))
+            waited = await self._broker.scripts["slot"](keys=[f"orq:rl:{key}"], args=[ms])
+        return int(waited) / 1000
+
+
 class RedisBroker(Broker):
     scheme = "redis"
+    # Redis reconnects inside each command: no count of its own.
+    capabilities = Capabilities.lacking("counts_reconnects")
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         self.url = url
@@ -600,11 +617,8 @@ class RedisBroker(Broker):
         with _errors("cannot list queues"):
             return sorted(_text(n) for n in await self.redis.smembers(QUEUES_KEY))
 
-    async def reserve_slot(self, key: str, interval: float) -> float:
-        """Slots live in ``orq:rl:<key>`` on the server's clock: shared by every worker."""
-        with _errors(f"reserve a rate-limit slot for {key}"):
-            waited = await self.scripts["slot"](keys=[f"orq:rl:{key}"], args=[max(1, int(interval * 1000))])
-        return int(waited) / 1000
+    def slots(self) -> Slots:
+        return RedisSlots(self)
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         if self._redis is None:

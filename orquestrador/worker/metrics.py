@@ -95,12 +95,12 @@ class PrometheusMetrics(NoMetrics):
     def fetch_recovered(self, broker: Any) -> None:
         # Adapters that count their own reconnects are watched instead (see watch); for the
         # others (Redis reconnects inside each command) a fetch working again is the reconnect.
-        if not hasattr(broker, "reconnects"):
+        if not broker.capabilities.counts_reconnects:
             self._reconnects.inc()
 
     def watch(self, broker: Any) -> asyncio.Task[None] | None:
         """Follow an adapter's own reconnect count (NATS, RabbitMQ) while the worker runs."""
-        if not hasattr(broker, "reconnects"):
+        if not broker.capabilities.counts_reconnects:
             return None
 
         async def follow() -> None:

@@ -220,11 +220,12 @@ class Worker:
 
     async def _back_off(self, delay: float) -> bool:
         """Sleep ``delay`` unless stopping, or (True) the broker reports it reconnected meanwhile."""
-        seen, loop = getattr(self.broker, "reconnects", None), asyncio.get_running_loop()
+        counted, seen = self.broker.capabilities.counts_reconnects, self.broker.reconnects
+        loop = asyncio.get_running_loop()
         end = loop.time() + delay
         while not self._stopping.is_set() and loop.time() < end:
             await self._sleep_unless_stopping(min(0.1, end - loop.time()))
-            if seen is not None and getattr(self.broker, "reconnects", None) != seen:
+            if counted and self.broker.reconnects != seen:
                 return True
         return False
 
@@ -368,7 +369,7 @@ class Worker:
             return
         key = plugin.rate_key(job.envelope.payload) if plugin.rate_key else None
         slot = f"{plugin.fila}:{key or '*'}"
-        wait = await self.broker.reserve_slot(slot, 1.0 / plugin.rate_limit)
+        wait = await self.broker.slots().reserve(slot, 1.0 / plugin.rate_limit)
         if wait > 0:
             job.log.debug("rate limit %s: waiting %.2fs", slot, wait)
             await asyncio.sleep(wait)

@@ -1,10 +1,10 @@
 """Idempotency on every broker: one message_id published twice is delivered once (within the
 dedup window), and a job delivered twice is recorded once by the orchestrator and saved once.
 
-Per-broker difference (documented in orquestrador/brokers/dedup.py and the README): NATS
-(``Nats-Msg-Id``) and Redis (a short-lived key) dedupe on the server, for every client;
-RabbitMQ has no such state, so the adapter dedupes per connection and a second client
-publishing the same id is delivered again — the store and ``salvar`` absorb that copy.
+Where brokers differ (``capabilities.server_dedup``, shown in the README): NATS
+(``Nats-Msg-Id``) and Redis (a short-lived key) dedupe on the server, for every client; a
+broker without it (RabbitMQ) dedupes per connection, so a second client publishing the same id
+is delivered again — the store and ``salvar`` absorb that copy.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from orquestrador.brokers import Broker, connect
 from orquestrador.plugins import Plugin
 from tests.conftest import eventually
 
-SERVER_SIDE_DEDUP = {"memory": True, "nats": True, "redis": True, "rabbitmq": False}
-
 
 async def drain(broker: Broker, queue: str, quiet: float = 1.0) -> list[bytes]:
     """Everything deliverable on ``queue`` (acked), once nothing more arrives for ``quiet`` s."""
@@ -38,12 +36,6 @@ async def drain(broker: Broker, queue: str, quiet: float = 1.0) -> list[bytes]:
     finally:
         await consumer.close()
     return bodies
-
-
-def scheme(url: str) -> str:
-    return {"amqp": "rabbitmq", "amqps": "rabbitmq", "rediss": "redis", "tls": "nats"}.get(
-        url.split(":", 1)[0], url.split(":", 1)[0]
-    )
 
 
 async def test_one_message_id_published_twice_is_delivered_once(broker: Broker, queue: str):
@@ -66,9 +58,9 @@ async def test_a_second_client_publishing_the_same_id(broker: Broker, broker_url
         await other.close()
 
     bodies = await drain(broker, queue)
-    if SERVER_SIDE_DEDUP[scheme(broker_url)]:
+    if broker.capabilities.server_dedup:
         assert bodies == [b"from one"]
-    else:  # RabbitMQ: per-connection dedup only (the documented limitation)
+    else:  # per-connection dedup only (the documented limitation)
         assert sorted(bodies) == [b"from one", b"from the other"]
 
 

@@ -13,8 +13,7 @@ import pytest
 from orquestrador import AsyncOrquestrador, Worker, WorkerOptions
 from orquestrador.brokers import Broker, connect
 from orquestrador.plugins import Plugin, domain_of
-
-SHARED_STATE = {"nats", "redis"}  # the others limit per process (documented in the README)
+from tests.conftest import broker_url_for, brokers_where
 
 
 def carimbo(payload: dict) -> dict:
@@ -53,10 +52,8 @@ async def test_one_domain_is_throttled_and_another_is_not(broker: Broker, broker
     assert others[-1] - others[0] < 1.0, "different domains are not held back by each other"
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_STATE))
+@pytest.mark.parametrize("name", brokers_where(lambda caps: caps.shared_slots))
 def test_slots_are_shared_across_processes(name: str, request: pytest.FixtureRequest):
-    from tests.conftest import broker_url_for
-
     url = broker_url_for(name, request)
     key = f"test:{uuid.uuid4().hex}"
     code = (
@@ -64,7 +61,7 @@ def test_slots_are_shared_across_processes(name: str, request: pytest.FixtureReq
         "from orquestrador.brokers import connect\n"
         "async def main():\n"
         f"    b = await connect({url!r})\n"
-        f"    print(await b.reserve_slot({key!r}, 10.0))\n"
+        f"    print(await b.slots().reserve({key!r}, 10.0))\n"
         "    await b.close()\n"
         "asyncio.run(main())\n"
     )

@@ -1,6 +1,6 @@
 """Real worker processes on every real broker: scale-out, SIGKILL takeover, leases, drain.
 
-The in-memory broker is left out: it cannot cross processes.
+Adapters whose queues stay inside one process (``memory://``) are left out.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ import pytest
 
 from orquestrador import Orquestrador
 from orquestrador.brokers import connect
-from tests.conftest import broker_url_for
+from tests.conftest import broker_url_for, brokers_where
 from tests.workers import start_worker, wait_for
 
-REAL_BROKERS = [
-    pytest.param("nats", marks=pytest.mark.nats),
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-]
+REAL_BROKERS = brokers_where(lambda caps: caps.cross_process)
 
 
 @pytest.fixture(params=REAL_BROKERS)
