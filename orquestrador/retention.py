@@ -2,7 +2,8 @@
 
 Nothing is ever removed unless a limit is configured: ``ORQ_RETENTION_AGE`` /
 ``ORQ_RETENTION_JOBS`` (or ``Orquestrador(retencao=Retencao(...))``) for the store, and
-``ORQ_DLQ_MAX_AGE`` / ``ORQ_DLQ_MAX_MESSAGES`` for dead-letter queues on the broker.
+``ORQ_DLQ_MAX_AGE`` / ``ORQ_DLQ_MAX_MESSAGES`` for dead-letter queues on the broker
+(:mod:`orquestrador.brokers.support.limits`).
 
 Pruning only touches finished jobs (ok, erro, dead-lettered) of chains and batches with no
 unfinished job, so a running pipeline never loses its parents nor a running batch its count.
@@ -15,47 +16,18 @@ whole file under an exclusive lock): SQLite reuses them for new rows, so the fil
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from orquestrador.errors import ConfigError
+from orquestrador.settings import parse_count, parse_duration
 
 ENV_RETENTION_AGE = "ORQ_RETENTION_AGE"
 ENV_RETENTION_JOBS = "ORQ_RETENTION_JOBS"
-ENV_DLQ_MAX_AGE = "ORQ_DLQ_MAX_AGE"
-ENV_DLQ_MAX_MESSAGES = "ORQ_DLQ_MAX_MESSAGES"
 
 DEFAULT_INTERVAL = 600.0
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-
-
-def parse_duration(value: float | str, setting: str) -> float:
-    """Seconds from ``3600``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``; ``setting`` names the source."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if match is None:
-            raise ConfigError(
-                f"{setting}={value!r} is not a duration: use seconds or a number with s, m, h, d or w "
-                "(e.g. 3600, 12h, 7d)"
-            )
-        seconds = float(match[1]) * _UNITS[match[2].lower()]
-    if seconds <= 0:
-        raise ConfigError(f"{setting}={value!r} must be a positive duration (e.g. 12h, 7d)")
-    return seconds
-
-
-def parse_count(value: int | str, setting: str) -> int:
-    """A positive whole number; ``setting`` names where it came from, for the error."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
-        raise ConfigError(f"{setting}={value!r} must be a positive whole number (e.g. 100000)")
-    return int(text)
 
 
 def _env(name: str) -> str | None:
@@ -93,22 +65,6 @@ class Retencao:
         return cls(
             max_age=parse_duration(age, ENV_RETENTION_AGE) if age else None,
             max_jobs=parse_count(jobs, ENV_RETENTION_JOBS) if jobs else None,
-        )
-
-
-@dataclass(frozen=True)
-class DlqLimits:
-    """Caps on every dead-letter queue a broker adapter declares; None means unbounded."""
-
-    max_age: float | None = None
-    max_messages: int | None = None
-
-    @classmethod
-    def from_env(cls) -> DlqLimits:
-        age, count = _env(ENV_DLQ_MAX_AGE), _env(ENV_DLQ_MAX_MESSAGES)
-        return cls(
-            max_age=parse_duration(age, ENV_DLQ_MAX_AGE) if age else None,
-            max_messages=parse_count(count, ENV_DLQ_MAX_MESSAGES) if count else None,
         )
 
 

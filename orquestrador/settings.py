@@ -240,3 +240,32 @@ def split_tls(url: str) -> tuple[str, TlsPaths | None]:
         else:
             values[attr], origins[attr] = os.environ.get(env) or None, env
     return clean, TlsPaths(values["ca"], values["cert"], values["key"], origins)
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: float | str, setting: str) -> float:
+    """Seconds from ``3600``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``; ``setting`` names the source."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ConfigError(
+                f"{setting}={value!r} is not a duration: use seconds or a number with s, m, h, d or w "
+                "(e.g. 3600, 12h, 7d)"
+            )
+        seconds = float(match[1]) * _DURATION_UNITS[match[2].lower()]
+    if seconds <= 0:
+        raise ConfigError(f"{setting}={value!r} must be a positive duration (e.g. 12h, 7d)")
+    return seconds
+
+
+def parse_count(value: int | str, setting: str) -> int:
+    """A positive whole number; ``setting`` names where it came from, for the error."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
+        raise ConfigError(f"{setting}={value!r} must be a positive whole number (e.g. 100000)")
+    return int(text)

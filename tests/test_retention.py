@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.cli import app
 from orquestrador.envelope import Envelope, Erro, nova
 from orquestrador.errors import ConfigError
 from orquestrador.eventos import EventoJob
-from orquestrador.retention import DlqLimits, Retencao, parse_duration
+from orquestrador.retention import Retencao, parse_duration
 from orquestrador.store import Store
 
 DAY = 86400.0

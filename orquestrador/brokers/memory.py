@@ -28,7 +28,7 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.dedup import WINDOW as DEDUP_WINDOW
+from orquestrador.brokers.support.dedup import WINDOW as DEDUP_WINDOW
 
 _POLL = 0.005
 

@@ -55,9 +55,9 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.slots import Slots
+from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.retention import DlqLimits
 from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from orquestrador.brokers.dedup import RecentIds
+from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.errors import BrokerError
 
 
