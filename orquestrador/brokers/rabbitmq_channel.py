@@ -26,7 +26,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pika
 import pika.channel
@@ -45,9 +45,6 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.errors import BrokerError
-
-if TYPE_CHECKING:
-    from orquestrador.brokers.rabbitmq import RabbitMQBroker
 
 log = logging.getLogger("orquestrador.brokers.rabbitmq")
 pika_writes.install()
@@ -334,6 +331,25 @@ class ConfirmPublisher:
 # -- consuming ----------------------------------------------------------------------------
 
 
+class Host(Protocol):
+    """What consumers and deliveries need of their broker, so this module never imports it."""
+
+    consumers: set[RabbitMQConsumer]
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def declare(self, queue: str) -> None: ...
+
+    def forget(self, queue: str) -> None: ...
+
+    async def open_channel(self) -> AsyncChannel: ...
+
+    async def retry_bucket(self, queue: str, delay: float) -> str: ...
+
+    async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None: ...
+
+
 def bucket_ms(delay: float) -> int:
     """Milliseconds of the retry bucket for ``delay``: rounded up to two significant digits."""
     ms = max(1, math.ceil(delay * 1000))
@@ -491,7 +507,7 @@ class RabbitMQDelivery(Delivery):
 class RabbitMQConsumer(Consumer):
     """One channel with ``basic_qos(prefetch)`` and ``basic_consume``; fetch takes from its buffer."""
 
-    def __init__(self, broker: RabbitMQBroker, queue: str, visibility: float, prefetch: int) -> None:
+    def __init__(self, broker: Host, queue: str, visibility: float, prefetch: int) -> None:
         self.broker = broker
         self.queue = queue
         self.visibility = visibility
