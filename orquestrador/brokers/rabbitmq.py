@@ -94,7 +94,6 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.brokers.rabbitmq_channel import (
     ATTEMPTS_HEADER,
     NOT_FOUND,
@@ -116,6 +115,7 @@ from orquestrador.brokers.rabbitmq_channel import (
     short_reason,
     translate,
 )
+from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
