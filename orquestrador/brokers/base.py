@@ -32,6 +32,7 @@ from typing import ClassVar
 
 from orquestrador.brokers.intake import MAX_HEADERS
 from orquestrador.brokers.slots import LocalSlots, Slots
+from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.errors import BrokerError, ConfigError
 
 DLQ_SUFFIX = ".dlq"
@@ -244,6 +245,7 @@ class Broker(abc.ABC):
     capabilities: ClassVar[Capabilities]
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
     reconnects: int = 0
+    _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)
 
     def __init__(self, url: str) -> None:
         """Adapters take the URL as their only positional argument (the registry calls them so)."""
@@ -376,6 +378,26 @@ class Broker(abc.ABC):
         finally:
             await consumer.close()
         return moved
+
+    async def deduplicated(
+        self, queue: str, message_id: str | None, send: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``send`` (one publish) unless ``message_id`` went to ``queue`` within the dedup window.
+
+        With ``capabilities.server_dedup`` the broker drops the copy itself and ``send`` always
+        runs; without it this connection remembers its own ids (:mod:`.support.dedup`).
+        """
+        if not message_id or self.capabilities.server_dedup:
+            await send()
+            return
+        if self._recent_ids is None:
+            self._recent_ids = RecentIds()
+        await self._recent_ids.once(queue, message_id, send)
+
+    def forget_ids(self, queue: str) -> None:
+        """A deleted queue starts afresh: its remembered ids go (no-op with server-side dedup)."""
+        if self._recent_ids is not None:
+            self._recent_ids.forget_queue(queue)
 
     def slots(self) -> Slots:
         """Where this broker's rate-limit slots live (see :mod:`orquestrador.brokers.slots`).

@@ -115,7 +115,6 @@ from orquestrador.brokers.rabbitmq_channel import (
     short_reason,
     translate,
 )
-from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
@@ -179,7 +178,6 @@ class RabbitMQBroker(Broker):
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
         self._registry = _Registry(self)
-        self._recent = RecentIds()
 
     def __repr__(self) -> str:
         return f"RabbitMQBroker({redact_url(self.url)!r})"
@@ -324,10 +322,7 @@ class RabbitMQBroker(Broker):
         await self.declare(queue)
         props = {"delivery_mode": 2, "message_id": message_id, "headers": dict(headers) if headers else None}
         send = functools.partial(self.send, queue, body, spec.BasicProperties(**props))
-        if message_id:  # RabbitMQ keeps no dedup state: this connection remembers its ids (.dedup)
-            await self._recent.once(queue, message_id, send)
-        else:
-            await send()
+        await self.deduplicated(queue, message_id, send)  # no server-side dedup: support.dedup
 
     # -- queues ----------------------------------------------------------------------------
 
@@ -449,7 +444,7 @@ class RabbitMQBroker(Broker):
             self._declared.discard(name)
             self._buckets.discard(name)
             self._registry.forget(name)
-            self._recent.forget_queue(name)
+            self.forget_ids(name)
 
     async def queues(self) -> list[str]:
         names = {n for n, op in (await self._registry.snapshot()).items() if op == "+"}
