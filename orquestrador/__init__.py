@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from orquestrador.facade import Job, Lote, Orquestrador
     from orquestrador.orchestrator import AsyncOrquestrador
     from orquestrador.pipeline import Pipeline
-    from orquestrador.retention import Retencao
+    from orquestrador.store.retention import Retencao
     from orquestrador.worker import Contexto, Worker, WorkerOptions
 
 # Loaded on first use: a worker process that only registers plugins never imports the
@@ -48,7 +48,7 @@ _LAZY = {
     "Orquestrador": "orquestrador.facade",
     "AsyncOrquestrador": "orquestrador.orchestrator",
     "Pipeline": "orquestrador.pipeline",
-    "Retencao": "orquestrador.retention",
+    "Retencao": "orquestrador.store.retention",
     "Worker": "orquestrador.worker",
     "WorkerOptions": "orquestrador.worker",
 }

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orquestrador import consumers, operations, stats
+from orquestrador import consumers, operations
 from orquestrador import envelope as wire
 from orquestrador.brokers.base import Message, QueueStats
 from orquestrador.collector import Saude
@@ -28,10 +28,10 @@ from orquestrador.loop_thread import LoopThread
 from orquestrador.orchestrator import AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import queue_for
-from orquestrador.retention import Retencao
 from orquestrador.settings import redact_url
-from orquestrador.stats import Throughput
-from orquestrador.store import JobRow, jobs_filter
+from orquestrador.store import JobRow, jobs_filter, stats
+from orquestrador.store.retention import Retencao
+from orquestrador.store.stats import Throughput
 from orquestrador.vocabulary import FALHAS, FINAIS, KIND_OF, is_request
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class Orquestrador:
     ``ORQ_BROKER_URL`` or else the embedded NATS server is used. ``responder_para`` names this
     orchestrator's results queue: give each person or project sharing a broker its own.
     ``retencao`` bounds the store (default: ``ORQ_RETENTION_AGE``/``ORQ_RETENTION_JOBS``, else
-    keep everything); see :class:`orquestrador.retention.Retencao`.
+    keep everything); see :class:`orquestrador.Retencao`.
     """
 
     def __init__(
@@ -493,11 +493,12 @@ class Orquestrador:
         )
 
     def _frame(self, **filters: Any) -> pd.DataFrame:
-        from orquestrador import reader
+        from orquestrador.store import reader
 
         reader.shared.start()  # on a first call, the reader imports pyarrow while we import pandas
-        from orquestrador.analysis import jobs_frame, read_jobs
+        from orquestrador.analysis import jobs_frame
         from orquestrador.store import jobs_filter
+        from orquestrador.store.columnar import read_jobs
 
         where, args = jobs_filter(**filters)
         return jobs_frame(read_jobs(self._core.store.path, where, args))

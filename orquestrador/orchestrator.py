@@ -25,8 +25,8 @@ from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
-from orquestrador.retention import Retencao
 from orquestrador.store import JobRow, Store
+from orquestrador.store.retention import Retencao
 from orquestrador.vocabulary import FINAIS, KIND_OF
 
 log = logging.getLogger("orquestrador")

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orquestrador.analysis import jobs_frame, read_jobs, read_jobs_stdlib
+from orquestrador.analysis import jobs_frame
 from orquestrador.envelope import Erro, nova
-from orquestrador.reader import DriverMissing, ReaderProcess
 from orquestrador.store import Store, jobs_filter
+from orquestrador.store.columnar import read_jobs, read_jobs_stdlib
+from orquestrador.store.reader import DriverMissing, ReaderProcess
 
 
 def _run(store: Store, alvo: str, payload: dict, resultado: dict | None, erro: bool = False) -> str:

@@ -17,8 +17,9 @@ from orquestrador.cli import app
 from orquestrador.envelope import Envelope, Erro, nova
 from orquestrador.errors import ConfigError
 from orquestrador.eventos import EventoJob
-from orquestrador.retention import Retencao, parse_duration
+from orquestrador.settings import parse_duration
 from orquestrador.store import Store
+from orquestrador.store.retention import Retencao
 
 DAY = 86400.0
 

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from orquestrador import Orquestrador
-from orquestrador.analysis import jobs_frame, read_jobs
+from orquestrador.analysis import jobs_frame
 from orquestrador.envelope import nova
 from orquestrador.store import Store
+from orquestrador.store.columnar import read_jobs
 from tests.workers import start_worker
 
 

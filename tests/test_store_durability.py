@@ -21,8 +21,8 @@ import pytest
 
 from orquestrador import Orquestrador
 from orquestrador.errors import StoreError
-from orquestrador.reader import ReaderProcess
 from orquestrador.store import Store
+from orquestrador.store.reader import ReaderProcess
 from tests.workers import ROOT, start_worker
 
 
@@ -66,7 +66,8 @@ def test_the_orchestrator_process_holds_one_sqlite_library(tmp_path: Path) -> No
 
 def test_the_reader_process_dies_with_its_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
-        from orquestrador import Orquestrador, reader
+        from orquestrador import Orquestrador
+        from orquestrador.store import reader
         orq = Orquestrador("memory://", home={str(tmp_path)!r})
         orq.resultados()
         print(reader.shared.pid, flush=True)

@@ -30,8 +30,8 @@ def stats(
     """Jobs, outcomes, throughput and latency per alvo from this directory's store."""
     from orquestrador.collector import read_health
     from orquestrador.settings import home
-    from orquestrador.stats import job_stats
     from orquestrador.store import Store
+    from orquestrador.store.stats import job_stats
 
     path = existing_store()
     desde = time.time() - since if since is not None else None

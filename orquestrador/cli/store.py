@@ -15,7 +15,8 @@ import typer
 from orquestrador.cli import console
 from orquestrador.cli.options import YesOpt, existing_store
 from orquestrador.errors import OrquestradorError
-from orquestrador.retention import ENV_RETENTION_AGE, ENV_RETENTION_JOBS, Retencao, parse_duration
+from orquestrador.settings import parse_duration
+from orquestrador.store.retention import ENV_RETENTION_AGE, ENV_RETENTION_JOBS, Retencao
 
 _AGE_HELP = f"Delete finished jobs older than this (7d, 12h, 3600); default ${ENV_RETENTION_AGE}."
 _KEEP_HELP = f"Keep only the newest N finished jobs; default ${ENV_RETENTION_JOBS}."

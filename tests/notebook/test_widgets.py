@@ -13,7 +13,7 @@ from orquestrador.notebook import Painel, Rastreio, rastreio
 from orquestrador.notebook._live import esc, ticker
 from orquestrador.notebook.jobs import JobView, LoteView
 from orquestrador.plugins import Plugin
-from orquestrador.stats import Throughput, fmt_seconds
+from orquestrador.store.stats import Throughput, fmt_seconds
 from tests.notebook.helpers import ESCAPED, EVIL, BackgroundWorker, pagina, wait_until
 
 

@@ -3,6 +3,10 @@
 Results go to disk, not to lists in memory, so memory stays flat however many jobs run and a
 restarted notebook still sees earlier results. A job is recorded once per ``message_id`` and
 its result once, however often a result is redelivered; states only move forward.
+
+Why one class of about 400 lines: every write and read of the four tables goes through one
+connection per thread and one writer lock, and the SQL of each stays beside the method that
+runs it. The schema is :mod:`.schema`, row values :mod:`.rows`, pruning :mod:`.retention`.
 """
 
 from __future__ import annotations
@@ -12,92 +16,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orquestrador import retention
 from orquestrador.envelope import Envelope
-from orquestrador.errors import ConfigError
 from orquestrador.eventos import EventoJob
-from orquestrador.vocabulary import ESTADOS, FINAIS  # noqa: F401 - importable from here too
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    message_id TEXT PRIMARY KEY,
-    correlation_id TEXT NOT NULL,
-    tipo_evento TEXT NOT NULL,
-    alvo TEXT,
-    fila TEXT,
-    payload TEXT,
-    estado TEXT NOT NULL,
-    enviado_em REAL,
-    iniciado_em REAL,
-    concluido_em REAL,
-    tentativa INTEGER,
-    worker TEXT,
-    resultado TEXT,
-    erro TEXT,
-    result_id TEXT,
-    causation_id TEXT,
-    lote TEXT,
-    execucao REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
-CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
-CREATE TABLE IF NOT EXISTS envelopes (
-    message_id TEXT PRIMARY KEY,
-    correlation_id TEXT NOT NULL,
-    causation_id TEXT,
-    tipo_evento TEXT NOT NULL,
-    alvo TEXT,
-    status TEXT,
-    tentativa INTEGER,
-    timestamp REAL NOT NULL,
-    recorded_at REAL NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS envelopes_correlation ON envelopes(correlation_id);
-CREATE TABLE IF NOT EXISTS eventos (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    correlation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    evento TEXT NOT NULL,
-    alvo TEXT,
-    worker TEXT,
-    tentativa INTEGER,
-    at REAL NOT NULL,
-    detalhe TEXT
-);
-CREATE INDEX IF NOT EXISTS eventos_correlation ON eventos(correlation_id);
-CREATE TABLE IF NOT EXISTS partes (
-    message_id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    alvo TEXT,
-    parte INTEGER NOT NULL,
-    recebido_em REAL NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS partes_job ON partes(job_id, parte);
-"""
-
-
-@dataclass(frozen=True)
-class JobRow:
-    message_id: str
-    correlation_id: str
-    tipo_evento: str
-    alvo: str | None
-    estado: str
-    enviado_em: float | None
-    iniciado_em: float | None
-    concluido_em: float | None
-    tentativa: int | None
-    worker: str | None
-    resultado: dict[str, Any] | None
-    erro: dict[str, Any] | None
+from orquestrador.store import retention, schema
+from orquestrador.store.rows import JobRow, estado_of, job_row, jobs_filter, request_of, run_times
+from orquestrador.store.schema import Transaction, unusable
+from orquestrador.vocabulary import ESTADOS
 
 
 class Store:
@@ -110,17 +38,7 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         try:
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-            if "causation_id" not in columns:  # stores written by 0.1 before pipelines existed
-                conn.execute("ALTER TABLE jobs ADD COLUMN causation_id TEXT")
-            if "lote" not in columns:  # stores written before batches were tagged
-                conn.execute("ALTER TABLE jobs ADD COLUMN lote TEXT")
-            if "execucao" not in columns:  # stores written before results carried their run time
-                conn.execute("ALTER TABLE jobs ADD COLUMN execucao REAL")
-            conn.execute("CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)")
-            conn.execute("CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL")
+            schema.create(self._conn())
         except sqlite3.Error as exc:
             self.close()
             raise unusable(self.path, exc) from None
@@ -142,22 +60,19 @@ class Store:
         except sqlite3.Error as exc:
             raise unusable(self.path, exc) from None
 
-    def _write(self) -> _transaction:
+    def _write(self) -> Transaction:
         """A write transaction; writers of this process queue on a lock, not in SQLite.
 
         SQLite's busy handler sleeps in steps of up to tens of milliseconds when another
         connection holds the write lock (the collector writes from a thread while launches
         write from the loop); a Python lock hands over the moment the other writer is done.
         """
-        return _transaction(self._conn(), self._write_lock)
+        return Transaction(self._conn(), self._write_lock)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.row_factory = sqlite3.Row
+            conn = schema.connect(self.path, self.timeout)
             self._local.conn = conn
         return conn
 
@@ -214,8 +129,8 @@ class Store:
                     continue
                 if env.extras.get("filhos"):
                     self._insert_children(conn, env, now)
-                estado = _estado_of(env)
-                iniciado_em, execucao = _run_times(env)
+                estado = estado_of(env)
+                iniciado_em, execucao = run_times(env)
                 values = (
                     estado, env.timestamp.timestamp(), env.tentativa,
                     (env.extras.get("worker")), json.dumps(env.payload),
@@ -237,7 +152,7 @@ class Store:
                     " erro, result_id, iniciado_em, execucao, message_id, correlation_id, tipo_evento,"
                     " alvo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, env.causation_id, env.correlation_id,
-                     _request_of(env.tipo_evento), env.alvo),
+                     request_of(env.tipo_evento), env.alvo),
                 )  # fmt: skip
                 if cur.rowcount:
                     finished.append(env.causation_id)
@@ -383,7 +298,7 @@ class Store:
     def job(self, message_id: str) -> JobRow | None:
         row = self._conn().execute("SELECT * FROM jobs WHERE message_id = ?", (message_id,))
         found = row.fetchone()
-        return None if found is None else _job_row(found)
+        return None if found is None else job_row(found)
 
     def jobs(
         self,
@@ -495,120 +410,5 @@ class Store:
         return sorted(r[0] for r in rows if r[0])
 
 
-def jobs_filter(
-    *,
-    alvo: str | None = None,
-    estado: str | Sequence[str] | None = None,
-    desde: float | None = None,
-    ate: float | None = None,
-    correlation_id: str | None = None,
-    lote: str | None = None,
-) -> tuple[str, list[Any]]:
-    """The WHERE clause of a jobs query, shared by row reads and the columnar reader."""
-    where: list[str] = []
-    args: list[Any] = []
-    if alvo is not None:
-        where.append("alvo = ?")
-        args.append(alvo)
-    if estado is not None:
-        states = [estado] if isinstance(estado, str) else list(estado)
-        where.append(f"estado IN ({','.join('?' * len(states))})")
-        args.extend(states)
-    if desde is not None:
-        where.append("COALESCE(enviado_em, concluido_em) >= ?")
-        args.append(desde)
-    if ate is not None:
-        where.append("COALESCE(enviado_em, concluido_em) < ?")
-        args.append(ate)
-    if correlation_id is not None:
-        where.append("correlation_id = ?")
-        args.append(correlation_id)
-    if lote is not None:
-        where.append("lote = ?")
-        args.append(lote)
-    return (" WHERE " + " AND ".join(where) if where else ""), args
-
-
 class _Probe(Exception):
     """Ends :meth:`Store.check_writable`'s transaction with a rollback."""
-
-
-def unusable(path: Path, exc: sqlite3.Error) -> ConfigError:
-    """A store that cannot be used, as a ConfigError naming the file and what to do about it."""
-    text = str(exc)
-    if "not a database" in text or "malformed" in text:
-        fix = "it is not an orquestrador store, or it is damaged: move it away (a new one is created)"
-    elif "readonly" in text or "read-only" in text or "unable to open" in text:
-        fix = "make the file and its directory writable by this user"
-    elif "locked" in text:
-        fix = "another process holds it locked: close that process"
-    else:
-        fix = "check the file"
-    return ConfigError(
-        f"cannot use the store {path} ({text}): {fix}, or set ORQ_HOME (or home=) to another directory"
-    )
-
-
-def _estado_of(env: Envelope) -> str:
-    if env.status == "erro":
-        return (
-            "dead-lettered"
-            if env.erro is not None and (env.erro.model_extra or {}).get("fila_dlq")
-            else "erro"
-        )
-    return "ok"
-
-
-def _run_times(env: Envelope) -> tuple[float | None, float | None]:
-    """The attempt's start (epoch seconds) and run time a worker put on its result, if sane.
-
-    Optional on the wire: results from older workers, or published by hand, have neither.
-    """
-    extras = env.extras
-    started: float | None = None
-    if isinstance(extras.get("iniciado_em"), str):
-        try:
-            moment = datetime.fromisoformat(extras["iniciado_em"])
-        except ValueError:
-            moment = None
-        if moment is not None:  # the wire is UTC; a time without its zone is read as UTC too
-            started = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    ran = extras.get("duracao")
-    valid = isinstance(ran, int | float) and not isinstance(ran, bool) and 0 <= ran < float("inf")
-    return started, (float(ran) if valid else None)
-
-
-def _request_of(tipo_resultado: str) -> str:
-    return tipo_resultado.replace("resultado_", "iniciar_")
-
-
-def _job_row(row: sqlite3.Row) -> JobRow:
-    return JobRow(
-        message_id=row["message_id"], correlation_id=row["correlation_id"],
-        tipo_evento=row["tipo_evento"], alvo=row["alvo"], estado=row["estado"],
-        enviado_em=row["enviado_em"], iniciado_em=row["iniciado_em"],
-        concluido_em=row["concluido_em"], tentativa=row["tentativa"], worker=row["worker"],
-        resultado=json.loads(row["resultado"]) if row["resultado"] else None,
-        erro=json.loads(row["erro"]) if row["erro"] else None,
-    )  # fmt: skip
-
-
-class _transaction:
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
-        self.conn = conn
-        self.lock = lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        try:
-            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        finally:
-            self.lock.release()

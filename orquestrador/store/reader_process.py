@@ -1,4 +1,4 @@
-"""The store's columnar reader, run as a process of its own by :mod:`orquestrador.reader`.
+"""The store's columnar reader, run as a process of its own by :mod:`orquestrador.store.reader`.
 
 Apache Arrow's SQLite driver bundles its own copy of SQLite. Two SQLite libraries in one
 process break SQLite's POSIX locking: closing the driver's connection drops the locks Python's

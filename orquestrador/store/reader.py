@@ -2,9 +2,9 @@
 
 ``resultados()`` over a million rows needs Arrow's SQLite driver (values land in Arrow arrays in
 C, not as Python objects), but that driver bundles a second SQLite library, and two libraries in
-one process lose committed data (see :mod:`orquestrador.reader_process`). The driver therefore
-runs in a child process, started on first use and reused; the child answers each query with an
-Arrow IPC file in anonymous memory, which this process maps without copying.
+one process lose committed data (see :mod:`.reader_process`). The driver therefore runs in a
+child process, started on first use and reused; the child answers each query with an Arrow IPC
+file in anonymous memory, which this process maps without copying.
 
 The child never outlives this process: it exits when its socket closes (this process exiting,
 however it dies) or when it sees its parent gone. A child that dies mid-query gives a
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orquestrador import reader_process
 from orquestrador.errors import StoreError
+from orquestrador.store import reader_process
 
 if TYPE_CHECKING:  # imported on first read: starting the child does not wait for pyarrow
     import pyarrow as pa

@@ -3,7 +3,7 @@
 Nothing is ever removed unless a limit is configured: ``ORQ_RETENTION_AGE`` /
 ``ORQ_RETENTION_JOBS`` (or ``Orquestrador(retencao=Retencao(...))``) for the store, and
 ``ORQ_DLQ_MAX_AGE`` / ``ORQ_DLQ_MAX_MESSAGES`` for dead-letter queues on the broker
-(:mod:`orquestrador.brokers.support.limits`).
+(the adapters' own business, not this module's).
 
 Pruning only touches finished jobs (ok, erro, dead-lettered) of chains and batches with no
 unfinished job, so a running pipeline never loses its parents nor a running batch its count.
