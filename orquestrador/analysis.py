@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,15 +31,20 @@ JOB_COLUMNS = [
 _STATES = [s for s in ESTADOS if s != "unknown"]
 
 
-def _times(values: pa.ChunkedArray | Sequence[float | None]) -> pd.Series:
+def _times(values: pa.ChunkedArray[Any] | Sequence[float | None]) -> pd.Series:
     """Epoch seconds (REAL in SQLite) to datetime64[ns, UTC], NaT where missing."""
     if not isinstance(values, pa.ChunkedArray):
-        return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True)
+        return pd.to_datetime(pd.Series(list(values), dtype=float), unit="s", utc=True)
     nanos = pc.cast(pc.round(pc.multiply(values, 1e9)), pa.int64())
     return pd.Series(pc.cast(nanos, pa.timestamp("ns", tz="UTC")).to_pandas(), copy=False)
 
 
-def _durations(seconds: pa.ChunkedArray) -> pd.Series:
+def _nullable_ints(arrow: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+    """Whole numbers with gaps as pandas' Int64 (``<NA>``), not as floats."""
+    return pd.Int64Dtype() if arrow == pa.int64() else None
+
+
+def _durations(seconds: pa.ChunkedArray[Any]) -> pd.Series:
     """Seconds (REAL in SQLite) to timedelta64[ns], NaT where missing."""
     nanos = pc.cast(pc.round(pc.multiply(seconds, 1e9)), pa.int64())
     return pd.Series(pc.cast(nanos, pa.duration("ns")).to_pandas(), copy=False)
@@ -58,7 +63,7 @@ def jobs_frame(table: pa.Table) -> pd.DataFrame:
             "tipo_evento": table.column("tipo_evento").to_pandas(),
             "status": pd.Series(table.column("estado").dictionary_encode().to_pandas())
             .cat.set_categories(_STATES),
-            "tentativa": table.column("tentativa").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get),
+            "tentativa": table.column("tentativa").to_pandas(types_mapper=_nullable_ints),
             "worker": table.column("worker").to_pandas(),
             "enviado_em": _times(table.column("enviado_em")),
             "iniciado_em": _times(table.column("iniciado_em")),
@@ -83,7 +88,7 @@ def _field(parsed: pd.DataFrame, name: str, rows: int) -> pd.Series:
     return pd.Series([None] * rows, dtype=object)
 
 
-def _flatten(texts: pa.ChunkedArray, prefix: str) -> pd.DataFrame:
+def _flatten(texts: pa.ChunkedArray[Any], prefix: str) -> pd.DataFrame:
     """json_normalize(max_level=1) semantics, parsed by Arrow's JSON reader in C++.
 
     Rows whose keys change type (a number here, a string there) cannot share an Arrow column;
@@ -93,23 +98,26 @@ def _flatten(texts: pa.ChunkedArray, prefix: str) -> pd.DataFrame:
     return parsed.add_prefix(prefix)
 
 
-def _json_lines(texts: pa.ChunkedArray) -> pa.Buffer:
+def _json_lines(texts: pa.ChunkedArray[Any]) -> pa.Buffer:
     """The column's JSON objects as one newline-delimited buffer, joined by Arrow, not per row."""
-    column = pc.binary_join_element_wise(pc.fill_null(texts, "{}"), "\n", "").combine_chunks()
+    # pyarrow-stubs 20 type neither a str fill value nor str separators beside an array
+    joined = pc.binary_join_element_wise(pc.fill_null(texts, "{}"), "\n", "")  # type: ignore[type-var, call-overload]
+    column = joined.combine_chunks()
     if pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
     _, offsets, data = column.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[column.offset : column.offset + len(column) + 1]
-    return data[int(bounds[0]) : int(bounds[-1])]
+    return cast(pa.Buffer, data[int(bounds[0]) : int(bounds[-1])])
 
 
-def _parse_json(texts: pa.ChunkedArray, levels: int = 1) -> pd.DataFrame:
+def _parse_json(texts: pa.ChunkedArray[Any], levels: int = 1) -> pd.DataFrame:
     rows = len(texts)
     if texts.null_count == rows:
         return pd.DataFrame(index=range(rows))
     try:
         table = pa_json.read_json(
-            pa.BufferReader(_json_lines(texts)), read_options=pa_json.ReadOptions(block_size=1 << 24)
+            pa.BufferReader(_json_lines(texts)),  # type: ignore[arg-type]  # pyarrow-stubs: any NativeFile
+            read_options=pa_json.ReadOptions(block_size=1 << 24),
         )
         if table.num_rows != rows:  # a value that is not one JSON object (e.g. "null", "[]")
             raise pa.ArrowInvalid(f"{table.num_rows} objects for {rows} rows")

@@ -150,7 +150,9 @@ class Backoff:
 
     def next(self) -> float:
         self.failures += 1
-        return min(BACKOFF_MAX, 0.25 * 2**self.failures)
+        # The exponent stops growing long after the cap is reached: 2.0 ** 1024 overflows, and
+        # a store down for hours (1,024 failures at 30 s) must not end the collector with it.
+        return min(BACKOFF_MAX, 0.25 * 2.0 ** min(self.failures, 64))
 
     def reset(self) -> None:
         self.failures = 0

@@ -88,12 +88,15 @@ class _Entropy(threading.local):
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.block = b""
         self.at = 0
 
 
 _entropy = _Entropy()
-os.register_at_fork(after_in_child=lambda: _entropy.__init__())
+os.register_at_fork(after_in_child=_entropy.reset)
 
 
 def new_id() -> str:

@@ -192,7 +192,7 @@ class Lote:
         """Block until every job is final; warns, as Job.wait does, when nothing starts."""
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        warn_at = started + consumers.WAIT_WARN_AFTER
+        warn_at: float | None = started + consumers.WAIT_WARN_AFTER
         while not self.done:
             self._orq._check_open()  # nothing collects results any more: this would never end
             now = time.monotonic()

@@ -75,7 +75,7 @@ async def dead_letters(
         dlqs = [target]
     else:
         dlqs = sorted({dlq_of(n) for n in names})
-    out = []
+    out: list[tuple[str, Message]] = []
     for d in dlqs:
         if queue is None and not (await broker.stats(origin_of(d))).dead_letters:
             continue

@@ -169,7 +169,7 @@ class PipelineRunner:
                 span = tracing.start(f"orq.publish {fila}", "producer", result.headers, attributes)
                 child = Envelope(
                     correlation_id=result.correlation_id,
-                    tipo_evento=PEDIDO_DE[dest_kind],  # type: ignore[arg-type]
+                    tipo_evento=PEDIDO_DE[dest_kind],
                     payload=payload,
                     timestamp=wire.now(),
                     message_id=message_id,

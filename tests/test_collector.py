@@ -126,3 +126,14 @@ async def test_malformed_lifecycle_events_are_dropped_and_later_ones_recorded():
         assert not orq._tasks[1].done(), "the event writer is alive"
         eventos = [r["evento"] for r in orq.store.trace(job.correlation_id) if r["tipo"] == "evento"]
         assert eventos == ["iniciado"]
+
+
+def test_the_store_backoff_stays_at_its_cap_however_long_the_store_is_down():
+    """2.0 ** 1024 overflows: without a bounded exponent, the 1,025th failed write in a row
+    (about eight hours of a full disk at 30 s apiece) raised OverflowError out of the collecting loop."""
+    from orquestrador.collector import BACKOFF_MAX, Backoff
+
+    backoff = Backoff()
+    delays = [backoff.next() for _ in range(2000)]
+    assert delays[:3] == [0.5, 1.0, 2.0]
+    assert delays[-1] == BACKOFF_MAX

@@ -71,3 +71,12 @@ async def test_an_observer_sees_each_step_of_each_job_in_order():
         ("received", nome), ("started", 2), ("failed", "PermanentFailure"),
         ("dead_lettered", "PermanentFailure"), ("finished", 2), ("closed", 2),
     ]  # fmt: skip
+
+
+def test_a_retry_delay_stays_below_its_ceiling_for_any_attempt_count():
+    """An attempt count over 1,024 (a broker's, or one restamped from a hostile envelope) made
+    the backoff overflow, so the job could not be nacked with a delay."""
+    options = WorkerOptions(backoff_base=1.0, backoff_max=30.0)
+    for attempt in (1, 2, 10, 1025, 10**6):
+        assert 0 <= options.backoff(attempt) <= 30.0
+    assert options.backoff(1) <= 1.0

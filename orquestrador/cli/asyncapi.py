@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orquestrador.cli.options import broker_option, import_modules, module_option
+from orquestrador.cli.options import broker_flag, import_modules, module_flag
 from orquestrador.errors import ConfigError
 
 app = typer.Typer()
@@ -17,8 +17,10 @@ FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help="json or yaml (default: from the --output extension, else json)."),
 ]
-BrokerOpt = broker_option("Broker URL to describe (default: $ORQ_BROKER_URL, else embedded NATS).")
-ModuleOpt = module_option("Import plugins from this module first (repeatable).")
+BrokerOpt = Annotated[
+    str | None, broker_flag("Broker URL to describe (default: $ORQ_BROKER_URL, else embedded NATS).")
+]
+ModuleOpt = Annotated[list[str] | None, module_flag("Import plugins from this module first (repeatable).")]
 ResultsOpt = Annotated[
     str | None,
     typer.Option(help="Results queue (default: $ORQ_RESULTS_QUEUE, else orquestrador_resultados)."),

@@ -26,18 +26,18 @@ T = TypeVar("T")
 BROKER_HELP = "Broker URL (default: $ORQ_BROKER_URL, else embedded NATS)."
 
 
-def broker_option(help: str = BROKER_HELP) -> Any:
-    """``--broker/-b``; a command may say in its own words what the broker is for."""
-    return Annotated[str | None, typer.Option("--broker", "-b", help=help)]
+def broker_flag(help: str = BROKER_HELP) -> Any:
+    """``--broker/-b`` (``str | None``); a command may say in its own words what the broker is for."""
+    return typer.Option("--broker", "-b", help=help)
 
 
-def module_option(help: str = "Import this module first (registers plugins).") -> Any:
-    """``--module/-m``, repeatable: modules whose import registers plugins or pipelines."""
-    return Annotated[list[str] | None, typer.Option("--module", "-m", help=help)]
+def module_flag(help: str = "Import this module first (registers plugins).") -> Any:
+    """``--module/-m`` (``list[str] | None``), repeatable: modules whose import registers plugins."""
+    return typer.Option("--module", "-m", help=help)
 
 
-BrokerOpt = broker_option()
-ModuleOpt = module_option()
+BrokerOpt = Annotated[str | None, broker_flag()]
+ModuleOpt = Annotated[list[str] | None, module_flag()]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 LogLevelOpt = Annotated[

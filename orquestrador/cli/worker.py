@@ -24,7 +24,8 @@ import typer
 from orquestrador import settings
 from orquestrador.cli.options import BrokerOpt, LogFormatOpt, LogLevelOpt, ModuleOpt, import_modules
 from orquestrador.errors import OrquestradorError, PluginError
-from orquestrador.plugins import KINDS, Kind, Plugin, registry
+from orquestrador.plugins import Plugin, registry
+from orquestrador.vocabulary import KINDS, Kind
 
 log = logging.getLogger("orquestrador.worker")
 

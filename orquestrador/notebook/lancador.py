@@ -141,15 +141,17 @@ class Lancador:
         try:
             items = self.payloads()
         except PayloadError as exc:
-            return self._error(str(exc))
+            self._error(str(exc))
+            return None
         plugin = self.plugin
         assert plugin is not None  # payloads() refused otherwise
         self.check_consumers()
         start: Any = self.orq.iniciar_coletas if plugin.kind == "escavador" else self.orq.iniciar_execucoes
         try:
-            lote = start(plugin.nome, items, progress=False)
+            lote: Lote = start(plugin.nome, items, progress=False)
         except Exception as exc:  # a broker error, a closed orchestrator: shown where the user clicked
-            return self._error(f"{type(exc).__name__}: {exc}")
+            self._error(f"{type(exc).__name__}: {exc}")
+            return None
         self.mensagem.value = f"launched {len(lote)} × <code>{esc(plugin.nome)}</code>"
         self.launched = lote
         self.lote.children = [lote_widget(lote)]

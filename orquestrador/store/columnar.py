@@ -70,7 +70,7 @@ def _without_sentinel(table: pa.Table) -> pa.Table:
     real = table.column("_real")
     if real[0].as_py() == 0 and pc.sum(real).as_py() == table.num_rows - 1:
         return table.slice(1)  # the sentinel came first, as SQLite runs UNION ALL in order: no copy
-    return table.filter(pc.equal(real, 1))
+    return table.filter(pc.equal(real, pa.scalar(1)))
 
 
 def read_jobs_stdlib(path: Path, where: str = "", args: Sequence[Any] = ()) -> pa.Table:

@@ -126,6 +126,8 @@ def _watch_parent(parent: int) -> None:
 
 def serve(sock: socket.socket, parent: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    adbc: Any
+    pa: Any
     try:
         import adbc_driver_sqlite.dbapi as adbc
         import pyarrow as pa

@@ -152,7 +152,7 @@ def bound(conn: sqlite3.Connection, max_age: float | None, max_jobs: int | None)
 
 
 def count_prunable(conn: sqlite3.Connection, limit: tuple[float, int]) -> int:
-    return conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {_PRUNABLE}", limit).fetchone()[0]
+    return int(conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {_PRUNABLE}", limit).fetchone()[0])
 
 
 def count_protected(conn: sqlite3.Connection, limit: tuple[float, int]) -> int:
@@ -161,7 +161,7 @@ def count_protected(conn: sqlite3.Connection, limit: tuple[float, int]) -> int:
         "SELECT COUNT(*) FROM jobs WHERE concluido_em IS NOT NULL"
         f" AND (concluido_em, rowid) < (?, ?) AND {_FINAL}"
     )
-    return conn.execute(sql, limit).fetchone()[0]
+    return int(conn.execute(sql, limit).fetchone()[0])
 
 
 def prune_chunk(

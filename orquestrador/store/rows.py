@@ -90,8 +90,9 @@ def run_times(env: Envelope) -> tuple[float | None, float | None]:
         if moment is not None:  # the wire is UTC; a time without its zone is read as UTC too
             started = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     ran = extras.get("duracao")
-    valid = isinstance(ran, int | float) and not isinstance(ran, bool) and 0 <= ran < float("inf")
-    return started, (float(ran) if valid else None)
+    if isinstance(ran, int | float) and not isinstance(ran, bool) and 0 <= ran < float("inf"):
+        return started, float(ran)
+    return started, None
 
 
 def request_of(tipo_resultado: str) -> str:

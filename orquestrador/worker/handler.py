@@ -66,8 +66,8 @@ async def _parts(parts: Any, pool: ThreadPoolExecutor, on_part: OnPart) -> dict[
     else:
         loop = asyncio.get_running_loop()
         done = object()
-        run = contextvars.copy_context().run
-        while (part := await loop.run_in_executor(pool, run, next, parts, done)) is not done:
+        step = functools.partial(contextvars.copy_context().run, next, parts, done)
+        while (part := await loop.run_in_executor(pool, step)) is not done:
             count += 1
             await on_part(as_dict(part), count)
     return {"partes": count}

@@ -128,7 +128,7 @@ def serve(port: int, *, multiprocess_dir: str | None = None) -> None:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
     try:
         if registry is None:
             start_http_server(port, addr)
@@ -157,4 +157,4 @@ def mark_dead(pid: int) -> None:
     with contextlib.suppress(OSError):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

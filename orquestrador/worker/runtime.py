@@ -78,7 +78,8 @@ class WorkerOptions:
 
     def backoff(self, tentativa: int) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, tentativa - 1)))
+        # Capped exponent: an attempt count over 1,024 (a hostile or restamped one) would overflow.
+        ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** min(max(0, tentativa - 1), 64)))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -479,7 +480,7 @@ class Worker:
         with job.span.child("orq.result", "producer", attributes) as span:
             resultado = Envelope(
                 correlation_id=env.correlation_id,
-                tipo_evento=wire.RESULTADO_DE[env.tipo_evento],  # type: ignore[arg-type]
+                tipo_evento=wire.RESULTADO_DE[env.tipo_evento],
                 payload=payload,
                 timestamp=wire.now(),
                 message_id=message_id,
@@ -487,7 +488,7 @@ class Worker:
                 alvo=job.plugin.nome,
                 tentativa=job.delivery.attempt,
                 headers=span.headers,  # the same trace, this result's own span id
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 erro=erro,
                 **extras,
             )
