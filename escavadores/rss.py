@@ -35,7 +35,7 @@ from urllib.parse import urljoin
 from escavadores import _http_client as web
 from escavadores._http_client import http_url
 from escavadores._xml import Element, descomprimir, local, namespace, parse_xml, texto
-from escavadores.html_page import parse_html
+from escavadores.html_page import texto_html
 from orquestrador import Contexto, PermanentFailure, escavador
 
 DEFAULT_MAX_ITENS = 200
@@ -79,7 +79,7 @@ def _sem_html(markup: str | None, base: str) -> str | None:
     """Visible text of an HTML fragment (scripts and styles dropped)."""
     if not markup:
         return None
-    return parse_html(markup, base).texto or None
+    return texto_html(markup) or None
 
 
 def _atom_texto(elem: Element | None, base: str) -> str | None:

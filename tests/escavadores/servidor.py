@@ -7,6 +7,7 @@ Two of these on different ports are two origins.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from escavadores.http import coletar_pagina
 from escavadores.json_api import coletar_json
 from escavadores.rss import coletar_feed
 from escavadores.sitemap import coletar_sitemap
+from orquestrador import Contexto
 from orquestrador.settings import ENV_FETCH_DENY
 
 PLUGINS = {"http": coletar_pagina, "json_api": coletar_json, "sitemap": coletar_sitemap, "rss": coletar_feed}
@@ -130,3 +132,43 @@ def servir() -> Iterator[Site]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+Rota = tuple[str, bytes] | tuple[str, bytes, dict[str, str]]
+
+
+@contextmanager
+def servir_paginas(paginas: dict[str, Rota]) -> Iterator[str]:
+    """A loopback site serving fixed documents: path -> (content type, body[, extra headers]).
+
+    Other paths are 404. Yields the base URL; ``paginas`` may change while it serves.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            rota = paginas.get(self.path)
+            content_type, body, extra = (*rota, {})[:3] if rota else ("text/plain", b"not found", {})
+            self.send_response(200 if rota else 404)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def contexto(alvo: str = "http") -> Contexto:
+    """A job context for calling a plugin directly, as a worker would."""
+    return Contexto("c", "m", 1, alvo, logging.LoggerAdapter(logging.getLogger("t"), {}))

@@ -130,3 +130,21 @@ def test_a_worker_refusing_loopback_dead_letters_the_coleta_at_once(nats_url: st
     assert (job.status, job.tentativa) == ("dead-lettered", 1)
     assert job.erro is not None and job.erro["tipo"] == "EnderecoRecusado"
     assert "ORQ_FETCH_DENY='loopback'" in job.erro["mensagem"]
+
+
+@pytest.mark.nats
+def test_selector_rules_on_a_worker_and_a_malformed_one_dead_lettered_at_once(nats_url: str, site: str):
+    suffix = uuid.uuid4().hex[:8]
+    worker = start_worker(nats_url, "http", suffix, builtin=True)
+    try:
+        with Orquestrador(nats_url, responder_para=f"res_sel_{suffix}") as orq:
+            seletores = {"titulo": "title", "nada": {"xpath": "//nav//a/@href", "lista": True}}
+            job = orq.iniciar_coleta("http", {"url": f"{site}/sobre", "seletores": seletores}).wait(60)
+            malformado = {"url": f"{site}/sobre", "seletores": {"preco": "span[["}}
+            bad = orq.iniciar_coleta("http", malformado).wait(60)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    assert job.status == "ok", job.erro
+    assert job.result is not None and job.result["campos"] == {"titulo": "Sobre a loja", "nada": []}
+    assert (bad.status, bad.tentativa) == ("dead-lettered", 1)
+    assert bad.erro is not None and "seletores['preco']: invalid CSS" in bad.erro["mensagem"]
