@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import BaseModel
 
+from escavadores import _robots
 from escavadores._rede import transporte
 from orquestrador import PermanentFailure, Retry
 from orquestrador.settings import (
@@ -30,9 +31,9 @@ from orquestrador.settings import (
     ENV_FETCH_MAX_TIMEOUT,
     ceiling,
     finito,
+    user_agent,
 )
 
-USER_AGENT = "orquestrador-escavador/0.1 (+https://pypi.org/project/orquestrador/)"
 DEFAULT_TIMEOUT = 20.0
 MAX_RETRY_AFTER = 3600.0
 MAX_REDIRECTS = 10
@@ -72,7 +73,6 @@ def client() -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         pooled = httpx.AsyncClient(
             follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
             cookies=http.cookiejar.CookieJar(policy=_SemCookies()),
             transport=transporte(limits),
             event_hooks={"response": [_guardar_location]},
@@ -284,6 +284,7 @@ async def baixar(
     headers: dict[str, str] | None = None,
     privados: dict[str, str] | None = None,
     origem: str | None = None,
+    robots: bool = True,
 ) -> Resposta:
     """GET ``url``, following redirects, within one deadline of ``timeout`` seconds.
 
@@ -293,15 +294,17 @@ async def baixar(
     redirect to anything but http(s) is a ``PermanentFailure``, as are more than
     ``MAX_REDIRECTS`` hops. 429, 408 and 5xx raise ``Retry`` (honouring Retry-After); other
     statuses are returned. A body over ``max_bytes`` is cut (``truncar``) or a
-    ``PermanentFailure``. Connection errors propagate as httpx exceptions, which the runtime
-    retries; running out of time is an ``httpx.TimeoutException``, retried too.
+    ``PermanentFailure``. Every hop is first checked against its origin's robots.txt
+    (:mod:`escavadores._robots`; ``robots=False`` only for robots.txt itself). Connection
+    errors propagate as httpx exceptions, which the runtime retries; running out of time is an
+    ``httpx.TimeoutException``, retried too.
     """
     if params:  # merged into the URL's own query: httpx's params= would replace it
         url = str(httpx.URL(url).copy_merge_params(params))
     try:
         async with asyncio.timeout(timeout):
             return await _seguir(
-                url, timeout, max_bytes, truncar, headers or {}, privados or {}, origem or url
+                url, timeout, max_bytes, truncar, headers or {}, privados or {}, origem or url, robots
             )
     except TimeoutError:
         raise httpx.TimeoutException(
@@ -317,12 +320,18 @@ async def _seguir(
     headers: dict[str, str],
     privados: dict[str, str],
     origem: str,
+    robots: bool,
 ) -> Resposta:
     cliente = client()
     cookies = httpx.Cookies()  # this fetch's own, across its redirects
     atual = url
     for _ in range(MAX_REDIRECTS + 1):
-        enviar = {**headers, **privados} if mesma_origem(origem, atual) else headers
+        if robots:
+            await _robots.verificar(atual, _leitor_robots(timeout))
+        enviar = httpx.Headers({"User-Agent": user_agent()})
+        enviar.update(headers)  # case-insensitive: a payload's user-agent replaces ours
+        if mesma_origem(origem, atual):
+            enviar.update(privados)
         request = cliente.build_request("GET", atual, headers=enviar, timeout=timeout)
         cookies.set_cookie_header(request)
         resp = await cliente.send(request, stream=True)
@@ -335,6 +344,14 @@ async def _seguir(
         finally:
             await resp.aclose()
     raise PermanentFailure(f"{url} redirected more than {MAX_REDIRECTS} times")
+
+
+def _leitor_robots(timeout: float) -> _robots.Buscar:
+    async def buscar(url: str) -> tuple[int, bytes]:
+        resp = await baixar(url, timeout=timeout, max_bytes=_robots.MAX_BYTES, truncar=True, robots=False)
+        return resp.status, resp.body
+
+    return buscar
 
 
 def _redirecionamento(resp: httpx.Response) -> str:

@@ -37,6 +37,11 @@ ENV_FETCH_MAX_TIMEOUT = "ORQ_FETCH_MAX_TIMEOUT"
 ENV_COMANDO_MAX_BYTES = "ORQ_COMANDO_MAX_BYTES"
 ENV_COMANDO_MAX_TIMEOUT = "ORQ_COMANDO_MAX_TIMEOUT"
 ENV_DATASET_ROOTS = "ORQ_DATASET_ROOTS"
+# How the escavadores present themselves and whom they spare: robots.txt is obeyed for the user
+# agent below, except on the hosts listed in ORQ_ROBOTS_IGNORE (sites the operator owns).
+ENV_USER_AGENT = "ORQ_USER_AGENT"
+ENV_ROBOTS_IGNORE = "ORQ_ROBOTS_IGNORE"
+DEFAULT_USER_AGENT = "orquestrador-escavador/0.1 (+https://pypi.org/project/orquestrador/)"
 
 DEFAULT_FETCH_DENY = "link-local"
 # Names ORQ_FETCH_DENY takes besides CIDRs. "loopback" holds the unspecified addresses too: on
@@ -106,6 +111,35 @@ def ceiling(env: str, default: float) -> float:
 def fetch_deny() -> str:
     """``ORQ_FETCH_DENY`` as set (read on every call), else the default ``link-local``."""
     return os.environ.get(ENV_FETCH_DENY, "").strip() or DEFAULT_FETCH_DENY
+
+
+def user_agent() -> str:
+    """``ORQ_USER_AGENT`` (read on every call), else the toolkit's own; robots.txt is read for it."""
+    value = os.environ.get(ENV_USER_AGENT, "").strip() or DEFAULT_USER_AGENT
+    if not re.fullmatch(r"[\x20-\x7e]+", value):
+        raise ConfigError(f"{ENV_USER_AGENT} must be printable ASCII on one line")
+    return value
+
+
+def robots_ignore() -> tuple[str, ...]:
+    """Hosts whose robots.txt the escavadores do not read (``ORQ_ROBOTS_IGNORE``, read on every call).
+
+    Comma-separated host names or addresses; ``.example.com`` also covers its subdomains and
+    ``*`` every host. Empty (the default): robots.txt is obeyed everywhere.
+    """
+    return _robots_ignore(os.environ.get(ENV_ROBOTS_IGNORE, ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _robots_ignore(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower().strip("[]") for h in text.split(",") if h.strip())
+    for host in hosts:
+        if host != "*" and not re.fullmatch(r"\.?[a-z0-9._:-]+", host):
+            raise ConfigError(
+                f"{ENV_ROBOTS_IGNORE}: {host[:80]!r} is not a host name (example.com, .example.com, "
+                "127.0.0.1) nor *"
+            )
+    return hosts
 
 
 @functools.lru_cache(maxsize=16)

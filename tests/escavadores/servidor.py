@@ -49,6 +49,7 @@ class Site:
 
     url: str
     pedidos: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    robots: list[dict[str, str]] = field(default_factory=list)  # robots.txt asked, kept apart
 
     def headers_em(self, prefixo: str) -> list[dict[str, str]]:
         return [h for path, h in self.pedidos if path.startswith(prefixo)]
@@ -57,7 +58,12 @@ class Site:
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            site.pedidos.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if self.path == "/robots.txt":
+                site.robots.append(headers)
+                self.send_error(404)  # no rules: everything allowed
+                return
+            site.pedidos.append((self.path, headers))
             parts = urlsplit(self.path)
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
             rota = parts.path.strip("/").split("/")
@@ -138,15 +144,21 @@ Rota = tuple[str, bytes] | tuple[str, bytes, dict[str, str]]
 
 
 @contextmanager
-def servir_paginas(paginas: dict[str, Rota]) -> Iterator[str]:
+def servir_paginas(paginas: dict[str, Rota], pedidos: list[tuple[str, str]] | None = None) -> Iterator[str]:
     """A loopback site serving fixed documents: path -> (content type, body[, extra headers]).
 
-    Other paths are 404. Yields the base URL; ``paginas`` may change while it serves.
+    Other paths are 404; a content type of ``"status:503"`` answers that status. Yields the base
+    URL; ``paginas`` may change while it serves; ``pedidos`` receives (path, user agent) of each.
     """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if pedidos is not None:
+                pedidos.append((self.path, self.headers.get("user-agent", "")))
             rota = paginas.get(self.path)
+            if rota and rota[0].startswith("status:"):
+                self.send_error(int(rota[0][7:]))
+                return
             content_type, body, extra = (*rota, {})[:3] if rota else ("text/plain", b"not found", {})
             self.send_response(200 if rota else 404)
             self.send_header("Content-Type", content_type)
@@ -161,7 +173,7 @@ def servir_paginas(paginas: dict[str, Rota]) -> Iterator[str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

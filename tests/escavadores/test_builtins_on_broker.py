@@ -42,6 +42,8 @@ def site_documents(base: str) -> dict[str, tuple[str, bytes]]:
         ),
         "/quebrado.xml": ("application/xml", f'<urlset xmlns="{NS}"><url><loc>'.encode()),
         "/sobre": ("text/html", b"<html><head><title>Sobre a loja</title></head></html>"),
+        "/robots.txt": ("text/plain", b"User-agent: *\nDisallow: /proibido\n"),
+        "/proibido": ("text/html", b"<html><head><title>Nao</title></head></html>"),
     }
     for i in range(1, 6):
         docs[f"/produto/{i}"] = (
@@ -133,7 +135,7 @@ def test_a_worker_refusing_loopback_dead_letters_the_coleta_at_once(nats_url: st
 
 
 @pytest.mark.nats
-def test_selector_rules_on_a_worker_and_a_malformed_one_dead_lettered_at_once(nats_url: str, site: str):
+def test_selectors_on_a_worker_and_what_cannot_succeed_dead_lettered_at_once(nats_url: str, site: str):
     suffix = uuid.uuid4().hex[:8]
     worker = start_worker(nats_url, "http", suffix, builtin=True)
     try:
@@ -142,9 +144,12 @@ def test_selector_rules_on_a_worker_and_a_malformed_one_dead_lettered_at_once(na
             job = orq.iniciar_coleta("http", {"url": f"{site}/sobre", "seletores": seletores}).wait(60)
             malformado = {"url": f"{site}/sobre", "seletores": {"preco": "span[["}}
             bad = orq.iniciar_coleta("http", malformado).wait(60)
+            proibido = orq.iniciar_coleta("http", {"url": f"{site}/proibido"}).wait(60)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     assert job.status == "ok", job.erro
     assert job.result is not None and job.result["campos"] == {"titulo": "Sobre a loja", "nada": []}
     assert (bad.status, bad.tentativa) == ("dead-lettered", 1)
     assert bad.erro is not None and "seletores['preco']: invalid CSS" in bad.erro["mensagem"]
+    assert (proibido.status, proibido.tentativa) == ("dead-lettered", 1)
+    assert proibido.erro is not None and proibido.erro["tipo"] == "RobotsRecusado"
