@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import BaseModel
 
-from escavadores import _robots
+from escavadores import _robots, _sessoes
 from escavadores._rede import transporte
 from orquestrador import PermanentFailure, Retry
 from orquestrador.settings import (
@@ -332,10 +332,17 @@ async def _seguir(
         enviar.update(headers)  # case-insensitive: a payload's user-agent replaces ours
         if mesma_origem(origem, atual):
             enviar.update(privados)
+        sessao = _sessoes.sessao_para(atual)
+        if sessao is not None:
+            await sessao.entrar(cliente, timeout)
         request = cliente.build_request("GET", atual, headers=enviar, timeout=timeout)
         cookies.set_cookie_header(request)
+        if sessao is not None:
+            sessao.assinar(request)  # the worker's credentials for this origin, never another's
         resp = await cliente.send(request, stream=True)
         try:
+            if sessao is not None and resp.status_code in (401, 403) and sessao.expirou():
+                raise Retry(f"{atual} answered {resp.status_code}: its session logs in again, then the job")
             cookies.extract_cookies(resp)
             if _LOCATION in resp.headers:
                 atual = _redirecionamento(resp)
