@@ -40,7 +40,7 @@ MAX_REDIRECTS = 10
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 _REDIRECTS = (301, 302, 303, 307, 308)
-_LOCATION = "x-orquestrador-location"
+LOCATION = "x-orquestrador-location"
 _HOST = re.compile(r"^[A-Za-z0-9._-]+$")  # a DNS name (IDNA-encoded) or an IPv4 address
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can send: printable ASCII
@@ -58,7 +58,7 @@ async def _guardar_location(response: httpx.Response) -> None:
     and raises a (retried) protocol error on one it cannot parse; :func:`_redirecionamento` judges
     it instead, as a permanent failure."""
     if response.status_code in _REDIRECTS and "location" in response.headers:
-        response.headers[_LOCATION] = response.headers.pop("location")
+        response.headers[LOCATION] = response.headers.pop("location")
 
 
 def client() -> httpx.AsyncClient:
@@ -327,7 +327,7 @@ async def _seguir(
     atual = url
     for _ in range(MAX_REDIRECTS + 1):
         if robots:
-            await _robots.verificar(atual, _leitor_robots(timeout))
+            await _robots.verificar(atual, leitor_robots(timeout))
         enviar = httpx.Headers({"User-Agent": user_agent()})
         enviar.update(headers)  # case-insensitive: a payload's user-agent replaces ours
         if mesma_origem(origem, atual):
@@ -344,7 +344,7 @@ async def _seguir(
             if sessao is not None and resp.status_code in (401, 403) and sessao.expirou():
                 raise Retry(f"{atual} answered {resp.status_code}: its session logs in again, then the job")
             cookies.extract_cookies(resp)
-            if _LOCATION in resp.headers:
+            if LOCATION in resp.headers:
                 atual = _redirecionamento(resp)
                 continue
             return await _ler(resp, max_bytes, truncar)
@@ -353,7 +353,9 @@ async def _seguir(
     raise PermanentFailure(f"{url} redirected more than {MAX_REDIRECTS} times")
 
 
-def _leitor_robots(timeout: float) -> _robots.Buscar:
+def leitor_robots(timeout: float) -> _robots.Buscar:
+    """How :mod:`escavadores._robots` fetches a robots.txt: this client, without its own check."""
+
     async def buscar(url: str) -> tuple[int, bytes]:
         resp = await baixar(url, timeout=timeout, max_bytes=_robots.MAX_BYTES, truncar=True, robots=False)
         return resp.status, resp.body
@@ -362,7 +364,7 @@ def _leitor_robots(timeout: float) -> _robots.Buscar:
 
 
 def _redirecionamento(resp: httpx.Response) -> str:
-    location = resp.headers[_LOCATION]
+    location = resp.headers[LOCATION]
     try:
         proximo = resp.url.join(location).copy_with(fragment=None)
     except (httpx.InvalidURL, ValueError):

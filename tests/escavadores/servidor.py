@@ -144,7 +144,9 @@ Rota = tuple[str, bytes] | tuple[str, bytes, dict[str, str]]
 
 
 @contextmanager
-def servir_paginas(paginas: dict[str, Rota], pedidos: list[tuple[str, str]] | None = None) -> Iterator[str]:
+def servir_paginas(
+    paginas: dict[str, Rota], pedidos: list[tuple[str, str]] | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
     """A loopback site serving fixed documents: path -> (content type, body[, extra headers]).
 
     Other paths are 404; a content type of ``"status:503"`` answers that status. Yields the base
@@ -171,11 +173,11 @@ def servir_paginas(paginas: dict[str, Rota], pedidos: list[tuple[str, str]] | No
         def log_message(self, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
