@@ -14,6 +14,9 @@ Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` measure existing 
 them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
 RabbitMQ node, on free loopback ports) and stops them at the end.
 
+The scraping row (the ``http`` escavador against Scrapy on a local site) is its own run:
+``python -m bench.scraping``.
+
 ``--profile DIR`` also records py-spy profiles (raw collapsed stacks) of the toolkit's worker
 and orchestrator during the round trip, summarised by ``python -m bench.profsum``.
 """
