@@ -15,10 +15,12 @@ connection, so nothing it does reaches the network except through that intercept
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ DEFAULT_CONTEXTOS = 4
 DEFAULT_PAGINAS = 50
 DEFAULT_MAX_MB = 1536
 INSTALL_HINT = 'the navegador escavador needs Playwright: pip install "orquestrador[navegador]"'
+_TMP_CURTO = "/tmp" if os.path.isdir("/tmp") else None  # Unix socket paths: at most 107 bytes
 FECHAR = 5.0  # seconds to close a page, a context or the browser before giving up on it
 
 # The issue's flags, a proxy nobody answers on, no UDP for WebRTC, and a V8 heap cap per renderer.
@@ -118,6 +121,7 @@ class Pool:
     _pw: Any = None
     _browser: Any = None
     _proxy: socket.socket | None = None
+    _tmp: str | None = None
     _livres: list[Contexto] = field(default_factory=list)
     _em_uso: int = 0
     _reiniciar: bool = False
@@ -138,10 +142,20 @@ class Pool:
                 self._pw = await async_playwright().start()
             self._proxy = self._proxy or _porta_morta()
             porta = self._proxy.getsockname()[1]
-            self._browser = await self._pw.chromium.launch(
-                executable_path=executavel(), args=ARGS, headless=True,
-                proxy={"server": f"http://127.0.0.1:{porta}", "bypass": "<-loopback>"},
-            )  # fmt: skip
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="orq-chromium-", dir=_TMP_CURTO)
+                atexit.register(shutil.rmtree, self._tmp, True)  # a worker never calls fechar()
+            try:
+                self._browser = await self._pw.chromium.launch(
+                    executable_path=executavel(), args=ARGS, headless=True,
+                    proxy={"server": f"http://127.0.0.1:{porta}", "bypass": "<-loopback>"},
+                    env={**os.environ, "TMPDIR": self._tmp},  # its sockets' paths must stay short
+                )  # fmt: skip
+            except Exception as exc:  # Playwright's own errors: the browser could not start here
+                linhas = [x for x in str(exc).splitlines() if "FATAL" in x or "error" in x.lower()]
+                raise ConfigError(
+                    f"Chromium ({executavel()}) did not start: {(linhas or [str(exc)])[0][:300]}"
+                ) from None
             self.lancamentos += 1
             return self._browser
 
@@ -215,6 +229,9 @@ class Pool:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
 
 _pools: dict[asyncio.AbstractEventLoop, Pool] = {}

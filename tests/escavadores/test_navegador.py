@@ -210,3 +210,14 @@ async def test_without_playwright_the_job_says_how_to_install_it(site: str, monk
     monkeypatch.setitem(sys.modules, "playwright.async_api", None)  # as if it were not installed
     with pytest.raises(ConfigError, match=r'pip install "orquestrador\[navegador\]"'):
         await renderizar({"url": f"{site}/js"})
+
+
+async def test_a_long_temporary_directory_does_not_stop_the_browser(
+    site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fechar_navegador: None
+):
+    # Chromium puts a Unix socket in $TMPDIR; a long one (as under pytest or voila) broke its start.
+    longo = tmp_path / ("t" * 90)
+    longo.mkdir()
+    monkeypatch.setenv("TMPDIR", str(longo))
+    result = await renderizar({"url": f"{site}/js", "seletores": LISTA, "esperar": "#lista li"})
+    assert result["campos"]["itens"] == ["banana", "maca", "uva"]

@@ -455,5 +455,6 @@ def test_a_kernel_restart_mid_batch_loses_nothing(voila: Served, tmp_path: Path)
         server.server_close()
     # The same workers, none started twice; and every page was fetched once: no job ran twice.
     assert detached.running(voila.home) == workers
+    SlowPages.hits.pop("/robots.txt", None)  # read once per worker process, as robots.txt is
     assert len(SlowPages.hits) == JOBS and set(SlowPages.hits.values()) == {1}, SlowPages.hits.most_common(3)
     keep_screenshots(shot_before, shot_after)
