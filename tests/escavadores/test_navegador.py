@@ -221,3 +221,21 @@ async def test_a_long_temporary_directory_does_not_stop_the_browser(
     monkeypatch.setenv("TMPDIR", str(longo))
     result = await renderizar({"url": f"{site}/js", "seletores": LISTA, "esperar": "#lista li"})
     assert result["campos"]["itens"] == ["banana", "maca", "uva"]
+
+
+async def test_the_sites_session_reaches_the_browsers_requests_on_its_origin_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fechar_navegador: None
+):
+    from escavadores import _sessoes
+    from tests.escavadores.servidor import servir
+
+    with servir() as loja, servir() as outro:
+        sessoes = tmp_path / "sessoes.toml"
+        sessoes.write_text(f'[[sites]]\norigem = "{loja.url}"\nheaders = {{ X-Chave = "k-123" }}\n'
+                           'cookies = { sessao = "s-456" }\n')  # fmt: skip
+        monkeypatch.setenv(_sessoes.ENV_SESSIONS, str(sessoes))
+        await renderizar({"url": f"{loja.url}/doc/http"})
+        await renderizar({"url": f"{outro.url}/doc/http"})
+    [na_loja] = [h for path, h in loja.pedidos if path == "/doc/http"]
+    assert na_loja["x-chave"] == "k-123" and "sessao=s-456" in na_loja["cookie"]
+    assert all("x-chave" not in h and "s-456" not in h.get("cookie", "") for _, h in outro.pedidos)
