@@ -17,30 +17,22 @@ channel for declares and stats, and one channel per consumer, so closing a consu
 dying, hands exactly its unacked messages back to the queue.
 
 Attempts. Classic queues keep no delivery count (quorum queues do, but there every peek adds
-one to it for good, and their counters lag right after a requeue). The count travels in the
-``x-orq-attempts`` header: attempts already made before this copy was written; ``attempt`` is
-that plus one. The broker marks every message it hands out again as redelivered (``nack()``,
-an expired lease, a consumer that died or lost its connection); before a handler sees such a
-message the consumer *restamps* it: it publishes a copy with the count plus one (confirmed),
-then acks the original. So the attempt grows on every redelivery, repeated crashes included,
-and a message that kills every worker reaches ``max_tentativas`` instead of looping forever.
-A restamped message moves to the back of the queue. Dead-letter queues are not restamped.
-``x-`` headers (RabbitMQ's and this one) are left out of ``Delivery.headers``, so a replayed
-dead letter starts again at attempt 1, as on the other brokers.
+one to it for good, and their counters lag right after a requeue), so the consumer restamps
+redelivered messages (:mod:`.support.attempts`: the ``x-orq-attempts`` header, a counted copy
+then an ack of the original). The broker marks every message it hands out again as redelivered
+(``nack()``, an expired lease, a consumer that died or lost its connection), so repeated crashes
+count too. Dead-letter queues are not restamped.
 
-Leases. RabbitMQ itself only redelivers when a channel closes, so each fetched delivery gets a
-client-side lease of ``visibility_timeout``: unless ``heartbeat()`` renews it or the delivery is
-settled in time, the adapter nacks it back to the queue (if its consumer is not fetching at
-that moment, the consumer first cancels its subscription so that another consumer gets it).
-Settling a delivery whose lease expired raises BrokerError; a ``nack`` of it is a no-op.
-Messages prefetched but never fetched (a consumer closing or pausing) go back as copies with
-their count unchanged, so they do not count an attempt nobody made.
+Leases. RabbitMQ itself only redelivers when a channel closes, so each fetched delivery gets the
+client-side lease of :mod:`.support.lease`; when one expires the adapter nacks it back to the
+queue (if its consumer is not fetching at that moment, the consumer first cancels its
+subscription so that another consumer gets it). Messages prefetched but never fetched (a
+consumer closing or pausing) go back as copies with their count unchanged, so they do not count
+an attempt nobody made.
 
-Delayed retry. ``nack(delay)`` publishes a copy (count plus one) to ``<queue>.retry.<ms>``, a
-durable queue with ``x-message-ttl`` = ms that dead-letters to ``""``/``<queue>``, waits for the
-confirm, then acks the original. Delays are rounded up to two significant digits, so jittered
-backoffs share a few buckets; a bucket removes itself (``x-expires``) ten minutes after its last
-use. Waiting copies are not counted in ``stats().depth``.
+Delayed retry. ``nack(delay)`` uses the delay buckets of :mod:`.support.delays`: the bucket
+``<queue>.retry.<ms>`` is a durable queue with ``x-message-ttl`` = ms that dead-letters to
+``""``/``<queue>``, and ``x-expires`` removes it ten minutes after its last use.
 
 Registry. AMQP 0-9-1 cannot list queues and the management plugin may be off, so each name this
 toolkit declares is recorded as a message (``+q``; ``~q.retry.N`` for a bucket) in ``orq.queues``,
@@ -95,7 +87,6 @@ from orquestrador.brokers.base import (
     validate_queue_name,
 )
 from orquestrador.brokers.rabbitmq_channel import (
-    ATTEMPTS_HEADER,
     NOT_FOUND,
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
@@ -108,13 +99,13 @@ from orquestrador.brokers.rabbitmq_channel import (
     RabbitMQDelivery,
     Returned,
     T,
-    bucket_ms,
-    bucket_name,
     open_connection,
     public_headers,
     short_reason,
     translate,
 )
+from orquestrador.brokers.support.attempts import ATTEMPTS_HEADER
+from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
@@ -128,7 +119,6 @@ if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 REGISTRY = "orq.queues"
-BUCKET_GRACE_MS = 600_000
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
 _LOGIN_REFUSED = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
 
@@ -320,8 +310,9 @@ class RabbitMQBroker(Broker):
         headers: dict[str, str] | None = None,
     ) -> None:
         await self.declare(queue)
-        props = {"delivery_mode": 2, "message_id": message_id, "headers": dict(headers) if headers else None}
-        send = functools.partial(self.send, queue, body, spec.BasicProperties(**props))
+        table = dict(headers) if headers else None
+        props = spec.BasicProperties(delivery_mode=2, message_id=message_id, headers=table)
+        send = functools.partial(self.send, queue, body, props)
         await self.deduplicated(queue, message_id, send)  # no server-side dedup: support.dedup
 
     # -- queues ----------------------------------------------------------------------------

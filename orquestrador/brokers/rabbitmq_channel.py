@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,22 +34,16 @@ from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from orquestrador.brokers import pika_reads, pika_writes
-from orquestrador.brokers.base import (
-    DLQ_SUFFIX,
-    Consumer,
-    Delivery,
-    EventCallback,
-    dead_letter_headers,
-    dlq_of,
-)
+from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, EventCallback
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.support import attempts as restamping
+from orquestrador.brokers.support.lease import LeasedDelivery
 from orquestrador.errors import BrokerError
 
 log = logging.getLogger("orquestrador.brokers.rabbitmq")
 pika_writes.install()
 pika_reads.install()
 
-ATTEMPTS_HEADER = "x-orq-attempts"
 NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED = 404, 405, 406
 T = TypeVar("T")
 # What writing to a channel can raise. pika raises AttributeError in the instant between
@@ -350,17 +343,6 @@ class Host(Protocol):
     async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None: ...
 
 
-def bucket_ms(delay: float) -> int:
-    """Milliseconds of the retry bucket for ``delay``: rounded up to two significant digits."""
-    ms = max(1, math.ceil(delay * 1000))
-    step = 10 ** max(0, len(str(ms)) - 2)
-    return -(-ms // step) * step
-
-
-def bucket_name(queue: str, delay: float) -> str:
-    return f"{queue}.retry.{bucket_ms(delay)}"
-
-
 def public_headers(props: spec.BasicProperties, reader: FieldReader | None = None) -> dict[str, str]:
     """The application's headers, as text; ``x-`` ones belong to RabbitMQ or to this adapter."""
     headers = props.headers if isinstance(props.headers, dict) else {}
@@ -371,9 +353,7 @@ def copy_props(
     props: spec.BasicProperties, *, attempts: int, headers: dict[str, str] | None = None
 ) -> spec.BasicProperties:
     """Properties for a re-published copy: same ids and metadata, our count, persistent."""
-    table: dict[str, Any] = dict(public_headers(props) if headers is None else headers)
-    if attempts:
-        table[ATTEMPTS_HEADER] = attempts
+    table = restamping.stamped(dict(public_headers(props) if headers is None else headers), attempts)
     return spec.BasicProperties(
         content_type=props.content_type, content_encoding=props.content_encoding,
         headers=table or None, delivery_mode=2, priority=props.priority,
@@ -384,7 +364,7 @@ def copy_props(
 
 @dataclass
 class _Raw:
-    """A message as the consumer channel handed it over."""
+    """A message as the consumer channel handed it over (a :class:`~.support.attempts.Raw`)."""
 
     channel: AsyncChannel
     tag: int
@@ -395,9 +375,11 @@ class _Raw:
     @property
     def previous(self) -> int:
         """Attempts made before this copy was written (our header), plus the broker's flag."""
-        # A forged count reads as 0 here; the delivery reports it as its problem (dead-lettered).
-        stamped = FieldReader().count((self.props.headers or {}).get(ATTEMPTS_HEADER), ATTEMPTS_HEADER)
-        return stamped + (1 if self.redelivered else 0)
+        return restamping.previous(self.props.headers, self.redelivered)
+
+    @property
+    def gone(self) -> bool:
+        return self.channel.closed is not None
 
     def settle(self, *, ack: bool) -> bool:
         raw = self.channel.raw
@@ -406,113 +388,36 @@ class _Raw:
         return self.channel.send(raw.basic_nack, self.tag, requeue=True)
 
 
-class RabbitMQDelivery(Delivery):
+class RabbitMQDelivery(LeasedDelivery[_Raw]):
     """A fetched message under a client-side lease; settling it acks or nacks on its channel."""
 
+    broker_name = "RabbitMQ"
+
     def __init__(self, consumer: RabbitMQConsumer, raw: _Raw) -> None:
-        self._consumer = consumer
-        self._broker = consumer.broker
-        self._raw = raw
-        self.body = raw.body
+        super().__init__(raw, consumer, consumer, consumer.broker)
         # Properties and headers come from whoever published: read like a body (brokers.intake).
         reader = FieldReader()
         if unreadable := pika_reads.unreadable(raw.props):
             reader.problems.append(unreadable)
         self.headers = public_headers(raw.props, reader)
-        self.queue = consumer.queue
-        reader.count((raw.props.headers or {}).get(ATTEMPTS_HEADER), f"{ATTEMPTS_HEADER} header")
-        self.attempt = raw.previous + 1
+        restamping.read_count(raw.props.headers, reader)
         self.message_id = reader.text(raw.props.message_id, "message_id property")
         self.problem = reader.problem
-        self._state = "held"  # held -> settling -> settled, or lost (back in the queue)
-        self._lost = ""
-        self._timer = asyncio.get_running_loop().call_later(consumer.visibility, self._expire)
-
-    def _expire(self) -> None:
-        if self._state == "held":
-            self.lose("its lease expired without heartbeat")
-            self._consumer.requeue_expired(self)
-
-    def lose(self, reason: str) -> None:
-        self._state, self._lost = "lost", reason
-        self._timer.cancel()
-        self._consumer.held.discard(self)
-
-    def _begin(self, what: str) -> None:
-        if self._state == "held" and self._raw.channel.closed is not None:
-            self.lose("its channel closed")
-        if self._state == "lost":
-            raise BrokerError(
-                f"cannot {what} a message of {self.queue}: {self._lost}, so RabbitMQ has it back"
-            )
-        if self._state != "held":
-            raise BrokerError(f"cannot {what} a message of {self.queue}: it is already settled")
-        self._state = "settling"
-        self._timer.cancel()
-
-    def _resume(self) -> None:
-        self._state = "held"
-        self._timer = asyncio.get_running_loop().call_later(self._consumer.visibility, self._expire)
-
-    def _finish(self, *, ack: bool, what: str) -> None:
-        self._state = "settled"
-        self._consumer.held.discard(self)
-        if not self._raw.settle(ack=ack):
-            raise BrokerError(f"{what} on {self.queue} lost with its channel; RabbitMQ redelivers it")
-
-    async def ack(self) -> None:
-        self._begin("ack")
-        self._finish(ack=True, what="ack")
-
-    async def nack(self, delay: float = 0.0) -> None:
-        if self._state == "lost" or (self._state == "held" and self._raw.channel.closed is not None):
-            self.lose(self._lost or "its channel closed")
-            return  # already back in the queue, which is what a nack asks for
-        self._begin("nack")
-        if delay <= 0:
-            self._finish(ack=False, what="nack")
-            return
-        try:
-            bucket = await self._broker.retry_bucket(self.queue, delay)
-            await self._broker.send(bucket, self.body, copy_props(self._raw.props, attempts=self.attempt))
-        except BrokerError:
-            self._resume()
-            raise
-        self._finish(ack=True, what="ack after the delayed copy")
-
-    async def heartbeat(self) -> None:
-        if self._state in ("settling", "settled"):
-            return
-        if self._state == "held" and self._raw.channel.closed is None:
-            self._timer.cancel()
-            self._resume()
-            return
-        self._begin("renew the lease of")  # raises: the message went back to the queue
-
-    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
-        self._begin("dead-letter")
-        headers = dead_letter_headers(
-            self.headers, queue=self.queue, reason=reason, error_type=error_type, attempts=self.attempt
-        )
-        try:
-            await self._broker.send(
-                dlq_of(self.queue), self.body, copy_props(self._raw.props, attempts=0, headers=headers)
-            )
-        except BrokerError:
-            self._resume()
-            raise
-        self._finish(ack=True, what="ack after dead-lettering")
 
 
 class RabbitMQConsumer(Consumer):
-    """One channel with ``basic_qos(prefetch)`` and ``basic_consume``; fetch takes from its buffer."""
+    """One channel with ``basic_qos(prefetch)`` and ``basic_consume``; fetch takes from its buffer.
+
+    It restamps redelivered messages (:mod:`.support.attempts`) and keeps a client-side lease on
+    each delivery it hands out (:mod:`.support.lease`).
+    """
 
     def __init__(self, broker: Host, queue: str, visibility: float, prefetch: int) -> None:
         self.broker = broker
         self.queue = queue
         self.visibility = visibility
         self.prefetch = max(1, prefetch)
-        self.held: set[RabbitMQDelivery] = set()
+        self.held: set[LeasedDelivery[_Raw]] = set()
         self._restamps = not queue.endswith(DLQ_SUFFIX)
         self._channel: AsyncChannel | None = None
         self._tag: str | None = None
@@ -526,6 +431,11 @@ class RabbitMQConsumer(Consumer):
     @property
     def in_flight(self) -> int:
         return len(self.held) + len(self._buffer) + len(self._tasks)
+
+    async def send_copy(
+        self, queue: str, raw: _Raw, *, attempts: int, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.broker.send(queue, raw.body, copy_props(raw.props, attempts=attempts, headers=headers))
 
     async def subscribe(self) -> None:
         if self._tag is not None and self._channel is not None and self._channel.closed is None:
@@ -553,8 +463,11 @@ class RabbitMQConsumer(Consumer):
         if raw.redelivered and self._restamps:
             self._spawn(self._restamp(raw))
         else:
-            self._buffer.append(raw)
-            self._arrived.set()
+            self._hand_over(raw)
+
+    def _hand_over(self, raw: _Raw) -> None:
+        self._buffer.append(raw)
+        self._arrived.set()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -562,18 +475,8 @@ class RabbitMQConsumer(Consumer):
         task.add_done_callback(self._tasks.discard)
 
     async def _restamp(self, raw: _Raw) -> None:
-        """Count a redelivery: copy with the count plus one (confirmed), then ack the original."""
-        try:
-            await self.broker.send(self.queue, raw.body, copy_props(raw.props, attempts=raw.previous))
-        except BrokerError as exc:
-            log.warning(
-                "cannot restamp a redelivered message on %s (%s); handing it over as it is", self.queue, exc
-            )
-            if raw.channel.closed is None:
-                self._buffer.append(raw)
-                self._arrived.set()
-            return
-        raw.settle(ack=True)
+        if not await restamping.restamp(self, self.queue, raw) and not raw.gone:
+            self._hand_over(raw)
 
     def _channel_closed(self, channel: AsyncChannel, reason: ChannelClosed) -> None:
         if channel is not self._channel:
@@ -581,7 +484,7 @@ class RabbitMQConsumer(Consumer):
         self._channel, self._tag = None, None
         self._buffer.clear()  # RabbitMQ requeues them with the channel
         for delivery in list(self.held):
-            if delivery._raw.channel is channel:
+            if delivery.raw.channel is channel:
                 delivery.lose("its channel closed")
         if reason.code and not self._closed:
             log.warning("consumer channel on %s closed by RabbitMQ: %s", self.queue, reason)
@@ -600,7 +503,7 @@ class RabbitMQConsumer(Consumer):
             out: list[Delivery] = []
             while self._buffer and len(out) < max_messages:
                 raw = self._buffer.popleft()
-                if raw.channel.closed is None:
+                if not raw.gone:
                     delivery = RabbitMQDelivery(self, raw)
                     self.held.add(delivery)
                     out.append(delivery)
@@ -628,13 +531,16 @@ class RabbitMQConsumer(Consumer):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
         return True
 
-    def requeue_expired(self, delivery: RabbitMQDelivery) -> None:
+    def done(self, delivery: LeasedDelivery[Any]) -> None:
+        self.held.discard(delivery)
+
+    def expired(self, delivery: LeasedDelivery[Any]) -> None:
         self._spawn(self._requeue_expired(delivery))
 
-    async def _requeue_expired(self, delivery: RabbitMQDelivery) -> None:
+    async def _requeue_expired(self, delivery: LeasedDelivery[Any]) -> None:
         if not self._fetching:
             await self.pause()  # nobody pulls here: let another consumer have it
-        delivery._raw.settle(ack=False)
+        delivery.raw.settle(ack=False)
         log.warning("message on %s not settled within %.1fs and no heartbeat: back to the queue",
                     self.queue, self.visibility)  # fmt: skip
 
@@ -645,14 +551,9 @@ class RabbitMQConsumer(Consumer):
         if channel is not None and tag is not None:
             with contextlib.suppress(ChannelClosed):
                 await channel.cancel(tag)
-        waiting = [raw for raw in self._buffer if raw.channel.closed is None]
+        waiting = list(self._buffer)
         self._buffer.clear()
-        sends = [
-            self.broker.send(self.queue, r.body, copy_props(r.props, attempts=r.previous)) for r in waiting
-        ]
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        for raw, result in zip(waiting, results, strict=True):
-            raw.settle(ack=not isinstance(result, BaseException))
+        await restamping.hand_back(self, self.queue, waiting)
 
     async def close(self) -> None:
         if self._closed:

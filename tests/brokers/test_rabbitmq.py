@@ -251,7 +251,7 @@ async def test_a_lost_connection_loses_nothing(broker: RabbitMQBroker, queue: st
     broker._conn._transport._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
     publishing = asyncio.gather(*(broker.publish(queue, f"during-{i}".encode()) for i in range(50)))
 
-    await eventually(lambda: held._raw.channel.closed is not None, timeout=5)
+    await eventually(lambda: held.raw.channel.closed is not None, timeout=5)
     with pytest.raises(BrokerError, match="channel closed, so RabbitMQ has it back"):
         await held.ack()
     await asyncio.wait_for(publishing, 20)
