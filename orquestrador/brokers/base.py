@@ -287,9 +287,9 @@ class Broker(abc.ABC):
                 for task in done:
                     task.result()
         if pending:
-            for task in await asyncio.gather(*pending, return_exceptions=True):
-                if isinstance(task, BaseException):
-                    raise task
+            for outcome in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         return count
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 MAX_HEADERS = 64
 MAX_KEY = 128
@@ -133,7 +133,7 @@ class FieldReader:
         if len(value) > MAX_VALUE:
             self.problems.append(f"{what} is longer than {MAX_VALUE} characters")
             return None
-        return value
+        return cast(str, value)
 
 
 def _key(key: Any) -> str | None:

@@ -76,3 +76,17 @@ def test_the_broker_modules_import_each_other_without_a_cycle():
 @pytest.mark.parametrize("path", sorted(BROKERS.rglob("*.py")), ids=lambda p: _module(p))
 def test_no_broker_module_depends_on_the_store(path: Path):
     assert not {m for m in _imports(path) if m.split(".")[1] in ("store", "retention", "analysis")}
+
+
+PACKAGES = ("nats", "rabbitmq")  # one package per broker with a server
+SAME_FILES = {"__init__.py", "broker.py", "consumer.py", "errors.py"}
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_every_broker_package_has_the_same_inner_files(name: str):
+    files = {p.name for p in (BROKERS / name).glob("*.py")}
+    assert files >= SAME_FILES, f"brokers/{name}/ lacks {sorted(SAME_FILES - files)}"
+
+
+def test_the_pika_bridge_imports_nothing_of_the_toolkit():
+    assert _imports(BROKERS / "rabbitmq" / "channel.py") == set()

@@ -6,7 +6,7 @@ from collections import deque
 
 from pika.adapters.utils import io_services_utils as io
 
-from orquestrador.brokers import pika_writes
+from orquestrador.brokers.rabbitmq import pika_writes
 
 
 class Socket:
@@ -53,3 +53,21 @@ def test_a_partial_send_keeps_the_rest_in_order():
 
     assert b"".join(sock.calls) == b"".join(frames)
     assert transport._tx_buffered_byte_count == 0
+
+
+def test_importing_the_adapter_patches_nothing_until_it_connects():
+    import subprocess
+    import sys
+
+    code = (
+        "from pika.adapters.utils import io_services_utils as io\n"
+        "from pika import spec\n"
+        "import orquestrador.brokers.rabbitmq as rabbitmq\n"
+        "patched = lambda: (getattr(io._AsyncTransportBase._produce, '_orq_coalesced', False),"
+        " getattr(spec.BasicProperties.decode, '_orq_guarded', False))\n"
+        "print(patched())\n"
+        "rabbitmq.broker.prepare_pika(); rabbitmq.broker.prepare_pika()\n"
+        "print(patched())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.split("\n")[:2] == ["(False, False)", "(True, True)"], run.stderr

@@ -11,7 +11,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.aio.client import Client
@@ -108,7 +108,8 @@ class NatsBroker(Broker):
                 tls=tls,
             )
         )
-        await asyncio.wait({attempt, refused}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        racing: list[asyncio.Future[Any]] = [cast(asyncio.Future[Any], attempt), refused]
+        await asyncio.wait(racing, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         try:
             if not attempt.done():
                 attempt.cancel()

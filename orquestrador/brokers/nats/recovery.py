@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import nats.errors
 import nats.js.errors
@@ -98,7 +99,8 @@ async def publish(
         attempt = asyncio.ensure_future(send(timeout))
         woken = reconnects.next()
         try:
-            await asyncio.wait({attempt, woken}, return_when=asyncio.FIRST_COMPLETED)
+            racing: list[asyncio.Future[Any]] = [cast(asyncio.Future[Any], attempt), woken]
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if not attempt.done():  # reconnected meanwhile: the request may be lost; send again
                 attempt.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):

@@ -7,8 +7,8 @@ Python's recursion limit. The exception would close the connection, RabbitMQ wou
 message back to the next connection, and the queue would be blocked for good. This module wraps
 ``BasicProperties.decode``: when it fails, the properties are decoded again without the header
 table (its length is on the wire, so it can be skipped) and marked unreadable, so the delivery
-is dead-lettered with the reason and the connection carries on. Applied once, when the RabbitMQ
-adapter is imported.
+is dead-lettered with the reason and the connection carries on. Applied when the RabbitMQ
+adapter opens a connection (``prepare_pika``, idempotent).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def install() -> bool:
         return self
 
     guarded._orq_guarded = True  # type: ignore[attr-defined]
-    spec.BasicProperties.decode = guarded  # type: ignore[method-assign]
+    spec.BasicProperties.decode = guarded  # type: ignore[method-assign,assignment]
     return True
 
 

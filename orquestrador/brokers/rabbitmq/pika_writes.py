@@ -4,8 +4,9 @@ pika buffers every outgoing frame (a publish is three: method, header, body; an 
 once the socket is writable, sends them one system call each. A worker finishing a batch of
 jobs queues dozens of frames at once; joining what is buffered into one ``send()`` was the
 largest single cost left in the RabbitMQ worker. The bytes and their order are unchanged; only
-the number of system calls drops. Applied once, when the RabbitMQ adapter is imported; if a pika
-release renames what it relies on, it does nothing and pika behaves as it always did.
+the number of system calls drops. Applied when the RabbitMQ adapter opens a connection
+(``prepare_pika``, idempotent); if a pika release renames what it relies on, it does nothing and
+pika behaves as it always did.
 """
 
 from __future__ import annotations

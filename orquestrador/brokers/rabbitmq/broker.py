@@ -1,61 +1,5 @@
-"""RabbitMQ adapter (pika's asyncio connection adapter).
-
-Mapping. Every queue is a durable classic queue of the same name on the default exchange, so
-the routing key is the queue name, as in the interface note, and a message published there by
-hand with plain pika is a job. Messages are persistent (delivery_mode 2) and ``publish`` returns
-once the broker's publisher confirm arrived; confirms are pipelined (one future per delivery tag
-on one confirm channel, see :mod:`.rabbitmq_channel`), so ``publish_many`` keeps hundreds in
-flight. ``<queue>.dlq`` is a second durable queue: ``dead_letter`` publishes the body there with
-``dead_letter_headers`` (confirmed) and only then acks. A queue that already exists with other
-properties (e.g. non-durable, declared as in the interface note) is used as it is, with one
-warning: the 406 closes the channel, a new one declares it passively.
-
-Threading. No extra thread: pika's ``AsyncioConnection`` runs on the event loop that called
-``connect()`` and its callbacks resolve futures there, so a broker belongs to that loop (the
-sync facade gives it its own). One connection carries a confirm channel for publishing, an admin
-channel for declares and stats, and one channel per consumer, so closing a consumer, or a worker
-dying, hands exactly its unacked messages back to the queue.
-
-Attempts. Classic queues keep no delivery count (quorum queues do, but there every peek adds
-one to it for good, and their counters lag right after a requeue), so the consumer restamps
-redelivered messages (:mod:`.support.attempts`: the ``x-orq-attempts`` header, a counted copy
-then an ack of the original). The broker marks every message it hands out again as redelivered
-(``nack()``, an expired lease, a consumer that died or lost its connection), so repeated crashes
-count too. Dead-letter queues are not restamped.
-
-Leases. RabbitMQ itself only redelivers when a channel closes, so each fetched delivery gets the
-client-side lease of :mod:`.support.lease`; when one expires the adapter nacks it back to the
-queue (if its consumer is not fetching at that moment, the consumer first cancels its
-subscription so that another consumer gets it). Messages prefetched but never fetched (a
-consumer closing or pausing) go back as copies with their count unchanged, so they do not count
-an attempt nobody made.
-
-Delayed retry. ``nack(delay)`` uses the delay buckets of :mod:`.support.delays`: the bucket
-``<queue>.retry.<ms>`` is a durable queue with ``x-message-ttl`` = ms that dead-letters to
-``""``/``<queue>``, and ``x-expires`` removes it ten minutes after its last use.
-
-Registry. AMQP 0-9-1 cannot list queues and the management plugin may be off, so each name this
-toolkit declares is recorded as a message (``+q``; ``~q.retry.N`` for a bucket) in ``orq.queues``,
-a durable queue with a single active consumer, so readers take turns. ``queues()`` and
-``delete()`` append a marker, read up to it, ack away duplicates and names whose queue is gone
-(passive declare), and close the channel, which puts the rest back in place.
-
-Inspection. ``depth`` and ``consumers`` come from a passive declare, ``dead_letters`` from the
-dlq's; ``in_flight`` counts this process's unsettled deliveries on the queue (fetched, buffered
-or being restamped); other processes' unacked messages are invisible without the management
-API. These and ``peek`` first wait for this broker's publishes still in flight, so a process
-reads its own writes. ``peek`` has no browse in AMQP 0-9-1: it ``basic_get``s up to ``limit`` messages on a
-separate channel and closes it, which puts them back in place but marks them redelivered, so
-when they are consumed they count one more attempt and go to the back. ``oldest_age`` is None.
-
-Connection loss. The connection is re-opened with exponential backoff (0.2 s to 5 s, jittered).
-Publishes that lost their channel before the confirm are sent again (so a duplicate is possible,
-as with every at-least-once broker; ``message_id`` tells) or raise BrokerError after
-``publish_timeout``. ``publish`` with a ``message_id`` already published by this connection in
-the last 120 s is dropped (:mod:`.dedup`; RabbitMQ has no server-side dedup, so another
-connection's copy is delivered); consumers subscribe again on their next fetch; event subscriptions are
-re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
-"""
+"""The RabbitMQ broker: the connection and its reconnects, publishing with confirms, queues,
+inspection and events (see :mod:`orquestrador.brokers.rabbitmq` for the mapping)."""
 
 from __future__ import annotations
 
@@ -64,16 +8,12 @@ import contextlib
 import functools
 import logging
 import random
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pika
-import pika.exceptions
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
-from pika.adapters.utils.connection_workflow import AMQPConnectorException  # TLS handshake failures
 
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
@@ -86,41 +26,42 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.rabbitmq_channel import (
+from orquestrador.brokers.rabbitmq import pika_reads, pika_writes
+from orquestrador.brokers.rabbitmq.channel import (
     NOT_FOUND,
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
     AsyncChannel,
     ChannelClosed,
     ConfirmPublisher,
-    EventsChannel,
-    Nacked,
-    RabbitMQConsumer,
-    RabbitMQDelivery,
     Returned,
     T,
     open_connection,
-    public_headers,
     short_reason,
-    translate,
 )
-from orquestrador.brokers.support.attempts import ATTEMPTS_HEADER
+from orquestrador.brokers.rabbitmq.consumer import RabbitMQConsumer, public_headers
+from orquestrador.brokers.rabbitmq.errors import CONNECT_ERRORS, mapped, unreachable
+from orquestrador.brokers.rabbitmq.events import EventsChannel
+from orquestrador.brokers.rabbitmq.queue_registry import QueueRegistry
 from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
-from orquestrador.brokers.tls import ssl_context, tls_failure
+from orquestrador.brokers.tls import ssl_context
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
 from orquestrador.settings import redact_url, split_tls
 
 log = logging.getLogger(__name__)
 
-# pika logs each expected failure (a refused connection, a 406 handled here) at ERROR, many lines
-# deep; this adapter reports each failure in one line, so pika stays quiet unless configured.
-if logging.getLogger("pika").level == logging.NOTSET:
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
-REGISTRY = "orq.queues"
-PERSISTENT = spec.BasicProperties(delivery_mode=2)
-_LOGIN_REFUSED = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
+def prepare_pika() -> None:
+    """Once per process, before the first connection (idempotent): frames leave in one send()
+    (:mod:`.pika_writes`), undecodable properties end their message, not the connection
+    (:mod:`.pika_reads`), and pika, which logs each expected failure (a refused connection, a
+    406 handled here) at ERROR many lines deep, stays quiet unless configured: this adapter
+    reports each failure in one line."""
+    pika_writes.install()
+    pika_reads.install()
+    if logging.getLogger("pika").level == logging.NOTSET:
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 class RabbitMQBroker(Broker):
@@ -167,7 +108,7 @@ class RabbitMQBroker(Broker):
         } or None  # fmt: skip
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
-        self._registry = _Registry(self)
+        self._registry = QueueRegistry(self)
 
     def __repr__(self) -> str:
         return f"RabbitMQBroker({redact_url(self.url)!r})"
@@ -186,17 +127,11 @@ class RabbitMQBroker(Broker):
         self._started = True
 
     async def _open(self) -> None:
+        prepare_pika()
         try:
             conn = await open_connection(self._params, self._lost, self.connect_timeout)
-        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else short_reason(exc)
-            where = redact_url(self.url)
-            message = f"cannot reach RabbitMQ at {where}: {reason}; is the server running?"
-            if isinstance(exc, _LOGIN_REFUSED):
-                message = f"RabbitMQ at {where} {reason}"
-            elif (refused := tls_failure(exc)) is not None:
-                message = f"cannot connect to RabbitMQ at {where}: {refused}"
-            raise BrokerUnavailable(message) from None
+        except CONNECT_ERRORS as exc:
+            raise unreachable(exc, redact_url(self.url)) from None
         if self._closing:
             conn.close()
             raise BrokerError("the RabbitMQ broker was closed while connecting")
@@ -246,7 +181,9 @@ class RabbitMQBroker(Broker):
         return await self.connection()
 
     async def open_channel(self) -> AsyncChannel:
-        return await translate(AsyncChannel.open(await self.connection()), "cannot open a RabbitMQ channel")
+        connection = await self.connection()
+        with mapped("cannot open a RabbitMQ channel"):
+            return await AsyncChannel.open(connection)
 
     async def close(self) -> None:
         self._closing = True
@@ -272,8 +209,9 @@ class RabbitMQBroker(Broker):
             return publisher
         async with self._publisher_lock:
             if self._publisher is None or not self._publisher.usable:
-                opening = ConfirmPublisher.open(await self.connection())
-                self._publisher = await translate(opening, "cannot open the publish channel")
+                connection = await self.connection()
+                with mapped("cannot open the publish channel"):
+                    self._publisher = await ConfirmPublisher.open(connection)
             return self._publisher
 
     async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None:
@@ -281,25 +219,24 @@ class RabbitMQBroker(Broker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         delay, refused = 0.05, 0
-        while True:
-            try:
-                publisher = await self._confirm_channel()
-                await publisher.publish(routing_key, body, props)
-                return
-            except Nacked as exc:
-                raise BrokerError(f"RabbitMQ did not take the message for {routing_key} (nack)") from exc
-            except Returned as exc:
-                refused += 1
-                if refused > 2 or routing_key not in self._declared:
-                    raise BrokerError(f"publish to {routing_key} failed: the queue does not exist") from exc
-                self.forget(routing_key)
-                await self.declare(routing_key)
-            except ChannelClosed as exc:
-                refused += 1 if exc.code else 0
-                if refused > 2 or loop.time() > deadline:
-                    raise BrokerError(f"publish to {routing_key} failed: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        with mapped(f"publish to {routing_key} failed"):  # a nack too: the broker did not store it
+            while True:
+                try:
+                    publisher = await self._confirm_channel()
+                    await publisher.publish(routing_key, body, props)
+                    return
+                except Returned:
+                    refused += 1
+                    if refused > 2 or routing_key not in self._declared:
+                        raise
+                    self.forget(routing_key)
+                    await self.declare(routing_key)
+                except ChannelClosed as exc:
+                    refused += 1 if exc.code else 0
+                    if refused > 2 or loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
 
     async def publish(
         self,
@@ -331,16 +268,18 @@ class RabbitMQBroker(Broker):
             raise AssertionError("unreachable")
 
     async def _declare_one(self, name: str, arguments: dict[str, Any] | None = None) -> None:
-        try:
-            await self.admin(lambda ch: ch.declare(name, arguments=arguments))
-        except ChannelClosed as exc:
-            if exc.code == PRECONDITION_FAILED:
-                log.warning("queue %s exists with other properties (%s); using it as it is", name, exc.text)
-                await self._count(name)
-            elif exc.code == RESOURCE_LOCKED:
-                raise BrokerError(f"queue {name} is exclusive to another connection") from exc
-            else:
-                raise BrokerError(f"cannot declare queue {name}: {exc}") from exc
+        with mapped(f"cannot declare queue {name}"):
+            try:
+                await self.admin(lambda ch: ch.declare(name, arguments=arguments))
+            except ChannelClosed as exc:
+                if exc.code == PRECONDITION_FAILED:
+                    log.warning("queue %s exists with other properties (%s); using it as it is",
+                                name, exc.text)  # fmt: skip
+                    await self._count(name)
+                elif exc.code == RESOURCE_LOCKED:
+                    raise BrokerError(f"queue {name} is exclusive to another connection") from exc
+                else:
+                    raise
 
     async def declare(self, queue: str) -> None:
         validate_queue_name(queue)
@@ -377,7 +316,8 @@ class RabbitMQBroker(Broker):
 
     async def _count(self, name: str) -> spec.Queue.DeclareOk:
         """A passive declare: message and consumer counts, or BrokerError if ``name`` is missing."""
-        return await translate(self.admin(lambda ch: ch.declare(name, passive=True)), f"cannot use {name}")
+        with mapped(f"cannot use {name}"):
+            return await self.admin(lambda ch: ch.declare(name, passive=True))
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         consumer = RabbitMQConsumer(self, queue, visibility_timeout, prefetch)
@@ -410,28 +350,29 @@ class RabbitMQBroker(Broker):
         channel = await self.open_channel()
         out: list[Message] = []
         try:
-            while len(out) < limit:
-                got = await channel.get(queue)
-                if got is None:
-                    break
-                _method, props, body = got
-                out.append(Message(body, public_headers(props), props.message_id or ""))
-        except ChannelClosed as exc:
-            raise BrokerError(f"cannot peek {queue}: {exc}") from exc
+            with mapped(f"cannot peek {queue}"):
+                while len(out) < limit:
+                    got = await channel.get(queue)
+                    if got is None:
+                        break
+                    _method, props, body = got
+                    out.append(Message(body, public_headers(props), props.message_id or ""))
         finally:
             await channel.close()  # puts them back where they were (marked redelivered)
         return out
 
     async def purge(self, queue: str) -> int:
         await self.declare(queue)
-        return await translate(self.admin(lambda ch: ch.purge(queue)), f"cannot purge {queue}")
+        with mapped(f"cannot purge {queue}"):
+            return await self.admin(lambda ch: ch.purge(queue))
 
     async def delete(self, queue: str) -> None:
         validate_queue_name(queue)
         prefix = f"{queue}.retry."
         known = {n for n, op in (await self._registry.snapshot()).items() if op == "~"} | self._buckets
         for name in [queue, dlq_of(queue), *sorted(n for n in known if n.startswith(prefix))]:
-            await translate(self.admin(lambda ch, n=name: ch.delete(n)), f"cannot delete {name}")
+            with mapped(f"cannot delete {name}"):
+                await self.admin(lambda ch: ch.delete(name))  # noqa: B023 - awaited right here
             self._declared.discard(name)
             self._buckets.discard(name)
             self._registry.forget(name)
@@ -443,12 +384,13 @@ class RabbitMQBroker(Broker):
 
     async def exists(self, name: str) -> bool:
         """A passive declare: the only way AMQP 0-9-1 tells whether a queue exists."""
-        try:
-            await self.admin(lambda ch: ch.declare(name, passive=True))
-        except ChannelClosed as exc:
-            if exc.code != NOT_FOUND:
-                raise BrokerError(f"cannot look for queue {name}: {exc}") from exc
-            return False
+        with mapped(f"cannot look for queue {name}"):
+            try:
+                await self.admin(lambda ch: ch.declare(name, passive=True))
+            except ChannelClosed as exc:
+                if exc.code != NOT_FOUND:
+                    raise
+                return False
         return True
 
     # -- events ----------------------------------------------------------------------------
@@ -461,94 +403,4 @@ class RabbitMQBroker(Broker):
         return await self._events.subscribe(subject, callback)
 
 
-class _Registry:
-    """The names this toolkit declared, one message each in ``orq.queues`` (module docstring)."""
-
-    def __init__(self, broker: RabbitMQBroker) -> None:
-        self.broker = broker
-        self.usable: bool | None = None
-        self._written: set[str] = set()
-
-    async def _ensure(self) -> bool:
-        if self.usable is None:
-            arguments = {"x-single-active-consumer": True}  # one reader (compacter) at a time
-            try:
-                await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments=arguments))
-            except ChannelClosed as exc:
-                if not exc.code:
-                    return False  # connection trouble: try again next time
-                log.warning("cannot use %s as the queue registry (%s); queues() lists this process's "
-                            "queues only", REGISTRY, exc)  # fmt: skip
-                self.usable = False
-            else:
-                self.usable = True
-        return self.usable
-
-    async def add(self, op: str, names: list[str]) -> None:
-        """Record ``+queue`` / ``~bucket``, once per process; never fail a declare for it."""
-        todo = [n for n in names if n not in self._written]
-        try:
-            if not todo or not await self._ensure():
-                return
-            await asyncio.gather(*(self.broker.send(REGISTRY, f"{op}{n}".encode(), PERSISTENT) for n in todo))
-        except BrokerError as exc:
-            log.warning("cannot record %s in %s: %s", ", ".join(todo), REGISTRY, exc)
-            self.usable = None
-            return
-        self._written.update(todo)
-
-    def forget(self, name: str) -> None:
-        self._written.discard(name)  # its entry goes at the next snapshot: the queue is gone
-
-    async def snapshot(self) -> dict[str, str]:
-        """Every recorded name that still exists (``+`` queue or ``~`` bucket), compacting the registry.
-
-        Reads up to a marker it appends first and acks (removes) its marker, duplicates and names
-        whose queue is gone; closing the channel puts the rest back in place for the next reader.
-        """
-        marker = f"?{time.time():.0f}:{uuid.uuid4().hex}"
-        read: list[tuple[int, str]] = []
-
-        def on_message(_raw: Any, method: Any, _props: Any, body: bytes) -> None:
-            if not done.done():
-                read.append((method.delivery_tag, body.decode("utf-8", "replace")))
-                if read[-1][1] == marker:
-                    done.set_result(None)
-
-        try:
-            if not await self._ensure():
-                return {}
-            await self.broker.send(REGISTRY, marker.encode(), PERSISTENT)
-            channel = await self.broker.open_channel()
-            done = channel.future()
-            try:
-                await channel.consume(REGISTRY, on_message)
-                await asyncio.wait_for(done, 30)
-                live, drop = await self._sift(read, marker)
-                for tag in drop:
-                    channel.send(channel.raw.basic_ack, tag)
-            finally:
-                await channel.close()
-        except (BrokerError, ChannelClosed, TimeoutError) as exc:
-            log.warning("cannot read %s (%s); listing this process's queues only", REGISTRY, exc or "timeout")
-            self.usable = None
-            return {}
-        return live
-
-    async def _sift(self, read: list[tuple[int, str]], marker: str) -> tuple[dict[str, str], list[int]]:
-        """Live names, and the tags to drop: our marker, stale ones (a reader that died), dead names."""
-        live: dict[str, str] = {}
-        drop: list[int] = []
-        for tag, text in read:
-            if text.startswith("?"):
-                stamp = text[1:].partition(":")[0]
-                if text == marker or not stamp.isdigit() or time.time() - int(stamp) > 300:
-                    drop.append(tag)
-            elif text[:1] not in "+~" or text[1:] in live or not await self.broker.exists(text[1:]):
-                drop.append(tag)
-            else:
-                live[text[1:]] = text[0]
-        return live, drop
-
-
-__all__ = ["ATTEMPTS_HEADER", "RabbitMQBroker", "RabbitMQConsumer", "RabbitMQDelivery", "bucket_name"]
+__all__ = ["RabbitMQBroker", "prepare_pika"]
