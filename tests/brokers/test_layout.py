@@ -78,7 +78,7 @@ def test_no_broker_module_depends_on_the_store(path: Path):
     assert not {m for m in _imports(path) if m.split(".")[1] in ("store", "retention", "analysis")}
 
 
-PACKAGES = ("nats", "rabbitmq")  # one package per broker with a server
+PACKAGES = ("nats", "redis", "rabbitmq")  # one package per broker with a server
 SAME_FILES = {"__init__.py", "broker.py", "consumer.py", "errors.py"}
 
 

@@ -1,0 +1,90 @@
+"""The Lua scripts of the Redis adapter: each runs atomically on the server (EVALSHA)."""
+
+from __future__ import annotations
+
+_RESERVE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local interval = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], slot + interval, 'PX', interval + 60000)
+return slot - now
+"""
+
+_MOVE_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, tok in ipairs(due) do
+  local f = redis.call('HMGET', KEYS[2], tok .. ':b', tok .. ':h', tok .. ':i', tok .. ':a')
+  if f[1] then
+    local a = {KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'b', f[1], 'h', f[2] or '{}', 'a', f[4] or '0'}
+    if f[3] then a[#a + 1] = 'id'; a[#a + 1] = f[3] end
+    redis.call('XADD', unpack(a))
+  end
+  redis.call('HDEL', KEYS[2], tok .. ':b', tok .. ':h', tok .. ':i', tok .. ':a')
+  redis.call('ZREM', KEYS[1], tok)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if nxt[2] then return {#due, math.max(0, tonumber(nxt[2]) - now)} end
+return {#due, -1}
+"""
+# Re-claim an entry to its owner (heartbeat; TIME 1 = back-dated for nack) only while this
+# delivery still holds it: same consumer and same delivery count.
+_RECLAIM_OWN = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] or tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end
+if ARGV[5] == '1' then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'TIME', 1, 'JUSTID')
+else
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+end
+return 1
+"""
+_PUBLISH_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'b', ARGV[3], 'h', ARGV[4],
+                    'id', ARGV[5])
+end
+return false
+"""
+# Forget consumers with nothing pending (atomically, so no entry can be orphaned).
+_REAP = """
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if tonumber(f['pending']) == 0 and tonumber(f['idle']) >= tonumber(ARGV[2])
+     and (ARGV[3] == '' or f['name'] == ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
+"""
+# Drop waiting entries (never delivered or delayed); entries in flight stay with their workers.
+_PURGE = """
+local dropped = redis.call('ZCARD', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+local s = redis.pcall('XPENDING', KEYS[1], ARGV[1])
+if type(s) ~= 'table' or s.err or s[1] == 0 then
+  dropped = dropped + redis.call('XLEN', KEYS[1])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', 0)
+  return dropped
+end
+local busy = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', s[1])) do busy[p[1]] = true end
+local start = '-'
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1000)
+  for _, e in ipairs(batch) do
+    if not busy[e[1]] then redis.call('XDEL', KEYS[1], e[1]); dropped = dropped + 1 end
+  end
+  if #batch < 1000 then return dropped end
+  start = '(' .. batch[#batch][1]
+end
+"""
+
+SCRIPTS = {"move": _MOVE_DUE, "reclaim": _RECLAIM_OWN, "publish": _PUBLISH_ONCE, "reap": _REAP,
+           "purge": _PURGE, "slot": _RESERVE_SLOT}  # fmt: skip
