@@ -34,6 +34,7 @@ from orquestrador.brokers.intake import MAX_HEADERS
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.errors import BrokerError, ConfigError
+from orquestrador.settings import TlsPaths, redact_url, split_tls
 
 DLQ_SUFFIX = ".dlq"
 DLQ_REASON = "orq-dlq-reason"
@@ -220,9 +221,25 @@ class Delivery(abc.ABC):
     async def heartbeat(self) -> None:
         """Still working: push the visibility timeout forward."""
 
-    @abc.abstractmethod
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
-        """Move the message to ``<queue>.dlq`` (durably) and then remove it from ``queue``."""
+        """Move the message to ``<queue>.dlq`` (durably) and then remove it from ``queue``.
+
+        This template publishes first and acks after, so a crash in between duplicates and never
+        loses; an adapter supplies :meth:`_publish_dead_letter`, or overrides this when its
+        broker does both in one step (Redis: MULTI/EXEC) or a lease must be held meanwhile.
+        """
+        await self._publish_dead_letter(dlq_of(self.queue), self.dead_letter_headers(reason, error_type))
+        await self.ack()
+
+    async def _publish_dead_letter(self, dlq: str, headers: dict[str, str]) -> None:
+        """Publish ``body`` with ``headers`` to ``dlq``, returning once the broker holds it."""
+        raise NotImplementedError(f"{type(self).__name__} does not dead-letter")
+
+    def dead_letter_headers(self, reason: str, error_type: str) -> dict[str, str]:
+        """This message's headers for its dead letter: its own plus why, what and how often."""
+        return dead_letter_headers(
+            self.headers, queue=self.queue, reason=reason, error_type=error_type, attempts=self.attempt
+        )
 
 
 class Consumer(abc.ABC):
@@ -241,6 +258,7 @@ class Broker(abc.ABC):
     """A connection to one broker. Create with :func:`orquestrador.brokers.connect`."""
 
     scheme: ClassVar[str]
+    display_name: ClassVar[str] = ""  # "NATS", "Redis": how messages name the broker (else the scheme)
     # Declared by every adapter (see Capabilities); the registry refuses an adapter without one.
     capabilities: ClassVar[Capabilities]
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
@@ -248,8 +266,23 @@ class Broker(abc.ABC):
     _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)
 
     def __init__(self, url: str) -> None:
-        """Adapters take the URL as their only positional argument (the registry calls them so)."""
+        """Adapters take the URL as their only positional argument (the registry calls them so)
+        and call this first: it keeps the URL, shown only redacted, and splits the TLS files off
+        it (``plain_url`` for the driver, ``tls`` None on plain schemes)."""
         self.url = url
+        self.plain_url: str
+        self.tls: TlsPaths | None
+        self.plain_url, self.tls = split_tls(url)
+        self._declared: set[str] = set()  # see declare()
+        self._declaring: dict[str, asyncio.Future[None]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
+
+    def not_connected(self) -> BrokerError:
+        """What a call before ``connect()`` (or after ``close()``) raises."""
+        name = self.display_name or self.scheme
+        return BrokerError(f"{name} broker is not connected: call connect() first")
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -258,9 +291,35 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    @abc.abstractmethod
     async def declare(self, queue: str) -> None:
-        """Make sure ``queue`` and ``queue.dlq`` exist; idempotent."""
+        """Make sure ``queue`` and ``queue.dlq`` exist; idempotent.
+
+        This template checks the name, then declares on the broker (:meth:`_declare_new`) only
+        the names this connection has not declared yet, once: callers at the same moment wait for
+        the declare in flight. :meth:`forget` sends the next declare of a name to the broker again
+        (it was deleted, or the connection was re-made).
+        """
+        validate_queue_name(queue)
+        if queue in self._declared:
+            return
+        pending = self._declaring.get(queue)
+        if pending is None:
+            pending = self._declaring[queue] = asyncio.ensure_future(self._declare_pair(queue))
+            pending.add_done_callback(lambda _f: self._declaring.pop(queue, None))
+        await asyncio.shield(pending)
+
+    async def _declare_pair(self, queue: str) -> None:
+        names = [queue] if queue.endswith(DLQ_SUFFIX) else [queue, dlq_of(queue)]
+        await self._declare_new([name for name in names if name not in self._declared])
+        self._declared.update(names)
+
+    async def _declare_new(self, names: list[str]) -> None:
+        """Create ``names`` on the broker (a queue, its dead-letter queue) if they do not exist."""
+        raise NotImplementedError(f"{type(self).__name__} declares no queues")
+
+    def forget(self, name: str) -> None:
+        """``name`` is to be declared on the broker again next time."""
+        self._declared.discard(name)
 
     @abc.abstractmethod
     async def publish(

@@ -24,7 +24,6 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
-    dead_letter_headers,
     dlq_of,
     validate_queue_name,
 )
@@ -131,16 +130,8 @@ class MemoryDelivery(Delivery):
             if entry is not None:
                 entry.deadline = time.monotonic() + self._visibility
 
-    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
-        headers = dead_letter_headers(
-            self.headers,
-            queue=self.queue,
-            reason=reason,
-            error_type=error_type,
-            attempts=self.attempt,
-        )
-        await self._broker.publish(dlq_of(self.queue), self.body, headers=headers)
-        await self.ack()
+    async def _publish_dead_letter(self, dlq: str, headers: dict[str, str]) -> None:
+        await self._broker.publish(dlq, self.body, headers=headers)
 
 
 class MemoryConsumer(Consumer):
@@ -192,11 +183,8 @@ class MemoryBroker(Broker):
     capabilities = Capabilities.lacking("shared_slots", "cross_process", "counts_reconnects")
 
     def __init__(self, url: str = "memory://") -> None:
-        self.url = url
+        super().__init__(url)
         self._space = _space(urlsplit(url).netloc or "default")
-
-    def __repr__(self) -> str:
-        return f"MemoryBroker({self.url!r})"
 
     async def connect(self) -> None:
         return None

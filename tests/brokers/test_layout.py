@@ -90,3 +90,13 @@ def test_every_broker_package_has_the_same_inner_files(name: str):
 
 def test_the_pika_bridge_imports_nothing_of_the_toolkit():
     assert _imports(BROKERS / "rabbitmq" / "channel.py") == set()
+
+
+def test_adapters_take_the_shared_pieces_from_the_base():
+    """The redacted repr, the TLS split and the declare cache are the base's, written once."""
+    from orquestrador.brokers import registry
+
+    for scheme in ("memory", "nats", "redis", "amqp"):
+        cls = registry.adapter_for(scheme)
+        assert "__repr__" not in vars(cls), f"{cls.__name__} writes its own __repr__"
+        assert "_declared" not in vars(cls) and "forget" not in vars(cls), cls.__name__

@@ -147,9 +147,6 @@ class ToyBroker(MemoryBroker):
         "server_dedup", "server_lease", "delivery_count", "delayed_redelivery"
     )
 
-    def __repr__(self) -> str:
-        return f"ToyBroker({self.url!r})"
-
     def put(self, queue: str, body: bytes, headers: dict[str, Any], message_id: str | None) -> None:
         """The store's one write: append, whatever was there before."""
         with self._space.lock:

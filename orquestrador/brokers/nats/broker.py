@@ -45,35 +45,31 @@ from orquestrador.brokers.nats.slots import NatsSlots
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
-from orquestrador.errors import BrokerError, BrokerUnavailable
-from orquestrador.settings import redact_url, split_tls
+from orquestrador.errors import BrokerUnavailable
+from orquestrador.settings import redact_url
 
 log = logging.getLogger("orquestrador.brokers.nats")
 
 
 class NatsBroker(Broker):
     scheme = "nats"
+    display_name = "NATS"
     capabilities = Capabilities.everything()
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
-        self.url = url
-        self._client_url, self._tls = split_tls(url)
+        super().__init__(url)
         self.request_timeout = request_timeout
         self.reconnects = 0
         self._recovery = recovery.Reconnects()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._declared: set[str] = set()
         self._slots: NatsSlots | None = None
         self._dlq = DlqLimits.from_env()
-
-    def __repr__(self) -> str:
-        return f"NatsBroker({redact_url(self.url)!r})"
 
     @property
     def js(self) -> JetStreamContext:
         if self._js is None:
-            raise BrokerError("NATS broker is not connected: call connect() first")
+            raise self.not_connected()
         return self._js
 
     async def connect(self) -> None:
@@ -92,10 +88,10 @@ class NatsBroker(Broker):
             self._declared.clear()
             log.warning("reconnected to %s", redact_url(self.url))
 
-        tls = ssl_context(self._tls) if self._tls is not None else None
+        tls = ssl_context(self.tls) if self.tls is not None else None
         attempt = asyncio.ensure_future(
             nats.connect(
-                self._client_url,
+                self.plain_url,
                 name="orquestrador",
                 connect_timeout=3,
                 # nats-py uses one setting for the first connect and for reconnects: fail the
@@ -131,7 +127,7 @@ class NatsBroker(Broker):
                 "or the token, in the URL"
             )
         hint = tls_failure(exc)
-        if hint is not None and self._tls is None:  # a plain nats:// URL to a server requiring TLS
+        if hint is not None and self.tls is None:  # a plain nats:// URL to a server requiring TLS
             hint += " (use a tls:// URL: the TLS settings only apply to it)"
         if hint is not None:
             return f"cannot connect to NATS at {where}: {hint}"
@@ -144,10 +140,8 @@ class NatsBroker(Broker):
         self._nc = None
         self._js = None
 
-    async def declare(self, queue: str) -> None:
-        for name in (queue, dlq_of(queue)):
-            if name in self._declared:
-                continue
+    async def _declare_new(self, names: list[str]) -> None:
+        for name in names:
             capped = name.endswith(DLQ_SUFFIX) and (self._dlq.max_age or self._dlq.max_messages)
             config = api.StreamConfig(
                 name=stream_name(name),
@@ -168,7 +162,6 @@ class NatsBroker(Broker):
                         await self._update_caps(config, exc)
                     else:  # exists with other settings (e.g. by an older version): used as it is
                         log.warning("stream %s exists with other settings: %s", config.name, exc)
-            self._declared.add(name)
 
     async def _update_caps(self, config: api.StreamConfig, refused: Exception) -> None:
         try:
@@ -233,7 +226,7 @@ class NatsBroker(Broker):
             except DriverError:
                 failed += 1
         if self._nc is None:
-            raise BrokerError("NATS broker is not connected: call connect() first")
+            raise self.not_connected()
         try:
             await self._nc.flush(timeout=max(1, int(self.request_timeout)))
         except (DriverError, TimeoutError) as exc:
@@ -304,7 +297,7 @@ class NatsBroker(Broker):
 
     async def delete(self, queue: str) -> None:
         for name in (queue, dlq_of(queue)):
-            self._declared.discard(name)
+            self.forget(name)
             with mapped(f"cannot delete {name}"), contextlib.suppress(NotFound):
                 await self.js.delete_stream(stream_name(name))
 
@@ -329,7 +322,7 @@ class NatsBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         if self._nc is None:
-            raise BrokerError("NATS broker is not connected: call connect() first")
+            raise self.not_connected()
 
         async def handler(msg: Msg) -> None:
             result = callback(msg.data)

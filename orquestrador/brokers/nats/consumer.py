@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from orquestrador.brokers.base import Consumer, Delivery, dead_letter_headers, dlq_of
+from orquestrador.brokers.base import Consumer, Delivery
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.nats.errors import FetchTimeout, NotFound, mapped, quietly
 from orquestrador.brokers.nats.names import DURABLE, MSG_ID, stream_name
@@ -65,13 +65,8 @@ class NatsDelivery(Delivery):
         with mapped(f"heartbeat failed on {self.queue}"):
             await self._msg.in_progress()
 
-    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
-        headers = dead_letter_headers(
-            self.headers, queue=self.queue, reason=reason, error_type=error_type,
-            attempts=self.attempt,
-        )  # fmt: skip
-        await self._broker.publish(dlq_of(self.queue), self.body, headers=headers)
-        await self.ack()
+    async def _publish_dead_letter(self, dlq: str, headers: dict[str, str]) -> None:
+        await self._broker.publish(dlq, self.body, headers=headers)
 
 
 class NatsConsumer(Consumer):

@@ -47,7 +47,7 @@ from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, buck
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import redact_url, split_tls
+from orquestrador.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class RabbitMQBroker(Broker):
     """One AMQP connection (``amqp://`` or ``amqps://``) on the running loop; see the module docstring."""
 
     scheme = "amqp"
+    display_name = "RabbitMQ"
     # What RabbitMQ lacks, this adapter supplies (see the module docstring); peek, in_flight,
     # oldest_age and slots stay as AMQP 0-9-1 allows.
     capabilities = Capabilities.lacking(
@@ -76,16 +77,16 @@ class RabbitMQBroker(Broker):
     )  # fmt: skip
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
-        self.url = url
+        super().__init__(url)
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
-        plain_url, tls = split_tls(url)
         try:
-            self._params = pika.URLParameters(plain_url)
+            self._params = pika.URLParameters(self.plain_url)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
-        if tls is not None:
-            self._params.ssl_options = pika.SSLOptions(ssl_context(tls), server_hostname=self._params.host)
+        if self.tls is not None:
+            context = ssl_context(self.tls)
+            self._params.ssl_options = pika.SSLOptions(context, server_hostname=self._params.host)
         self._params.client_properties = {"connection_name": "orquestrador"}
         self.consumers: set[RabbitMQConsumer] = set()
         self._conn: AsyncioConnection | None = None
@@ -97,8 +98,6 @@ class RabbitMQBroker(Broker):
         self._publisher_lock = asyncio.Lock()
         self._admin: AsyncChannel | None = None
         self._admin_lock = asyncio.Lock()
-        self._declared: set[str] = set()
-        self._declaring: dict[str, asyncio.Future[None]] = {}
         # ORQ_DLQ_MAX_* as queue arguments: set when a dead-letter queue is created; RabbitMQ refuses
         # new arguments for an existing queue (406, logged by _declare_one), which keeps its own.
         limits = DlqLimits.from_env()
@@ -109,9 +108,6 @@ class RabbitMQBroker(Broker):
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
         self._registry = QueueRegistry(self)
-
-    def __repr__(self) -> str:
-        return f"RabbitMQBroker({redact_url(self.url)!r})"
 
     @property
     def connected(self) -> bool:
@@ -170,7 +166,7 @@ class RabbitMQBroker(Broker):
         if self._conn is not None and self._conn.is_open:
             return self._conn
         if self._closing or not self._started:
-            raise BrokerError("RabbitMQ broker is not connected: call connect() first")
+            raise self.not_connected()
         try:
             await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
         except TimeoutError:
@@ -281,26 +277,10 @@ class RabbitMQBroker(Broker):
                 else:
                     raise
 
-    async def declare(self, queue: str) -> None:
-        validate_queue_name(queue)
-        if queue in self._declared:
-            return
-        pending = self._declaring.get(queue)
-        if pending is None:
-            pending = self._declaring[queue] = asyncio.ensure_future(self._declare_pair(queue))
-            pending.add_done_callback(lambda _f: self._declaring.pop(queue, None))
-        await asyncio.shield(pending)
-
-    async def _declare_pair(self, queue: str) -> None:
-        names = [queue] if queue.endswith(DLQ_SUFFIX) else [queue, dlq_of(queue)]
+    async def _declare_new(self, names: list[str]) -> None:
         for name in names:
-            if name not in self._declared:
-                await self._declare_one(name, self._dlq_arguments if name.endswith(DLQ_SUFFIX) else None)
+            await self._declare_one(name, self._dlq_arguments if name.endswith(DLQ_SUFFIX) else None)
         await self._registry.add("+", names)
-        self._declared.update(names)
-
-    def forget(self, queue: str) -> None:
-        self._declared.discard(queue)
 
     async def retry_bucket(self, queue: str, delay: float) -> str:
         """Declare (every time: that renews its ``x-expires``) the bucket queue for ``delay``."""
@@ -373,7 +353,7 @@ class RabbitMQBroker(Broker):
         for name in [queue, dlq_of(queue), *sorted(n for n in known if n.startswith(prefix))]:
             with mapped(f"cannot delete {name}"):
                 await self.admin(lambda ch: ch.delete(name))  # noqa: B023 - awaited right here
-            self._declared.discard(name)
+            self.forget(name)
             self._buckets.discard(name)
             self._registry.forget(name)
             self.forget_ids(name)

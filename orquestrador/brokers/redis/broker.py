@@ -48,7 +48,7 @@ from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
 from orquestrador.errors import BrokerError, ConfigError
-from orquestrador.settings import redact_url, split_tls
+from orquestrador.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ _STALE_CONSUMER_MS = 3_600_000  # consumers idle this long with nothing pending 
 
 class RedisBroker(Broker):
     scheme = "redis"
+    display_name = "Redis"
     # Redis reconnects inside each command: no count of its own.
     capabilities = Capabilities.lacking("counts_reconnects")
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
-        self.url = url
-        plain_url, self._tls = split_tls(url)
-        parts = urlsplit(plain_url)
+        super().__init__(url)
+        parts = urlsplit(self.plain_url)
         query = dict(parse_qsl(parts.query))
         raw_maxlen = query.pop("maxlen", None)
         self._client_url = urlunsplit(parts._replace(query=urlencode(query)))
@@ -76,18 +76,14 @@ class RedisBroker(Broker):
         self._password = parts.password
         self.dlq = DlqLimits.from_env()
         self._redis: aioredis.Redis | None = None
-        self._declared: set[str] = set()
         self._clock_offset_ms = 0.0
         self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
         self.scripts: dict[str, Any] = {}
 
-    def __repr__(self) -> str:
-        return f"RedisBroker({redact_url(self.url)!r})"
-
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            raise BrokerError("Redis broker is not connected: call connect() first")
+            raise self.not_connected()
         return self._redis
 
     def server_ms(self) -> int:
@@ -99,9 +95,9 @@ class RedisBroker(Broker):
             return
         where = redact_url(self.url)
         tls: dict[str, Any] = {}
-        if self._tls is not None:
-            ssl_context(self._tls)  # refuses bad files with the setting's name
-            tls = {"ssl_ca_certs": self._tls.ca, "ssl_certfile": self._tls.cert, "ssl_keyfile": self._tls.key}
+        if self.tls is not None:
+            ssl_context(self.tls)  # refuses bad files with the setting's name
+            tls = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert, "ssl_keyfile": self.tls.key}
         try:
             # A blocking pool: under load a command waits for a free connection instead of
             # failing with "Too many connections" (many jobs ack and publish at once).
@@ -140,10 +136,15 @@ class RedisBroker(Broker):
         self._redis = None
 
     async def declare(self, queue: str, *, force: bool = False) -> None:
-        """Create the streams and groups of ``queue`` and its DLQ (group from id 0: keep backlog)."""
-        for name in (queue, dlq_of(queue)):
-            if name in self._declared and not force:
-                continue
+        """``force``: create them again even if this connection did (a group deleted behind its back)."""
+        if force:
+            self.forget(queue)
+            self.forget(dlq_of(queue))
+        await super().declare(queue)
+
+    async def _declare_new(self, names: list[str]) -> None:
+        """The streams and groups of ``names`` (group from id 0: keep the backlog)."""
+        for name in names:
             with mapped(f"cannot declare {name}"):
                 try:
                     await self.redis.xgroup_create(stream_key(name), GROUP, "0", mkstream=True)
@@ -151,7 +152,6 @@ class RedisBroker(Broker):
                     if "BUSYGROUP" not in str(exc):
                         raise
                 await self.redis.sadd(QUEUES_KEY, name)
-            self._declared.add(name)
 
     async def publish(
         self,
@@ -278,7 +278,7 @@ class RedisBroker(Broker):
 
     async def delete(self, queue: str) -> None:
         for name in (queue, dlq_of(queue)):
-            self._declared.discard(name)
+            self.forget(name)
             with mapped(f"cannot delete {name}"):
                 dkey = delayed_key(name)
                 await self.redis.delete(stream_key(name), dkey, dkey + ":msgs")

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from orquestrador.brokers.base import Consumer, Delivery, dead_letter_headers, dlq_of
+from orquestrador.brokers.base import Consumer, Delivery, dlq_of
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.redis.errors import is_nogroup, mapped
 from orquestrador.brokers.redis.names import (
@@ -107,10 +107,7 @@ class RedisDelivery(Delivery):
 
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         """Write the dead letter and ack the original in one MULTI/EXEC: never lost or doubled."""
-        headers = dead_letter_headers(
-            self.headers, queue=self.queue, reason=reason, error_type=error_type,
-            attempts=self.attempt,
-        )  # fmt: skip
+        headers = self.dead_letter_headers(reason, error_type)
         dlq = dlq_of(self.queue)
         await self._broker.declare(dlq)
         broker, key = self._broker, stream_key(dlq)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Generic, Protocol
 
-from orquestrador.brokers.base import Delivery, dead_letter_headers, dlq_of
+from orquestrador.brokers.base import Delivery, dlq_of
 from orquestrador.brokers.support.attempts import Copier, R
 from orquestrador.brokers.support.delays import Buckets
 from orquestrador.errors import BrokerError
@@ -138,7 +138,5 @@ class LeasedDelivery(Delivery, Generic[R]):
 
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         self._begin("dead-letter")
-        headers = dead_letter_headers(
-            self.headers, queue=self.queue, reason=reason, error_type=error_type, attempts=self.attempt
-        )
+        headers = self.dead_letter_headers(reason, error_type)
         await self._copy_then_ack(dlq_of(self.queue), 0, headers, "ack after dead-lettering")
