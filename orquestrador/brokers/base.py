@@ -13,38 +13,41 @@ delivery contract of DESIGN.md, proven by ``tests/contract``:
    redelivery — so it survives worker restarts and crashes.
 5. Queues can be inspected, peeked without consuming, purged, and dead letters replayed.
 
-Dead letters live in ``<queue>.dlq``. They carry the original body untouched; the reason, the
-error type and the attempt count travel in headers (``DLQ_*`` below), so a replay publishes
-exactly what was first sent.
+Dead letters live in ``<queue>.dlq`` (:mod:`.queues`: names and dead-letter headers). What each
+broker does by itself is its :class:`~.capabilities.Capabilities`; the rest comes from
+:mod:`.support`.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import dataclasses
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import ClassVar
 
-from orquestrador.brokers.intake import MAX_HEADERS
+from orquestrador.brokers.capabilities import Capabilities
+from orquestrador.brokers.queues import (  # re-exported: the names adapters and the runtime use
+    DLQ_AT,
+    DLQ_ATTEMPTS,
+    DLQ_ERROR_TYPE,
+    DLQ_HEADERS,
+    DLQ_QUEUE,
+    DLQ_REASON,
+    DLQ_SUFFIX,
+    JOB_QUEUE_PREFIXES,
+    dead_letter_headers,
+    dlq_of,
+    origin_of,
+    strip_dead_letter_headers,
+    validate_queue_name,
+    validate_results_queue,
+)
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
-from orquestrador.errors import BrokerError, ConfigError
+from orquestrador.errors import BrokerError
 from orquestrador.settings import TlsPaths, redact_url, split_tls
-
-DLQ_SUFFIX = ".dlq"
-DLQ_REASON = "orq-dlq-reason"
-DLQ_ERROR_TYPE = "orq-dlq-error-type"
-DLQ_ATTEMPTS = "orq-dlq-attempts"
-DLQ_QUEUE = "orq-dlq-queue"
-DLQ_AT = "orq-dlq-at"
-DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT)
-
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(\.dlq)?$")
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
 
@@ -53,72 +56,6 @@ log = logging.getLogger(__name__)
 # Where a message sits in its queue, comparable within one queue: a NATS stream sequence, a Redis
 # stream id (ms, seq), the memory broker's counter. RabbitMQ has none (``None``).
 Position = tuple[int, ...]
-
-
-def validate_queue_name(name: str) -> str:
-    """Queue names must be portable across NATS subjects, Redis keys and AMQP queues."""
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name) or name.endswith("__dlq"):
-        raise ConfigError(
-            f"invalid queue name {name!r}: use letters, digits, '_' or '-' (at most 200), "
-            "optionally followed by '.dlq' (a name may not end in '__dlq')"
-        )
-    return name
-
-
-JOB_QUEUE_PREFIXES = ("escavador_", "executor_")
-
-
-def validate_results_queue(name: str) -> str:
-    """A ``responder_para``: a valid queue name that is neither a job queue nor a dead-letter queue.
-
-    Results sent to a job queue would be run as jobs (or dead-lettered there), and a name the
-    broker refuses would fail every publish of the result: both are refused before any work.
-    """
-    shown = name[:80] if isinstance(name, str) else name
-    try:
-        validate_queue_name(name)
-    except ConfigError:
-        raise ConfigError(
-            f"responder_para {shown!r} is not a valid queue name: use letters, digits, '_' or '-' "
-            "(at most 200)"
-        ) from None
-    if name.endswith(DLQ_SUFFIX) or name.startswith(JOB_QUEUE_PREFIXES):
-        raise ConfigError(
-            f"responder_para {shown!r} is a job or dead-letter queue of the toolkit, not a results "
-            "queue: pick another name (the default is orquestrador_resultados)"
-        )
-    return name
-
-
-def dlq_of(queue: str) -> str:
-    return queue if queue.endswith(DLQ_SUFFIX) else queue + DLQ_SUFFIX
-
-
-def origin_of(dlq: str) -> str:
-    return dlq[: -len(DLQ_SUFFIX)] if dlq.endswith(DLQ_SUFFIX) else dlq
-
-
-def dead_letter_headers(
-    headers: dict[str, str] | None, *, queue: str, reason: str, error_type: str, attempts: int
-) -> dict[str, str]:
-    kept = [(k, v) for k, v in (headers or {}).items() if k not in DLQ_HEADERS]
-    # Room for ours within what a reader accepts (brokers.intake.MAX_HEADERS), so a dead letter
-    # is never unreadable itself.
-    out = dict(kept[: MAX_HEADERS - len(DLQ_HEADERS)])
-    out.update(
-        {
-            DLQ_REASON: reason[:2000],
-            DLQ_ERROR_TYPE: error_type,
-            DLQ_ATTEMPTS: str(attempts),
-            DLQ_QUEUE: queue,
-            DLQ_AT: datetime.now(UTC).isoformat(),
-        }
-    )
-    return out
-
-
-def strip_dead_letter_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (headers or {}).items() if k not in DLQ_HEADERS}
 
 
 @dataclass(frozen=True)
@@ -140,60 +77,6 @@ class QueueStats:
     dead_letters: int  # in <queue>.dlq
     consumers: int | None = None
     oldest_age: float | None = None  # seconds
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a broker does by itself. Each adapter declares it; what it lacks, the toolkit supplies
-    (:mod:`orquestrador.brokers.support`), the runtime asks it instead of probing attributes, and
-    the contract suite and the README's "where they differ" table are checked against it.
-
-    Every field is a plain yes/no. Adapters declare what they lack, so the list of fallbacks they
-    need reads at a glance: ``Capabilities.lacking("server_dedup", "server_lease")``.
-    """
-
-    # A message_id published again within 120 s is dropped by the server, whoever sends it
-    # (else: support.dedup remembers this connection's ids only).
-    server_dedup: bool
-    # ``Delivery.attempt`` is the broker's own delivery count (else: a header restamped by the
-    # adapter on every redelivery, support.attempts).
-    delivery_count: bool
-    # An unacked message returns by itself after the visibility timeout and heartbeat() renews it
-    # on the server (else: a client-side lease, support.lease).
-    server_lease: bool
-    # ``nack(delay)`` holds the message back on the broker (else: delay buckets, support.delays).
-    delayed_redelivery: bool
-    # Deliveries carry a ``position``, so replay tells old dead letters from new ones.
-    positions: bool
-    # ``peek`` leaves messages exactly as they were (RabbitMQ's marks them redelivered).
-    side_effect_free_peek: bool
-    # Rate-limit slots are shared by every process using the broker (else: per process).
-    shared_slots: bool
-    # ``stats().in_flight`` counts every consumer's unsettled messages, not only this process's.
-    global_in_flight: bool
-    # ``stats().oldest_age`` is known.
-    oldest_age: bool
-    # Queues are seen by other processes (``memory://`` lives inside one process).
-    cross_process: bool
-    # The adapter counts its reconnects in ``Broker.reconnects`` (else a fetch that works again
-    # after failing is the only sign of one).
-    counts_reconnects: bool
-
-    @classmethod
-    def lacking(cls, *names: str) -> Capabilities:
-        """Everything but ``names`` (a misspelt name is a TypeError, not a silent yes)."""
-        return cls.everything().without(*names)
-
-    @classmethod
-    def everything(cls) -> Capabilities:
-        return cls(**dict.fromkeys(cls.__dataclass_fields__, True))
-
-    def without(self, *names: str) -> Capabilities:
-        return dataclasses.replace(self, **dict.fromkeys(names, False))
-
-    def lacks(self) -> list[str]:
-        """Names of what the broker does not do itself, for messages and docs."""
-        return [name for name, value in self.__dict__.items() if not value]
 
 
 class Delivery(abc.ABC):
@@ -498,15 +381,21 @@ async def _release(delivery: Delivery) -> None:
 
 
 __all__ = [
+    "DLQ_AT",
     "DLQ_ATTEMPTS",
     "DLQ_ERROR_TYPE",
+    "DLQ_HEADERS",
     "DLQ_QUEUE",
     "DLQ_REASON",
+    "DLQ_SUFFIX",
+    "JOB_QUEUE_PREFIXES",
     "Broker",
     "Capabilities",
     "Consumer",
     "Delivery",
+    "EventCallback",
     "Message",
+    "Position",
     "QueueStats",
     "dead_letter_headers",
     "dlq_of",
