@@ -47,7 +47,10 @@ async def test_one_domain_is_throttled_and_another_is_not(broker: Broker, broker
         await broker.delete(f"res_{nome}")
 
     times = sorted(r.resultado["t"] for r in rows[:8])
-    assert times[-1] - times[0] >= 7 * 0.2 * 0.9, "8 jobs at 5/s on one domain take >= 1.4 s"
+    # Slots are reserved 0.2 s apart on the broker's clock; a loaded machine can start the first
+    # job late and so shorten the measured spread by up to one interval, never more. Unthrottled,
+    # the eight would start within milliseconds of each other.
+    assert times[-1] - times[0] >= 6 * 0.2 * 0.95, "8 jobs at 5/s on one domain take >= 1.4 s"
     others = sorted(r.resultado["t"] for r in rows[8:])
     assert others[-1] - others[0] < 1.0, "different domains are not held back by each other"
 
