@@ -1,7 +1,8 @@
 """Shared fixtures: real brokers for broker tests, a fresh state directory for every test.
 
 Each broker is a session fixture of :mod:`tests.servers.fixtures`: ``ORQ_TEST_NATS_URL``,
-``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` point the suite at
+``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` (and
+``ORQ_TEST_REDIS_CLUSTER_URL`` for the cluster suite) point the suite at
 existing servers; without them the suite starts its own on free loopback ports (the embedded
 nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end. A broker
 that can be neither reached nor started skips its tests on a laptop, and fails them under
@@ -26,6 +27,7 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
     nats_url,
     rabbit_server,
     rabbitmq_url,
+    redis_cluster_url,
     redis_url,
     tls_files,
 )

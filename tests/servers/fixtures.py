@@ -20,6 +20,7 @@ from tests.certs import TlsFiles, make_tls_files
 from tests.servers.kafka_node import KafkaServer
 from tests.servers.process import port_open, unreachable
 from tests.servers.rabbitmq_node import RabbitServer
+from tests.servers.redis_cluster import RedisCluster
 from tests.servers.redis_server import RedisServer
 
 
@@ -81,6 +82,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with RedisServer(tmp_path_factory.mktemp("redis"), durable=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``ORQ_TEST_REDIS_CLUSTER_URL``, or a Redis Cluster (three masters, one replica each) for
+    this session; tests that kill a node start their own :class:`RedisCluster`."""
+    url = configured("ORQ_TEST_REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,24 @@ An entry holds the body in field ``b``, JSON headers in ``h``, the publisher's m
 ``fetch`` runs one loop: move due delayed retries into the stream, XAUTOCLAIM entries idle
 longer than the visibility timeout (a killed worker's jobs), then XREADGROUP ``>`` with a short
 BLOCK. The attempt is ``a`` plus the entry's delivery count from the pending list. ``ack`` is
-XACK + XDEL in one MULTI/EXEC, so a stream only holds its backlog. ``heartbeat`` re-claims the
+XACK + XDEL in one script, so a stream only holds its backlog. ``heartbeat`` re-claims the
 entry to its own consumer (resetting its idle time) and ``nack()`` back-dates it so the next
 XAUTOCLAIM takes it at once; both only act while this delivery still owns the entry.
 ``nack(delay)`` writes the copy to the sorted set ``orq:delayed:<queue>`` (scored by the
 server-clock due time; fields in hash ``orq:delayed:<queue>:msgs``) and acks the original in
-one MULTI/EXEC; a Lua script moves due copies into the stream atomically, so no two consumers
+one script; a Lua script moves due copies into the stream atomically, so no two consumers
 move one twice. Consumers of one queue should share one visibility timeout: it is the idle time
-after which *any* consumer reclaims an entry. Standalone Redis only (keys span hash slots).
+after which *any* consumer reclaims an entry.
 
-Files: :mod:`.broker` (client, publishing, queues), :mod:`.consumer` (group consumers and
-deliveries), :mod:`.errors` (the one mapping of driver errors), :mod:`.names` (keys and entry
-fields), :mod:`.scripts` (the Lua run on the server), :mod:`.slots` (shared rate limits).
+Redis Cluster (``redis://h1:7000,h2:7001?cluster=true``, or ``rediss://``): the same keys with
+the queue name as hash tag (``orq:q:{<queue>}``, its DLQ ``orq:q:{<queue>}.dlq``), so every
+script touches one slot; publishes wait for one replica (``WAIT``; ``?wait_replicas=``,
+``?wait_timeout=``), because the cluster replicates asynchronously (see :mod:`.cluster`).
+
+Files: :mod:`.broker` (client, publishing, queues), :mod:`.cluster` (the cluster client and
+WAIT), :mod:`.consumer` (group consumers and deliveries), :mod:`.errors` (the one mapping of
+driver errors), :mod:`.names` (keys and entry fields), :mod:`.scripts` (the Lua run on the
+server), :mod:`.slots` (shared rate limits).
 """
 
 from orquestrador.brokers.redis.broker import DEFAULT_MAXLEN, RedisBroker

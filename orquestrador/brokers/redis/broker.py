@@ -10,10 +10,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -28,33 +29,34 @@ from orquestrador.brokers.base import (
     QueueStats,
     dlq_of,
 )
+from orquestrador.brokers.redis.cluster import Replication, cluster_client
 from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery
 from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, mapped, unreachable
 from orquestrador.brokers.redis.names import (
     GROUP,
     QUEUES_KEY,
-    dedup_key,
-    delayed_key,
+    Keys,
     entry_body,
     entry_fields,
     entry_headers,
     entry_position,
-    stream_key,
     text,
 )
-from orquestrador.brokers.redis.scripts import SCRIPTS
+from orquestrador.brokers.redis.scripts import bind
 from orquestrador.brokers.redis.slots import RedisSlots
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
 from orquestrador.errors import BrokerError, ConfigError
-from orquestrador.settings import redact_url
+from orquestrador.settings import int_option, parse_duration, pop_url_options, redact_url, seeds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAXLEN = 1_000_000
 DEDUP_SECONDS = 120
 _STALE_CONSUMER_MS = 3_600_000  # consumers idle this long with nothing pending are forgotten
+_OPTIONS = ("maxlen", "cluster", "wait_replicas", "wait_timeout")  # the toolkit's, not redis-py's
+_YES, _NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
 class RedisBroker(Broker):
@@ -66,13 +68,17 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         super().__init__(url)
         parts = urlsplit(self.plain_url)
-        query = dict(parse_qsl(parts.query))
-        raw_maxlen = query.pop("maxlen", None)
-        self._client_url = urlunsplit(parts._replace(query=urlencode(query)))
-        chosen = maxlen if maxlen is not None else raw_maxlen
+        self._client_url, options = pop_url_options(self.plain_url, _OPTIONS)
+        chosen = maxlen if maxlen is not None else options.get("maxlen")
         self.maxlen = int(str(chosen)) if str(chosen).isdigit() else 0 if chosen else DEFAULT_MAXLEN
         if self.maxlen <= 0:
             raise ConfigError(f"invalid maxlen {chosen!r} in {redact_url(url)}: use a positive int")
+        self.clustered = _cluster_option(url, options.get("cluster", ""), len(seeds(parts.netloc)))
+        self.keys = Keys(self.clustered)
+        # A cluster's replication is asynchronous: publishes wait for one replica there by default.
+        replicas = int_option(url, "wait_replicas", options.get("wait_replicas"), int(self.clustered), 0, 16)
+        timeout = parse_duration(options.get("wait_timeout", "1"), f"?wait_timeout in {redact_url(url)}")
+        self.replication = Replication(replicas, timeout)
         self._password = parts.password
         self.dlq = DlqLimits.from_env()
         self._redis: aioredis.Redis | None = None
@@ -82,6 +88,7 @@ class RedisBroker(Broker):
 
     @property
     def redis(self) -> aioredis.Redis:
+        """The client: a ``redis.asyncio.RedisCluster`` on a cluster URL (same commands)."""
         if self._redis is None:
             raise self.not_connected()
         return self._redis
@@ -98,16 +105,20 @@ class RedisBroker(Broker):
         if self.tls is not None:
             ssl_context(self.tls)  # refuses bad files with the setting's name
             tls = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert, "ssl_keyfile": self.tls.key}
+        common = {"socket_connect_timeout": 3, "socket_timeout": 10, "health_check_interval": 30,
+                  "client_name": "orquestrador", **tls}  # fmt: skip
         try:
-            # A blocking pool: under load a command waits for a free connection instead of
-            # failing with "Too many connections" (many jobs ack and publish at once).
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self._client_url, max_connections=64, timeout=30, socket_connect_timeout=3,
-                socket_timeout=10, health_check_interval=30, client_name="orquestrador", **tls,
-            )  # fmt: skip
-            client = aioredis.Redis.from_pool(pool)
-            client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1))
-        except ValueError as exc:
+            if self.clustered:  # per node; nodes are found from any seed of the URL
+                client: Any = cluster_client(self._client_url, max_connections=256, **common)
+            else:
+                # A blocking pool: under load a command waits for a free connection instead of
+                # failing with "Too many connections" (many jobs ack and publish at once).
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self._client_url, max_connections=64, timeout=30, **common
+                )
+                client = aioredis.Redis.from_pool(pool)
+                client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1))
+        except (ValueError, TypeError) as exc:  # TypeError: an unknown ?option= (cluster)
             raise ConfigError(f"invalid Redis URL {where}: {self._scrub(exc)}") from None
         try:
             before = time.time()
@@ -119,9 +130,10 @@ class RedisBroker(Broker):
         except DRIVER_ERRORS as exc:
             await client.aclose()
             raise unreachable(exc, where, self._scrub(exc)) from None
-        client.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8))  # ~10 s outages
+        if not self.clustered:  # a cluster client pauses between its own retries (cluster.py)
+            client.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8))  # ~10 s outages
         self._redis = client
-        self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}  # EVALSHA
+        self.scripts = bind(client, self.clustered)
 
     def _scrub(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split()) or type(exc).__name__  # always one line
@@ -147,7 +159,7 @@ class RedisBroker(Broker):
         for name in names:
             with mapped(f"cannot declare {name}"):
                 try:
-                    await self.redis.xgroup_create(stream_key(name), GROUP, "0", mkstream=True)
+                    await self.redis.xgroup_create(self.keys.stream(name), GROUP, "0", mkstream=True)
                 except ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
@@ -163,41 +175,62 @@ class RedisBroker(Broker):
     ) -> None:
         await self.declare(queue)
         with mapped(f"publish to {queue} failed"):
-            await self._xadd(self.redis, queue, body, message_id, headers)
+            await self._publish_batch(queue, [(body, message_id, headers)])
+
+    async def _publish_batch(
+        self, queue: str, batch: Sequence[tuple[bytes, str | None, dict[str, str] | None]]
+    ) -> None:
+        """One round trip; with ``wait_replicas`` the WAIT follows the writes on their connection."""
+        cluster = cast(RedisCluster, self.redis) if self.clustered else None
+        node = cluster.get_node_from_key(self.keys.stream(queue)) if cluster is not None else None
+        name = node.name if node is not None else ""
+        wait = self.replication.wanted(name)
+        if len(batch) == 1 and not wait:
+            await self._xadd(self.redis, queue, *batch[0])
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for body, message_id, headers in batch:
+                await self._xadd(pipe, queue, body, message_id, headers)
+            if wait:
+                self.replication.add(pipe, node)
+            replies = await pipe.execute()
+        if wait:
+            self.replication.check(replies[-1], name, queue)
 
     async def _xadd(
         self, client: Any, queue: str, body: bytes, message_id: str | None,
         headers: dict[str, str] | None,
     ) -> Any:  # fmt: skip
+        key = self.keys.stream(queue)
         if not message_id:
-            return await client.xadd(stream_key(queue), entry_fields(body, headers, None), maxlen=self.maxlen)
+            queued = client.xadd(key, entry_fields(body, headers, None), maxlen=self.maxlen)
+            # A pipeline only queues it (and awaiting a cluster pipeline would empty it).
+            return await queued if client is self._redis else queued
         # Idempotent within DEDUP_SECONDS: the dedup mark and the XADD are one atomic script.
         return await self.scripts["publish"](
-            keys=[stream_key(queue), dedup_key(queue, message_id)],
+            keys=[key, self.keys.dedup(queue, message_id)],
             args=[self.maxlen, DEDUP_SECONDS, bytes(body), json.dumps(headers or {}), message_id],
             client=client,
         )
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> int:
-        """XACK + XDEL of a whole batch in one MULTI/EXEC per stream: one round trip, not one each."""
+        """XACK + XDEL of a whole batch in one script per stream: one round trip, not one each."""
         by_queue: dict[str, list[str]] = {}
         for delivery in deliveries:
             if not isinstance(delivery, RedisDelivery):
                 raise TypeError(f"not a Redis delivery: {delivery!r}")
             by_queue.setdefault(delivery.queue, []).append(delivery.entry_id)
-        if not by_queue:
-            return 0
-        try:
-            with mapped("ack of a batch failed", nogroup_ok=True):
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    for queue, ids in by_queue.items():
-                        pipe.xack(stream_key(queue), GROUP, *ids)
-                        pipe.xdel(stream_key(queue), *ids)
-                    await pipe.execute()
-        except BrokerError as exc:
-            log.warning("acks of %d messages failed: %s", len(deliveries), exc)
-            return len(deliveries)
-        return 0
+        failed = 0
+        for queue, ids in by_queue.items():
+            for start in range(0, len(ids), 1000):  # Lua's unpack() has a limit
+                chunk = ids[start : start + 1000]
+                try:
+                    with mapped(f"ack of a batch on {queue} failed", nogroup_ok=True):
+                        await self.scripts["ack"](keys=[self.keys.stream(queue)], args=[GROUP, *chunk])
+                except BrokerError as exc:
+                    log.warning("acks of %d messages failed: %s", len(chunk), exc)
+                    failed += len(chunk)
+        return failed
 
     async def publish_many(
         self, queue: str, items: Iterable[tuple[bytes, str | None]], *, window: int = 256
@@ -207,10 +240,7 @@ class RedisBroker(Broker):
         count, it = 0, iter(items)
         while chunk := list(itertools.islice(it, max(1, window))):
             with mapped(f"publish to {queue} failed"):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for body, message_id in chunk:
-                        await self._xadd(pipe, queue, body, message_id, None)
-                    await pipe.execute()
+                await self._publish_batch(queue, [(body, message_id, None) for body, message_id in chunk])
             count += len(chunk)
         return count
 
@@ -223,28 +253,28 @@ class RedisBroker(Broker):
     async def reap(self, queue: str, *, min_idle_ms: int, name: str = "") -> int:
         """Forget group consumers with nothing pending, so ``consumers`` counts live ones."""
         with mapped(f"cannot clean consumers of {queue}"):
-            return int(await self.scripts["reap"](keys=[stream_key(queue)], args=[GROUP, min_idle_ms, name]))
+            keys = [self.keys.stream(queue)]
+            return int(await self.scripts["reap"](keys=keys, args=[GROUP, min_idle_ms, name]))
 
     async def stats(self, queue: str) -> QueueStats:
         await self.declare(queue, force=True)  # also repairs a group deleted behind our back
-        key = stream_key(queue)
+        key = self.keys.stream(queue)
         is_dlq = queue.endswith(DLQ_SUFFIX)
         with mapped(f"cannot read stats of {queue}"):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self._snapshot() as pipe:
                 pipe.xlen(key)
-                pipe.zcard(delayed_key(queue))
-                pipe.xlen(stream_key(dlq_of(queue)))
+                pipe.zcard(self.keys.delayed(queue))
+                pipe.xlen(self.keys.stream(dlq_of(queue)))
                 pipe.xpending(key, GROUP)
                 pipe.xinfo_groups(key)
                 pipe.xrange(key, count=1)
-                pipe.time()
-                length, delayed, dead, pending, groups, first, now = await pipe.execute()
+                length, delayed, dead, pending, groups, first = await pipe.execute()
         in_flight = int(pending["pending"])
         consumers = next((g["consumers"] for g in groups if text(g["name"]) == GROUP), 0)
         oldest = None
         if first:
             born_ms = int(text(first[0][0]).split("-")[0])
-            oldest = max(0.0, (now[0] * 1000 + now[1] / 1000 - born_ms) / 1000)
+            oldest = max(0.0, (self.server_ms() - born_ms) / 1000)
         return QueueStats(
             queue=queue,
             depth=max(0, length - in_flight) + delayed,
@@ -254,11 +284,16 @@ class RedisBroker(Broker):
             oldest_age=oldest,
         )
 
+    def _snapshot(self) -> Any:
+        """A pipeline of reads of one queue: MULTI/EXEC on one server; on a cluster a plain one
+        (the keys share a slot, so it is one round trip to one node all the same)."""
+        return self.redis.pipeline(transaction=not self.clustered)
+
     async def dead_letter_snapshot(self, queue: str) -> tuple[int, tuple[int, ...] | None]:
-        key = stream_key(dlq_of(queue))
+        key = self.keys.stream(dlq_of(queue))
         await self.declare(queue)
         with mapped(f"cannot read the dead letters of {queue}"):
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self._snapshot() as pipe:
                 pipe.xlen(key)
                 pipe.xrevrange(key, count=1)
                 count, newest = await pipe.execute()
@@ -266,24 +301,24 @@ class RedisBroker(Broker):
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         with mapped(f"cannot peek {queue}"):
-            entries: Any = await self.redis.xrange(stream_key(queue), count=max(1, limit))
+            entries: Any = await self.redis.xrange(self.keys.stream(queue), count=max(1, limit))
         return [Message(entry_body(f), entry_headers(f), text(i)) for i, f in entries if f is not None]
 
     async def purge(self, queue: str) -> int:
         await self.declare(queue)
-        dkey = delayed_key(queue)
+        dkey = self.keys.delayed(queue)
         with mapped(f"cannot purge {queue}"):
-            keys = [stream_key(queue), dkey, dkey + ":msgs"]
+            keys = [self.keys.stream(queue), dkey, dkey + ":msgs"]
             return int(await self.scripts["purge"](keys=keys, args=[GROUP]))
 
     async def delete(self, queue: str) -> None:
         for name in (queue, dlq_of(queue)):
             self.forget(name)
             with mapped(f"cannot delete {name}"):
-                dkey = delayed_key(name)
-                await self.redis.delete(stream_key(name), dkey, dkey + ":msgs")
+                dkey = self.keys.delayed(name)
+                await self.redis.delete(self.keys.stream(name), dkey, dkey + ":msgs")
                 await self.redis.srem(QUEUES_KEY, name)
-                async for dedup in self.redis.scan_iter(match=f"orq:dedup:{name}:*", count=500):
+                async for dedup in self.redis.scan_iter(match=self.keys.dedup(name, "*"), count=500):
                     await self.redis.delete(dedup)
 
     async def queues(self) -> list[str]:
@@ -337,3 +372,16 @@ class RedisBroker(Broker):
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
+
+
+def _cluster_option(url: str, value: str, servers: int) -> bool:
+    """``?cluster=true``: a Redis Cluster (its key layout differs, so it is never guessed)."""
+    if value.strip().lower() not in _YES + _NO:
+        raise ConfigError(f"?cluster={value[:20]!r} in {redact_url(url)} must be true or false")
+    clustered = value.strip().lower() in _YES
+    if servers > 1 and not clustered:
+        raise ConfigError(
+            f"the Redis URL {redact_url(url)} lists {servers} servers: add ?cluster=true for a Redis "
+            "Cluster (one server otherwise)"
+        )
+    return clustered

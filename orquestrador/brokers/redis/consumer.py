@@ -12,21 +12,11 @@ import uuid
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
 
 from orquestrador.brokers.base import Consumer, Delivery, dlq_of
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.redis.errors import is_nogroup, mapped
-from orquestrador.brokers.redis.names import (
-    GROUP,
-    delayed_key,
-    entry_body,
-    entry_fields,
-    entry_headers,
-    entry_position,
-    stream_key,
-    text,
-)
+from orquestrador.brokers.redis.names import GROUP, Keys, entry_body, entry_headers, entry_position, text
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError
 
@@ -37,6 +27,7 @@ class Host(Protocol):
     """What consumers and deliveries need of their broker, so this module never imports it."""
 
     dlq: DlqLimits
+    keys: Keys
     maxlen: int
     scripts: dict[str, Any]
 
@@ -68,31 +59,27 @@ class RedisDelivery(Delivery):
         self.problem = reader.problem
         self.position = entry_position(entry_id)
 
-    async def _settle(self, what: str, pipe: Any) -> None:
-        pipe.xack(stream_key(self.queue), GROUP, self.entry_id)
-        pipe.xdel(stream_key(self.queue), self.entry_id)
+    async def _settle(self, what: str, script: str, keys: list[str], args: list[Any]) -> None:
+        """Run ``script``, which writes what replaces this entry in ``keys`` and acks it, atomically."""
         with mapped(f"{what} on {self.queue} failed", nogroup_ok=True):
-            await pipe.execute()
+            await self._broker.scripts[script](keys=[self._stream, *keys], args=[GROUP, self.entry_id, *args])
+
+    @property
+    def _stream(self) -> str:
+        return self._broker.keys.stream(self.queue)
 
     async def ack(self) -> None:
         """XACK + XDEL atomically: done entries leave the stream, so it holds only backlog."""
-        async with self._broker.redis.pipeline(transaction=True) as pipe:
-            await self._settle("ack", pipe)
+        await self._settle("ack", "ack", [], [])
 
     async def nack(self, delay: float = 0.0) -> None:
         if delay <= 0:
             await self._reclaim_own(back_date=True, what="nack")
             return
-        token = uuid.uuid4().hex
         due = self._broker.server_ms() + int(delay * 1000)
-        data: dict[FieldT, EncodableT] = {f"{token}:b": self.body, f"{token}:a": str(self.attempt)}
-        data[f"{token}:h"] = json.dumps(self.headers)
-        if self.message_id:
-            data[f"{token}:i"] = self.message_id
-        async with self._broker.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(delayed_key(self.queue) + ":msgs", mapping=data)
-            pipe.zadd(delayed_key(self.queue), {token: due})
-            await self._settle("nack", pipe)  # copy + ack in one MULTI/EXEC
+        dkey = self._broker.keys.delayed(self.queue)
+        copy = [uuid.uuid4().hex, due, self.body, self.attempt, json.dumps(self.headers)]
+        await self._settle("nack", "retry_later", [dkey, dkey + ":msgs"], [*copy, self.message_id or ""])
 
     async def heartbeat(self) -> None:
         await self._reclaim_own(back_date=False, what="heartbeat")
@@ -101,7 +88,7 @@ class RedisDelivery(Delivery):
         args = [GROUP, self.entry_id, self._consumer.name, self._delivered, "1" if back_date else "0"]
         owned = 0
         with mapped(f"{what} on {self.queue} failed", nogroup_ok=True):
-            owned = await self._broker.scripts["reclaim"](keys=[stream_key(self.queue)], args=args)
+            owned = await self._broker.scripts["reclaim"](keys=[self._stream], args=args)
         if not owned:
             log.debug("%s ignored: %s %s was redelivered elsewhere", what, self.queue, self.entry_id)
 
@@ -110,16 +97,15 @@ class RedisDelivery(Delivery):
         headers = self.dead_letter_headers(reason, error_type)
         dlq = dlq_of(self.queue)
         await self._broker.declare(dlq)
-        broker, key = self._broker, stream_key(dlq)
+        broker = self._broker
         cap = broker.dlq.max_messages
-        async with broker.redis.pipeline(transaction=True) as pipe:
-            # Capped exactly (dead letters are few, so trimming them exactly is cheap).
-            pipe.xadd(key, entry_fields(self.body, headers, None), maxlen=min(cap, broker.maxlen) if cap
-                      else broker.maxlen, approximate=cap is None)  # fmt: skip
-            if broker.dlq.max_age:  # entry ids are server milliseconds: older ones go as this one comes
-                oldest = broker.server_ms() - int(broker.dlq.max_age * 1000)
-                pipe.xtrim(key, minid=f"{oldest}-0", approximate=False)
-            await self._settle("dead_letter", pipe)
+        # Capped exactly (dead letters are few, so trimming them exactly is cheap).
+        limit = [min(cap, broker.maxlen), "="] if cap else [broker.maxlen, "~"]
+        oldest = ""
+        if broker.dlq.max_age:  # entry ids are server milliseconds: older ones go as this one comes
+            oldest = f"{broker.server_ms() - int(broker.dlq.max_age * 1000)}-0"
+        args = [*limit, oldest, self.body, json.dumps(headers)]
+        await self._settle("dead_letter", "dead_letter", [broker.keys.stream(dlq)], args)
 
 
 class RedisConsumer(Consumer):
@@ -165,7 +151,7 @@ class RedisConsumer(Consumer):
 
     async def _claim(self, count: int) -> tuple[list[Delivery], int]:
         """Move due delayed copies in, then take over entries idle past the visibility timeout."""
-        key, dkey = stream_key(self.queue), delayed_key(self.queue)
+        key, dkey = self.broker.keys.stream(self.queue), self.broker.keys.delayed(self.queue)
         client = self.broker.redis
         async with client.pipeline(transaction=False) as pipe:
             await self.broker.scripts["move"](
@@ -190,7 +176,7 @@ class RedisConsumer(Consumer):
     async def _read_new(self, count: int, block: float) -> list[Delivery]:
         block_ms = int(block * 1000)
         reply: Any = await self.broker.redis.xreadgroup(
-            GROUP, self.name, {stream_key(self.queue): ">"}, count=count,
+            GROUP, self.name, {self.broker.keys.stream(self.queue): ">"}, count=count,
             block=block_ms if block_ms >= 1 else None,  # BLOCK 0 would wait forever
         )  # fmt: skip
         return [

@@ -1,6 +1,16 @@
-"""The Lua scripts of the Redis adapter: each runs atomically on the server (EVALSHA)."""
+"""The Lua scripts of the Redis adapter: each runs atomically on the server (EVALSHA).
+
+Every write that must happen together is one script, not a MULTI/EXEC: a script declares its
+keys, so on a Redis Cluster it runs on the one node of their (shared) slot, and redis-py's
+cluster client follows a failover for it like for any command.
+"""
 
 from __future__ import annotations
+
+from typing import Any, cast
+
+from redis.asyncio.cluster import ClusterPipeline
+from redis.commands.core import AsyncScript
 
 _RESERVE_SLOT = """
 local t = redis.call('TIME')
@@ -86,5 +96,47 @@ while true do
 end
 """
 
+# Settling: XACK + XDEL, so a stream only holds its backlog. ARGV[1] is the group; the entries
+# follow (ack), or ARGV[2] is the one entry, acked with what replaces it written first.
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+"""
+# The copy of a delayed retry (hash KEYS[3], due time in sorted set KEYS[2]), then the ack.
+_RETRY_LATER = """
+local t = ARGV[3]
+redis.call('HSET', KEYS[3], t .. ':b', ARGV[5], t .. ':a', ARGV[6], t .. ':h', ARGV[7])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[3], t .. ':i', ARGV[8]) end
+redis.call('ZADD', KEYS[2], ARGV[4], t)
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+"""
+# The dead letter into stream KEYS[2] (capped by ARGV[3] with trim mode ARGV[4], older than
+# ARGV[5] trimmed), then the ack.
+_DEAD_LETTER = """
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], ARGV[3], '*', 'b', ARGV[6], 'h', ARGV[7])
+if ARGV[5] ~= '' then redis.call('XTRIM', KEYS[2], 'MINID', ARGV[5]) end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+"""
+
 SCRIPTS = {"move": _MOVE_DUE, "reclaim": _RECLAIM_OWN, "publish": _PUBLISH_ONCE, "reap": _REAP,
-           "purge": _PURGE, "slot": _RESERVE_SLOT}  # fmt: skip
+           "purge": _PURGE, "slot": _RESERVE_SLOT, "ack": _ACK, "retry_later": _RETRY_LATER,
+           "dead_letter": _DEAD_LETTER}  # fmt: skip
+
+
+class ClusterScript(AsyncScript):
+    """A script on a Redis Cluster: EVALSHA (loaded on demand, also on a replica promoted since)
+    when called alone; EVAL inside a cluster pipeline, which can neither EVALSHA nor load one."""
+
+    async def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            keys = list(keys or [])
+            return client.eval(cast(str, self.script), len(keys), *keys, *(args or []))
+        return await super().__call__(keys, args, client)
+
+
+def bind(client: Any, clustered: bool) -> dict[str, AsyncScript]:
+    """The scripts, callable on ``client`` (or a pipeline of it)."""
+    kind = ClusterScript if clustered else AsyncScript
+    return {name: kind(client, source) for name, source in SCRIPTS.items()}
