@@ -7,7 +7,7 @@ import asyncio
 import collections
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,3 +209,31 @@ def execucoes_por_pid(log: Path) -> dict[int, set[str]]:
             pid, _, mid = line.partition(" ")
             out[int(pid)].add(mid)
     return out
+
+
+async def matar_no_meio(
+    c: Cenario, ids: Sequence[str], kill: Callable[[], None]
+) -> tuple[int, dict[str, int]]:
+    """Once a quarter of ``ids`` is done, ``kill`` a node; then wait until every job is final.
+
+    Returns the jobs done before the kill and the final counts by state.
+    """
+    while c.orq.store.count_by_state(list(ids)).get("ok", 0) < len(ids) // 4:
+        await asyncio.sleep(0.05)
+    done_before = c.orq.store.count_by_state(list(ids)).get("ok", 0)
+    kill()
+    return done_before, await esperar_finais(c.orq, ids, timeout=240)
+
+
+def conferir_cluster(
+    report: Callable[[Linha], None], linha: Linha, c: Cenario, ids: Sequence[str],
+    counts: dict[str, int], run_log: Path, *, dead: int, done_before: int,
+) -> None:  # fmt: skip
+    """Report a cluster scenario's row, then hold it to the issue: nothing lost, every job ok once
+    in the store, no dead letter, and the node died while jobs were still queued."""
+    report(fechar(linha, c.orq, ids, counts, c.started, runs=execucoes(run_log)))
+    linha.mortos = dead
+    assert linha.perdidos == 0, counts
+    assert counts == {"ok": len(ids)}, "one row per job, every one ok"
+    assert dead == 0
+    assert done_before < len(ids), "the node died while jobs were still queued"

@@ -16,7 +16,7 @@ import pytest
 
 from orquestrador.brokers.nats import NatsBroker
 from orquestrador.brokers.nats.names import stream_name
-from tests.chaos.harness import Cenario, Linha, esperar_finais, execucoes, fechar
+from tests.chaos.harness import Cenario, Linha, conferir_cluster, matar_no_meio
 from tests.servers.nats_cluster import NatsCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nats]
@@ -48,23 +48,13 @@ async def test_stream_leader_killed_mid_batch(cluster: NatsCluster, suffix: str,
         payloads = [{"i": i, "segundos": 0.005} for i in range(JOBS)]
         ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
         leader = await stream_leader(broker, c.fila)
-        while c.orq.store.count_by_state(ids).get("ok", 0) < JOBS // 4:
-            await asyncio.sleep(0.05)
-        done_before = c.orq.store.count_by_state(ids).get("ok", 0)
-        cluster.node(leader).kill()
-        counts = await esperar_finais(c.orq, ids, timeout=240)
+        done_before, counts = await matar_no_meio(c, ids, cluster.node(leader).kill)
         new_leader = await stream_leader_after(broker, c.fila, leader)
         dead = (await broker.stats(c.fila)).dead_letters
 
     nota = f"{JOBS - done_before} jobs not yet done; leader {leader} -> {new_leader}"
     linha = Linha("nats", "stream leader SIGKILLed (3-node cluster, R3)", nota=nota)
-    report(fechar(linha, c.orq, ids, counts, c.started, runs=execucoes(run_log)))
-    linha.mortos = dead
-
-    assert linha.perdidos == 0, counts
-    assert counts == {"ok": JOBS}, "one row per job, every one ok"
-    assert dead == 0
-    assert done_before < JOBS, "the leader died while jobs were still queued"
+    conferir_cluster(report, linha, c, ids, counts, run_log, dead=dead, done_before=done_before)
 
 
 async def stream_leader_after(broker: NatsBroker, queue: str, old: str) -> str:

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from orquestrador.brokers import connect
 from orquestrador.brokers.redis import RedisBroker
-from orquestrador.errors import ConfigError
+from orquestrador.errors import BrokerUnavailable, ConfigError
 from tests.contract.test_broker_contract import *  # noqa: F403 - the contract, on the cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
@@ -94,3 +94,12 @@ async def test_a_cluster_has_only_database_zero(redis_cluster_url: str):
     broker = RedisBroker(redis_cluster_url.replace("?", "/2?", 1))
     with pytest.raises(ConfigError, match="only database 0"):
         await broker.connect()
+
+
+async def test_an_unreachable_cluster_fails_at_once_without_its_password():
+    url = "redis://:s3cret@127.0.0.1:1,127.0.0.1:2?cluster=true"
+    broker = RedisBroker(url)
+    assert "s3cret" not in repr(broker)
+    with pytest.raises(BrokerUnavailable, match="cannot reach Redis") as caught:
+        await broker.connect()
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)

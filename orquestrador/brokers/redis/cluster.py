@@ -44,8 +44,22 @@ class FailoverCluster(RedisCluster):
             except self.ERRORS_ALLOW_RETRY:
                 if time.monotonic() + pause > deadline:
                     raise
+                # Read the slot map again (and the node redis-py asks for the keys of commands
+                # like XREADGROUP: it keeps asking a dead one, as it only re-reads on some errors).
+                self._initialize = True
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        """XREADGROUP's slot from its own arguments: redis-py would ask a node (COMMAND GETKEYS)
+        on every fetch, one round trip more, and keep asking it after it died."""
+        marks = [i for i, a in enumerate(args) if a in (b"STREAMS", "STREAMS")]
+        if command.upper() == "XREADGROUP" and marks:
+            at = marks[-1] + 1  # keys, then as many ids, follow the last one
+            keys = args[at : at + (len(args) - at) // 2]
+            if keys and len({self.keyslot(k) for k in keys}) == 1:
+                return self.keyslot(keys[0])
+        return await super()._determine_slot(command, *args)
 
 
 def cluster_client(url: str, **options: Any) -> FailoverCluster:

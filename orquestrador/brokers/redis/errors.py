@@ -1,6 +1,7 @@
 """The one place Redis driver errors become the toolkit's: :func:`mapped` around every driver call.
 
-A lost connection (after redis-py's own retries) is ``BrokerUnavailable``; any other Redis error is
+A lost connection (after redis-py's own retries), or a Redis Cluster none of whose nodes answers
+or that serves no node for a slot, is ``BrokerUnavailable``; any other Redis error is
 ``BrokerError``. A consumer group that vanished (``NOGROUP``: the queue was purged or deleted
 meanwhile) is the one condition callers may ask to pass: there is nothing left to settle.
 """
@@ -17,8 +18,11 @@ from orquestrador.errors import BrokerError, BrokerUnavailable
 
 # Expected, and handled by callers by name (re-exported so no other module imports the driver's).
 ResponseError = rexc.ResponseError
-# What a call may raise that cleanup and best-effort events only log.
-DRIVER_ERRORS = (rexc.RedisError, OSError)
+# What a call may raise that cleanup and best-effort events only log (the cluster client's own
+# exceptions are not RedisErrors).
+DRIVER_ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError)
+# The cluster, or the part of it serving a key, is out of reach.
+_CLUSTER_GONE = (rexc.SlotNotCoveredError, rexc.ClusterDownError)
 
 
 def is_nogroup(exc: BaseException) -> bool:
@@ -35,7 +39,9 @@ def mapped(what: str, *, nogroup_ok: bool = False) -> Iterator[None]:
         yield
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         raise BrokerUnavailable(f"{what}: lost the Redis connection ({exc})") from exc
-    except rexc.RedisError as exc:
+    except _CLUSTER_GONE as exc:
+        raise BrokerUnavailable(f"{what}: the Redis Cluster does not serve it now ({exc})") from exc
+    except (rexc.RedisError, rexc.RedisClusterException) as exc:
         if not (nogroup_ok and is_nogroup(exc)):
             raise BrokerError(f"{what}: {exc}") from exc
 
