@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import quote
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
 
 from orquestrador.brokers import connect
 from orquestrador.brokers.redis import RedisBroker
+from orquestrador.brokers.redis.cluster import cluster_client
 from orquestrador.errors import BrokerUnavailable, ConfigError
+from tests.certs import TlsFiles
 from tests.contract.test_broker_contract import *  # noqa: F403 - the contract, on the cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
@@ -103,3 +107,17 @@ async def test_an_unreachable_cluster_fails_at_once_without_its_password():
     with pytest.raises(BrokerUnavailable, match="cannot reach Redis") as caught:
         await broker.connect()
     assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
+
+
+async def test_rediss_makes_every_node_connection_tls_with_the_url_ca(tls_files: TlsFiles):
+    """``rediss://h1,h2?cluster=true&tls_ca=...``: the cluster client's connections, to the
+    seeds and to the nodes found from them, are TLS with the CA given. (No TLS cluster is
+    started here: one with a TLS cluster bus did not form within this suite's set-up.)"""
+    url = f"rediss://127.0.0.1:1,127.0.0.1:2?cluster=true&tls_ca={quote(str(tls_files.ca))}"
+    broker = RedisBroker(url)
+    with pytest.raises(BrokerUnavailable):
+        await broker.connect()  # nothing listens; what it tried is what matters
+    client = cluster_client(broker._client_url, ssl_ca_certs=str(tls_files.ca))
+    kwargs = client.get_connection_kwargs()
+    assert kwargs["connection_class"] is SSLConnection and kwargs["ssl_ca_certs"] == str(tls_files.ca)
+    assert [(n.host, n.port) for n in client.startup_nodes] == [("127.0.0.1", 1), ("127.0.0.1", 2)]

@@ -51,7 +51,13 @@ class RedisCluster:
             raise
         create = ["redis-cli", "--cluster", "create", *(f"{HOST}:{n.port}" for n in self.nodes),
                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]  # fmt: skip
-        done = subprocess.run(create, capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            done = subprocess.run(create, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            unreachable(
+                f"redis-cli --cluster create did not finish in {timeout:.0f} s: {exc.stdout!r}"[-2000:]
+            )
         if done.returncode != 0:
             self.stop()
             unreachable(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
