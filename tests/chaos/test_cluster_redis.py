@@ -59,8 +59,9 @@ async def test_master_of_the_queue_killed_mid_batch(
 
 async def test_published_jobs_survive_their_master_dying_at_once(cluster: RedisCluster, queue_name: str):
     """``publish`` returned after ``WAIT 1``: the replica holds every job when the master dies
-    right after, and the consumer reads them all from it once promoted. The queue is chosen on
-    the client's default node (its first master), so that node's death is ridden out too."""
+    right after, and the consumer reads them all from it once promoted; a publish sent while the
+    master is dead waits for the promotion instead of failing. The queue is chosen on the
+    client's default node (its first master), so that node's death is ridden out too."""
     broker = await connect(cluster.url)
     assert isinstance(broker, RedisBroker)
     try:
@@ -70,11 +71,12 @@ async def test_published_jobs_survive_their_master_dying_at_once(cluster: RedisC
         queue = next(n for n in names if client.get_node_from_key(broker.keys.stream(n)) == resolver)
         await broker.publish_many(queue, [(f"job{i}".encode(), f"m{i}") for i in range(500)])
         next(n for n in cluster.nodes if n.port == resolver.port).kill()
+        await broker.publish(queue, b"during", message_id="m-during")  # waits for the promotion
 
         consumer = await broker.consume(queue, visibility_timeout=30)
         bodies: set[bytes] = set()
         deadline = time.monotonic() + 90
-        while len(bodies) < 500 and time.monotonic() < deadline:
+        while len(bodies) < 501 and time.monotonic() < deadline:
             try:
                 batch = await consumer.fetch(100, timeout=1)
                 await broker.ack_many(batch)
@@ -83,6 +85,6 @@ async def test_published_jobs_survive_their_master_dying_at_once(cluster: RedisC
                 continue
             bodies.update(d.body for d in batch)
         await consumer.close()
-        assert bodies == {f"job{i}".encode() for i in range(500)}
+        assert bodies == {f"job{i}".encode() for i in range(500)} | {b"during"}
     finally:
         await broker.close()

@@ -29,7 +29,7 @@ from orquestrador.brokers.base import (
     QueueStats,
     dlq_of,
 )
-from orquestrador.brokers.redis.cluster import Replication, cluster_client
+from orquestrador.brokers.redis.cluster import Replication, cluster_client, ride_out
 from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery
 from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, mapped, unreachable
 from orquestrador.brokers.redis.names import (
@@ -180,7 +180,17 @@ class RedisBroker(Broker):
     async def _publish_batch(
         self, queue: str, batch: Sequence[tuple[bytes, str | None, dict[str, str] | None]]
     ) -> None:
-        """One round trip; with ``wait_replicas`` the WAIT follows the writes on their connection."""
+        """One round trip; with ``wait_replicas`` the WAIT follows the writes on their connection.
+        On a cluster a failover of the queue's master is waited for (a message_id makes the
+        repeat harmless; without one, a repeat after a lost reply may add a copy)."""
+        if self.clustered:
+            await ride_out(cast(RedisCluster, self.redis), lambda: self._publish_once(queue, batch))
+        else:
+            await self._publish_once(queue, batch)
+
+    async def _publish_once(
+        self, queue: str, batch: Sequence[tuple[bytes, str | None, dict[str, str] | None]]
+    ) -> None:
         cluster = cast(RedisCluster, self.redis) if self.clustered else None
         node = cluster.get_node_from_key(self.keys.stream(queue)) if cluster is not None else None
         name = node.name if node is not None else ""

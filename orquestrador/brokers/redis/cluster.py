@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -25,6 +26,7 @@ from orquestrador.errors import ConfigError
 from orquestrador.settings import redact_url, seeds
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAILOVER_SECONDS = 20.0  # a master's death is noticed after cluster-node-timeout (15 s by default)
 _DEGRADED_SECONDS = 10.0  # how long a master that lacked replicas is not waited for
@@ -36,19 +38,7 @@ class FailoverCluster(RedisCluster):
     retries at once, and gives up before the election)."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + FAILOVER_SECONDS
-        pause = 0.1
-        while True:
-            try:
-                return await super().execute_command(*args, **kwargs)
-            except self.ERRORS_ALLOW_RETRY:
-                if time.monotonic() + pause > deadline:
-                    raise
-                # Read the slot map again (and the node redis-py asks for the keys of commands
-                # like XREADGROUP: it keeps asking a dead one, as it only re-reads on some errors).
-                self._initialize = True
-            await asyncio.sleep(pause)
-            pause = min(1.0, pause * 2)
+        return await ride_out(self, lambda: super(FailoverCluster, self).execute_command(*args, **kwargs))
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
         """XREADGROUP's slot from its own arguments: redis-py would ask a node (COMMAND GETKEYS)
@@ -60,6 +50,25 @@ class FailoverCluster(RedisCluster):
             if keys and len({self.keyslot(k) for k in keys}) == 1:
                 return self.keyslot(keys[0])
         return await super()._determine_slot(command, *args)
+
+
+async def ride_out(client: RedisCluster, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, again with a growing pause while it fails for a node that is gone, until
+    the cluster has promoted its replica (or :data:`FAILOVER_SECONDS` passed): for single
+    commands, and for pipelines, whose own retries stop after about two seconds."""
+    deadline = time.monotonic() + FAILOVER_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            return await attempt()
+        except RedisCluster.ERRORS_ALLOW_RETRY:
+            if time.monotonic() + pause > deadline:
+                raise
+            # Read the slot map again (and the node redis-py asks for the keys of some commands:
+            # it keeps asking a dead one, as it re-reads only on some errors).
+            client._initialize = True
+        await asyncio.sleep(pause)
+        pause = min(1.0, pause * 2)
 
 
 def cluster_client(url: str, **options: Any) -> FailoverCluster:
