@@ -320,3 +320,24 @@ async def test_events_use_pub_sub_with_nats_style_wildcards(broker: RedisBroker)
     assert exact == [b"a"] and sorted(wild) == [b"a", b"b"]
     await stop_exact()
     await stop_wild()
+
+
+async def test_wait_replicas_on_one_server_follows_each_publish(
+    redis_url: str, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+):
+    """``?wait_replicas=1`` also works on one server with replicas; this one has none, so the
+    publishes still land, and the missing replica is warned about once, not waited for again."""
+    url = redis_url + ("&" if "?" in redis_url else "?") + "wait_replicas=1&wait_timeout=0.2"
+    broker = RedisBroker(url)
+    await broker.connect()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with caplog.at_level("WARNING", logger="orquestrador.brokers.redis.cluster"):
+            await broker.publish(name, b"one", message_id="m-1")
+            await broker.publish_many(name, [(b"two", "m-2"), (b"three", None)])
+        assert await raw.xlen(stream_key(name)) == 3, "single-server key names, unchanged"
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and "confirmed by 0 of 1 replicas" in warned[0], warned
+    finally:
+        await broker.delete(name)
+        await broker.close()
