@@ -29,7 +29,7 @@ from orquestrador.brokers.base import (
     QueueStats,
     dlq_of,
 )
-from orquestrador.brokers.redis.cluster import Replication, cluster_client, ride_out
+from orquestrador.brokers.redis.cluster import Replication, cluster_client, cluster_option, ride_out
 from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery
 from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, mapped, unreachable
 from orquestrador.brokers.redis.names import (
@@ -56,7 +56,6 @@ DEFAULT_MAXLEN = 1_000_000
 DEDUP_SECONDS = 120
 _STALE_CONSUMER_MS = 3_600_000  # consumers idle this long with nothing pending are forgotten
 _OPTIONS = ("maxlen", "cluster", "wait_replicas", "wait_timeout")  # the toolkit's, not redis-py's
-_YES, _NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
 class RedisBroker(Broker):
@@ -73,7 +72,7 @@ class RedisBroker(Broker):
         self.maxlen = int(str(chosen)) if str(chosen).isdigit() else 0 if chosen else DEFAULT_MAXLEN
         if self.maxlen <= 0:
             raise ConfigError(f"invalid maxlen {chosen!r} in {redact_url(url)}: use a positive int")
-        self.clustered = _cluster_option(url, options.get("cluster", ""), len(seeds(parts.netloc)))
+        self.clustered = cluster_option(url, options.get("cluster", ""), len(seeds(parts.netloc)))
         self.keys = Keys(self.clustered)
         # A cluster's replication is asynchronous: publishes wait for one replica there by default.
         replicas = int_option(url, "wait_replicas", options.get("wait_replicas"), int(self.clustered), 0, 16)
@@ -382,16 +381,3 @@ class RedisBroker(Broker):
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
-
-
-def _cluster_option(url: str, value: str, servers: int) -> bool:
-    """``?cluster=true``: a Redis Cluster (its key layout differs, so it is never guessed)."""
-    if value.strip().lower() not in _YES + _NO:
-        raise ConfigError(f"?cluster={value[:20]!r} in {redact_url(url)} must be true or false")
-    clustered = value.strip().lower() in _YES
-    if servers > 1 and not clustered:
-        raise ConfigError(
-            f"the Redis URL {redact_url(url)} lists {servers} servers: add ?cluster=true for a Redis "
-            "Cluster (one server otherwise)"
-        )
-    return clustered

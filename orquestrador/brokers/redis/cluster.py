@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 FAILOVER_SECONDS = 20.0  # a master's death is noticed after cluster-node-timeout (15 s by default)
 _DEGRADED_SECONDS = 10.0  # how long a master that lacked replicas is not waited for
+_YES, _NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
 class FailoverCluster(RedisCluster):
@@ -50,6 +51,19 @@ class FailoverCluster(RedisCluster):
             if keys and len({self.keyslot(k) for k in keys}) == 1:
                 return self.keyslot(keys[0])
         return await super()._determine_slot(command, *args)
+
+
+def cluster_option(url: str, value: str, servers: int) -> bool:
+    """``?cluster=true``: a Redis Cluster (its key layout differs, so it is never guessed)."""
+    if value.strip().lower() not in _YES + _NO:
+        raise ConfigError(f"?cluster={value[:20]!r} in {redact_url(url)} must be true or false")
+    clustered = value.strip().lower() in _YES
+    if servers > 1 and not clustered:
+        raise ConfigError(
+            f"the Redis URL {redact_url(url)} lists {servers} servers: add ?cluster=true for a Redis "
+            "Cluster (one server otherwise)"
+        )
+    return clustered
 
 
 async def ride_out(client: RedisCluster, attempt: Callable[[], Awaitable[T]]) -> T:
