@@ -65,7 +65,7 @@ CEILINGS: dict[str, float] = {
     ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
 }
 
-TLS_SCHEMES = ("tls", "rediss", "amqps")
+TLS_SCHEMES = ("tls", "rediss", "amqps", "kafkas")
 
 
 def home() -> Path:
@@ -178,7 +178,8 @@ def check_url(url: str) -> str:
     """Refuse a URL we cannot use, saying what would work."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        for host in parts.netloc.rpartition("@")[2].split(","):  # kafka://h1:9092,h2:9092
+            urlsplit(f"//{host}").port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise ConfigError(f"invalid broker URL {redact_url(url)!r}: {exc}") from None
     from orquestrador.brokers.registry import adapter_for, known_schemes  # registered adapters
@@ -213,16 +214,8 @@ def redact_url(url: str) -> str:
     if not parts.username and not parts.password:
         return url if query == parts.query else urlunsplit(parts._replace(query=query))
     user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" if parts.password else f"***@{host}"
-    if port is not None:
-        netloc += f":{port}"
+    hosts = parts.netloc.rpartition("@")[2]  # as written: one host:port, or a list (Kafka)
+    netloc = f"{user}:***@{hosts}" if parts.password else f"***@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -34,9 +34,9 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
 # class's scheme, but "rabbitmq" for amqp). Any other registered adapter (a third-party or test
 # package) is reached through ORQ_TEST_BROKER_<NAME>, or, when it lives inside the process
 # (not ``capabilities.cross_process``), through ``<scheme>://<unique name>``.
-SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url"}
+SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url", "kafka": "kafka_url"}
 TEST_NAMES = {"amqp": "rabbitmq"}
-_ORDER = ("memory", "nats", "redis", "rabbitmq")
+_ORDER = ("memory", "nats", "redis", "rabbitmq", "kafka")
 
 
 def _registered() -> dict[str, type[Broker]]:

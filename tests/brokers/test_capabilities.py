@@ -68,7 +68,7 @@ def test_the_readme_table_says_what_the_adapters_declare(row: str):
 def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
     schemes = registry.registrations()
     assert {s for s, r in schemes.items() if r.distribution == "orquestrador"} == {
-        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps"
+        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "kafka", "kafkas"
     }  # fmt: skip
     for scheme in schemes:
         assert isinstance(registry.adapter_for(scheme).capabilities, Capabilities)
