@@ -127,7 +127,27 @@ async def inject_rabbitmq(url: str, queue: str, correlation_id: str) -> int:
     return await asyncio.to_thread(_publish_rabbitmq, url, queue, correlation_id)
 
 
+async def inject_kafka(url: str, queue: str, correlation_id: str) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    cases: list[list[tuple[str, bytes]]] = [
+        [("x-orq-message-id", b"\xff\xfe\xfd")],  # not UTF-8
+        [("x-orq-attempts", b"muitas")],  # not a count
+        [("grande", b"v" * 20_000)],  # one header too large
+        [(f"h{i}", b"v") for i in range(100)],  # too many
+        [("nome\x00estranho", b"v")],  # a header name that is not printable text
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=url.removeprefix("kafka://"), acks="all")
+    await producer.start()
+    try:
+        for headers in cases:
+            await producer.send_and_wait(queue, body(correlation_id), key=correlation_id.encode(), headers=headers)
+    finally:
+        await producer.stop()
+    return len(cases)
+
+
 async def inject(broker_name: str, url: str, queue: str, correlation_id: str | None = None) -> int:
     correlation_id = correlation_id or f"hostil-{uuid.uuid4().hex[:8]}"
-    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq}
+    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "kafka": inject_kafka}
     return await injectors[broker_name](url, queue, correlation_id)

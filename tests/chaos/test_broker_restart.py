@@ -2,7 +2,7 @@
 
 Each broker is a throwaway server of tests/servers.py whose settings keep data across a restart
 (JetStream file storage; Redis with appendonly; a RabbitMQ node of its own with durable queues
-and persistent messages); the shared servers are never touched. Jobs are published before the
+and persistent messages; a one-node KRaft Kafka, whose log is on disk); the shared servers are never touched. Jobs are published before the
 restart and while the server is coming back; every one must get its result.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from orquestrador.errors import BrokerError
 from tests.chaos.harness import Cenario, Contador, Linha, esperar_finais, execucoes, fechar
-from tests.servers import NatsServer, RabbitServer, RedisServer
+from tests.servers import KafkaServer, NatsServer, RabbitServer, RedisServer
 
 BEFORE, DURING = 300, 30
 
@@ -23,10 +23,11 @@ BEFORE, DURING = 300, 30
 @pytest.fixture
 def server(
     broker_name: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> NatsServer | RedisServer | RabbitServer:
+) -> NatsServer | RedisServer | RabbitServer | KafkaServer:
     if broker_name == "rabbitmq":
         return request.getfixturevalue("rabbit_server")
-    started = (NatsServer if broker_name == "nats" else RedisServer)(tmp_path / broker_name)
+    kind = {"nats": NatsServer, "redis": RedisServer, "kafka": KafkaServer}[broker_name]
+    started = kind(tmp_path / broker_name)
     started.start()
     request.addfinalizer(started.stop)
     return started

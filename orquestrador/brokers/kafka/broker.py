@@ -138,7 +138,7 @@ class KafkaBroker(Broker):
             return
         quiet_driver()
         options = self.client_options()
-        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=0, **options)
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, max_batch_size=1 << 20, **options)
         admin = AIOKafkaAdminClient(**{k: v for k, v in options.items() if k != "client_id"})
         inspector = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **options)
         try:
