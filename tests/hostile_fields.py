@@ -141,7 +141,9 @@ async def inject_kafka(url: str, queue: str, correlation_id: str) -> int:
     await producer.start()
     try:
         for headers in cases:
-            await producer.send_and_wait(queue, body(correlation_id), key=correlation_id.encode(), headers=headers)
+            await producer.send_and_wait(
+                queue, body(correlation_id), key=correlation_id.encode(), headers=headers
+            )
     finally:
         await producer.stop()
     return len(cases)
@@ -149,5 +151,10 @@ async def inject_kafka(url: str, queue: str, correlation_id: str) -> int:
 
 async def inject(broker_name: str, url: str, queue: str, correlation_id: str | None = None) -> int:
     correlation_id = correlation_id or f"hostil-{uuid.uuid4().hex[:8]}"
-    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "kafka": inject_kafka}
+    injectors = {
+        "redis": inject_redis,
+        "nats": inject_nats,
+        "rabbitmq": inject_rabbitmq,
+        "kafka": inject_kafka,
+    }
     return await injectors[broker_name](url, queue, correlation_id)

@@ -2,8 +2,9 @@
 
 Each broker is a throwaway server of tests/servers.py whose settings keep data across a restart
 (JetStream file storage; Redis with appendonly; a RabbitMQ node of its own with durable queues
-and persistent messages; a one-node KRaft Kafka, whose log is on disk); the shared servers are never touched. Jobs are published before the
-restart and while the server is coming back; every one must get its result.
+and persistent messages; a one-node KRaft Kafka, whose log is on disk); the shared servers are
+never touched. Jobs are published before the restart and while the server is coming back; every
+one must get its result.
 """
 
 from __future__ import annotations
