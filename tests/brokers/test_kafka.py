@@ -1,0 +1,175 @@
+"""What the Kafka adapter does beyond the contract suite: a plain aiokafka producer makes a job,
+commits never skip an unfinished job, the group's commits tell every worker's in-flight jobs,
+events are keyed by correlation_id, and credentials never show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from orquestrador import Worker, WorkerOptions
+from orquestrador.brokers import connect, create_broker
+from orquestrador.brokers.kafka import EVENTS_TOPIC
+from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, content_id
+from orquestrador.errors import BrokerUnavailable
+from orquestrador.plugins import Plugin
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.kafka
+
+
+def bootstrap(url: str) -> str:
+    return url.removeprefix("kafka://")
+
+
+def dobro(payload: dict) -> dict:  # type: ignore[type-arg]
+    return {"dobro": payload["param"] * 2}
+
+
+async def test_four_field_envelope_from_plain_aiokafka_is_processed_and_answered(kafka_url: str):
+    nome = f"interop_{uuid.uuid4().hex[:8]}"
+    queue = f"escavador_{nome}"
+    correlation_id = str(uuid.uuid4())
+    envelope = {
+        "correlation_id": correlation_id,
+        "tipo_evento": "iniciar_coleta",
+        "payload": {"param": 21},
+        "timestamp": "2025-10-14T12:00:00Z",
+    }
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap(kafka_url),
+        value_serializer=lambda v: json.dumps(v).encode("utf-8"),
+        key_serializer=lambda k: k.encode("utf-8"),
+    )
+    await producer.start()
+    try:  # the topic does not exist yet: Kafka creates it on the first record
+        await producer.send_and_wait(queue, envelope, key=correlation_id)
+    finally:
+        await producer.stop()
+    body = json.dumps(envelope).encode("utf-8")
+
+    broker = await connect(kafka_url)
+    worker = Worker(broker, [Plugin("escavador", nome, dobro, "tests")], WorkerOptions())
+    task = asyncio.create_task(worker.run())
+    results = await broker.consume(DEFAULT_RESULTS_QUEUE, visibility_timeout=5)
+    answer = None
+    try:
+        for _ in range(100):
+            for delivery in await results.fetch(50, timeout=0.5):
+                data = json.loads(delivery.body)
+                if data["correlation_id"] == correlation_id:
+                    answer = data
+                    await delivery.ack()
+                else:
+                    await delivery.nack()
+            if answer:
+                break
+    finally:
+        worker.stop()
+        await task
+        await results.close()
+        await broker.delete(queue)
+        await broker.close()
+
+    assert answer is not None, "no resultado_coleta arrived"
+    assert (answer["tipo_evento"], answer["status"]) == ("resultado_coleta", "ok")
+    assert answer["payload"] == {"dobro": 42}
+    assert answer["causation_id"] == content_id(body), "a stable id is derived for hand-made jobs"
+
+
+async def test_a_crashed_consumer_skips_no_unfinished_job_and_reruns_no_finished_one(kafka_url: str):
+    broker = await connect(create_broker(f"{kafka_url}?partitions=1").url)
+    queue = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        for i in range(4):
+            await broker.publish(queue, f"job{i}".encode())
+        first = await broker.consume(queue, visibility_timeout=60)
+        taken = []
+        while len(taken) < 4:
+            taken += await first.fetch(4 - len(taken), timeout=5)
+        assert [d.body for d in taken] == [b"job0", b"job1", b"job2", b"job3"]
+        await taken[1].ack()
+        await taken[3].ack()  # job0 and job2 are still running when the worker dies
+        await first.close()
+
+        second = await broker.consume(queue, visibility_timeout=60)
+        again = []
+        for _ in range(20):
+            again += await second.fetch(10, timeout=0.5)
+            if len(again) >= 2:
+                break
+        assert sorted(d.body for d in again) == [b"job0", b"job2"], "finished jobs are not run again"
+        assert {d.attempt for d in again} == {2}, "the crash counted the attempt"
+        for delivery in again:
+            await delivery.ack()
+        assert await second.fetch(10, timeout=1.0) == []
+        stats = await broker.stats(queue)
+        assert (stats.depth, stats.in_flight) == (0, 0)
+        await second.close()
+    finally:
+        await broker.delete(queue)
+        await broker.close()
+
+
+async def test_in_flight_counts_the_jobs_another_process_holds(kafka_url: str, queue_name: str):
+    worker_side, observer = await connect(kafka_url), await connect(kafka_url)
+    try:
+        for i in range(3):
+            await worker_side.publish(queue_name, f"job{i}".encode())
+        consumer = await worker_side.consume(queue_name, visibility_timeout=60)
+        held = []
+        while len(held) < 2:
+            held += await consumer.fetch(2 - len(held), timeout=5)
+
+        stats = await observer.stats(queue_name)
+        assert (stats.depth, stats.in_flight, stats.consumers) == (1, 2, 1)
+
+        for delivery in held:
+            await delivery.ack()
+        await consumer.close()
+    finally:
+        await worker_side.delete(queue_name)
+        await worker_side.close()
+        await observer.close()
+
+
+async def test_lifecycle_events_are_records_keyed_by_correlation_id(kafka_url: str):
+    broker = await connect(kafka_url)
+    correlation_id = f"cadeia-{uuid.uuid4().hex[:8]}"
+    got: list[bytes] = []
+    unsubscribe = await broker.subscribe_events("orq.eventos", got.append)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap(kafka_url), auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        body = json.dumps({"correlation_id": correlation_id, "evento": "iniciado"}).encode()
+        await broker.publish_event("orq.eventos", body)
+        await eventually(lambda: body in got, timeout=20)
+        numbers = reader.partitions_for_topic(EVENTS_TOPIC) or [0]
+        reader.assign([TopicPartition(EVENTS_TOPIC, p) for p in numbers])
+        found = None
+        for _ in range(40):
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                found = found or next((r for r in records if r.value == body), None)
+            if found:
+                break
+        assert found is not None, "another service reads the event with a plain consumer"
+        assert found.key == correlation_id.encode()
+    finally:
+        await unsubscribe()
+        await reader.stop()
+        await broker.close()
+
+
+async def test_a_refused_connection_never_shows_the_password(kafka_url: str):
+    host = bootstrap(kafka_url)
+    broker = create_broker(f"kafka://orq:s3cr3t@{host}")  # this server speaks no SASL
+    assert "s3cr3t" not in repr(broker)
+    broker.connect_timeout = 5
+    with pytest.raises(BrokerUnavailable) as caught:
+        await broker.connect()
+    assert "s3cr3t" not in str(caught.value)
+    assert "***" in str(caught.value)
