@@ -1,12 +1,13 @@
 """What the Kafka adapter does beyond the contract suite: a plain aiokafka producer makes a job,
 commits never skip an unfinished job, the group's commits tell every worker's in-flight jobs,
-events are keyed by correlation_id, and credentials never show."""
+events are keyed by correlation_id, credentials never show, and ``orq demo`` runs on Kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -18,6 +19,7 @@ from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, content_id
 from orquestrador.errors import BrokerUnavailable
 from orquestrador.plugins import Plugin
 from tests.conftest import eventually
+from tests.test_cli import orq
 
 pytestmark = pytest.mark.kafka
 
@@ -174,3 +176,10 @@ async def test_a_refused_connection_never_shows_the_password(kafka_url: str):
         await broker.connect()
     assert "s3cr3t" not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+def test_orq_demo_runs_on_kafka(kafka_url: str, tmp_path: Path):
+    result = orq("demo", "--jobs", "6", "--broker", kafka_url, env={"ORQ_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6/6 coletas ok" in result.stdout
+    assert kafka_url in result.stdout
