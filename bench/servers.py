@@ -1,9 +1,9 @@
 """The brokers a bench run measures: the URLs given, else servers started for the run.
 
 Like the tests, the bench needs no broker installed and running beforehand: NATS is the
-embedded nats-server, Redis a ``redis-server`` without persistence, RabbitMQ a node of its own
-(tests/servers), each on free loopback ports with its data in the run's directory, stopped at
-the end. ``bash .ci/install`` installs the programs.
+embedded nats-server, Redis a ``redis-server`` without persistence, RabbitMQ a node of its own,
+Kafka a one-node KRaft (tests/servers), each on free loopback ports with its data in the run's
+directory, stopped at the end. ``bash .ci/install`` installs the programs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class ServerUnavailable(RuntimeError):
 def broker_urls(brokers: list[str], given: dict[str, str | None], work: Path) -> Iterator[dict[str, str]]:
     """Name → URL for each of ``brokers``; what is not ``given`` is started here and stopped on exit."""
     from orquestrador.brokers import embedded
-    from tests.servers import RabbitServer, RedisServer
+    from tests.servers import KafkaServer, RabbitServer, RedisServer
 
     urls: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
@@ -42,6 +42,8 @@ def broker_urls(brokers: list[str], given: dict[str, str | None], work: Path) ->
                     urls[name] = stack.enter_context(RedisServer(work / "redis", durable=False)).url
                 elif name == "rabbitmq":
                     urls[name] = stack.enter_context(RabbitServer(work / "rabbitmq")).url
+                elif name == "kafka":
+                    urls[name] = stack.enter_context(KafkaServer(work / "kafka")).url
                 else:
                     raise ServerUnavailable(f"no server to start for {name}")
             except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # tests.servers' refusal

@@ -16,7 +16,7 @@ from orquestrador.errors import ConfigError
 from tests.conftest import ADAPTERS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq"}
+COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "Kafka": "kafka"}
 
 # README row -> (capability, a pattern a cell matches exactly when the broker has it (True) or lacks it).
 ROWS: dict[str, tuple[str, str, bool]] = {
@@ -38,7 +38,7 @@ NOT_IN_TABLE = {
 
 def _table() -> dict[str, dict[str, str]]:
     text = README.read_text(encoding="utf-8")
-    start = text.index("| | NATS | Redis | RabbitMQ |")
+    start = text.index("| | " + " | ".join(COLUMNS) + " |")
     lines = text[start:].split("\n\n", 1)[0].splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows: dict[str, dict[str, str]] = {}
