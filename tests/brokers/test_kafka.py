@@ -122,12 +122,12 @@ async def test_in_flight_counts_the_jobs_another_process_holds(kafka_url: str, q
     try:
         for i in range(3):
             await worker_side.publish(queue_name, f"job{i}".encode())
-        consumer = await worker_side.consume(queue_name, visibility_timeout=60)
+        consumer = await worker_side.consume(queue_name, visibility_timeout=60, prefetch=2)
         held = []
         while len(held) < 2:
             held += await consumer.fetch(2 - len(held), timeout=5)
 
-        stats = await observer.stats(queue_name)
+        stats = await observer.stats(queue_name)  # a worker's prefetch counts as in flight
         assert (stats.depth, stats.in_flight, stats.consumers) == (1, 2, 1)
 
         for delivery in held:

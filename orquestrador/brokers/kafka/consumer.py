@@ -11,6 +11,7 @@ moves records when their consumer leaves the group.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -123,7 +124,7 @@ class KafkaDelivery(LeasedDelivery[_Raw]):
 
     async def ack(self) -> None:
         await super().ack()
-        await self._consumer.flush()
+        self._consumer.commit_soon()
 
     async def nack(self, delay: float = 0.0) -> None:
         await super().nack(delay)
@@ -163,10 +164,13 @@ class KafkaConsumer(Consumer):
         self._restamps = not queue.endswith(DLQ_SUFFIX)
         self._kc: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
+        self._ready: collections.deque[_Raw] = collections.deque()  # prefetched, marked, not given
         self._waiting: list[tuple[int, int, _Raw]] = []  # retry copies by due time (ms)
         self._returned: list[_Raw] = []  # handed back, but the copy could not be written yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[None] | None = None
+        self._dirty = False
         self._fetching = 0
         self._closed = False
 
@@ -205,6 +209,7 @@ class KafkaConsumer(Consumer):
     async def revoked(self) -> None:
         """A rebalance starts: commit what is finished; ledgers stay until the new assignment."""
         self._assigned.clear()
+        self._unmark()
         with contextlib.suppress(BrokerError):
             await self.flush(retry=False)
 
@@ -238,6 +243,7 @@ class KafkaConsumer(Consumer):
         self._waiting = [w for w in self._waiting if w[2].ledger is not ledger]
         heapq.heapify(self._waiting)
         self._returned = [r for r in self._returned if r.ledger is not ledger]
+        self._ready = collections.deque(r for r in self._ready if r.ledger is not ledger)
 
     # -- fetching --------------------------------------------------------------------------
 
@@ -263,10 +269,16 @@ class KafkaConsumer(Consumer):
         kc = self._kc
         if kc is None:
             return []
-        if self._waiting:
-            wait = min(wait, max(0.0, self._waiting[0][0] / 1000 - time.time()))
-        with mapped(f"fetch from {self.queue} failed"):
-            batch = await kc.getmany(timeout_ms=int(max(0.0, wait) * 1000), max_records=count)
+        if not self._ready:
+            if self._waiting:
+                wait = min(wait, max(0.0, self._waiting[0][0] / 1000 - time.time()))
+            with mapped(f"fetch from {self.queue} failed"):
+                batch = await kc.getmany(timeout_ms=int(max(0.0, wait) * 1000), max_records=self.prefetch)
+            await self._mark(self._classify(batch))
+        return self._deliver(count)
+
+    def _classify(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[_Raw]:
+        """Records to hand out; redeliveries go to be restamped and retry copies to wait."""
         fresh: list[_Raw] = []
         for tp, records in batch.items():
             ledger = self.ledgers.get(tp)
@@ -283,33 +295,51 @@ class KafkaConsumer(Consumer):
                     self._spawn(self._restamp(raw))
                 else:
                     fresh.append(raw)
-        if not fresh:
-            return []
-        return await self._hand_out(fresh)
+        return fresh
 
-    async def _hand_out(self, fresh: list[_Raw]) -> list[Delivery]:
-        """Commit the hand-out mark first, so a crash from here on counts these attempts."""
-        before = {id(raw.ledger): (raw.ledger, raw.ledger.handed) for raw in fresh}
+    async def _mark(self, fresh: list[_Raw]) -> None:
+        """Commit the hand-out mark of a whole prefetch before any of it is handed out, so a
+        crash from here on counts these attempts (as RabbitMQ counts a dead consumer's prefetch)."""
+        if not fresh:
+            return
         for raw in fresh:
             raw.ledger.hand_out(raw.offset)
         try:
             await self.flush()
         except BrokerError:
-            for ledger, handed in before.values():
-                ledger.handed = handed
-            for raw in fresh:  # fetched again when the partition settles
-                raw.ledger.forget(raw.offset)
-                if self._kc is not None and not raw.ledger.lost:
-                    with contextlib.suppress(*DRIVER_ERRORS):
-                        self._kc.seek(raw.tp, min(r.offset for r in fresh if r.tp == raw.tp))
+            self._ready.extend(fresh)
+            self._unmark()  # fetched again when the partition settles
             raise
+        self._ready.extend(fresh)
+
+    def _deliver(self, count: int) -> list[Delivery]:
         out: list[Delivery] = []
-        for raw in fresh:
-            if not raw.gone:
-                delivery = KafkaDelivery(self, raw)
-                self.held.add(delivery)
-                out.append(delivery)
+        while self._ready and len(out) < count:
+            raw = self._ready.popleft()
+            if raw.gone:
+                continue
+            raw.ledger.delivered = max(raw.ledger.delivered, raw.offset)
+            delivery = KafkaDelivery(self, raw)
+            self.held.add(delivery)
+            out.append(delivery)
         return out
+
+    def _unmark(self) -> None:
+        """Prefetched records nobody was given go back: unmarked, and read again from Kafka."""
+        ready, self._ready = list(self._ready), collections.deque()
+        first: dict[TopicPartition, int] = {}
+        for raw in ready:
+            if not raw.gone:
+                raw.ledger.forget(raw.offset)
+                first[raw.tp] = min(first.get(raw.tp, raw.offset), raw.offset)
+        for ledger in self.ledgers.values():
+            ledger.unmark()
+        if self._kc is not None:
+            assigned = self._kc.assignment()
+            for tp, offset in first.items():
+                if tp in assigned:
+                    with contextlib.suppress(*DRIVER_ERRORS):
+                        self._kc.seek(tp, offset)
 
     # -- copies: restamps, hand-backs, delayed retries -------------------------------------
 
@@ -394,6 +424,24 @@ class KafkaConsumer(Consumer):
 
     # -- commits ---------------------------------------------------------------------------
 
+    def commit_soon(self) -> None:
+        """Commit in the background: one commit in flight, taking everything finished by the
+        time it starts, so jobs finishing one after the other share commits instead of queueing
+        a round trip each. A crash before it lands only runs those jobs again (at least once);
+        ``stats``, ``close`` and the hand-out marks wait for it."""
+        self._dirty = True
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_loop())
+
+    async def _commit_loop(self) -> None:
+        while self._dirty and not self._closed:
+            self._dirty = False
+            try:
+                await self.flush()
+            except BrokerError as exc:
+                log.warning("commit on %s failed (%s); its finished jobs may run again", self.queue, exc)
+                return
+
     async def flush(self, *, retry: bool = True) -> None:
         """Commit every partition's progress; one commit at a time, so concurrent callers share.
 
@@ -448,6 +496,7 @@ class KafkaConsumer(Consumer):
         next fetch joins again. Records held here return to the queue through their next owner."""
         if self._kc is None or not self._kc.subscription():
             return
+        self._unmark()
         with contextlib.suppress(BrokerError):
             await self.flush(retry=False)
         self._kc.unsubscribe()
@@ -461,6 +510,7 @@ class KafkaConsumer(Consumer):
         self._closed = True
         if self._tasks:  # copies in progress: let them finish their originals
             await asyncio.wait(set(self._tasks), timeout=10)
+        self._unmark()  # prefetched, never fetched: they count no attempt
         kc, self._kc = self._kc, None
         if kc is not None:
             with contextlib.suppress(BrokerError):

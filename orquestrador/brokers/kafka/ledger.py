@@ -62,6 +62,7 @@ class Ledger:
         self._proposed: tuple[int, int, frozenset[int]] | None = None
         self.position = self.prior.offset
         self.handed = self.prior.handed
+        self.delivered = self.prior.handed  # highest offset given to a handler (handed: marked)
         self._prior_finished = self.prior.finished
 
     def classify(self, offset: int) -> str:
@@ -91,7 +92,12 @@ class Ledger:
             self.position = offset
 
     def hand_out(self, offset: int) -> None:
+        """Mark ``offset`` handed out (committed before it is, so a crash counts the attempt)."""
         self.handed = max(self.handed, offset)
+
+    def unmark(self) -> None:
+        """Marked offsets nobody was given (a prefetch handed back) are not handed out after all."""
+        self.handed = max(self.prior.handed, self.delivered)
 
     def finish(self, offset: int) -> None:
         if offset in self.unfinished:
