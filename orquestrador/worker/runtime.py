@@ -127,7 +127,7 @@ class Worker:
         self._beater: asyncio.Task[None] | None = None
         watching: list[Observer] = [Tracing(), Events(broker, self.worker_id)]
         if metrics is not None and metrics is not NO_METRICS:  # nobody scrapes: nothing to count
-            watching.append(Metrics(metrics))
+            watching.append(Metrics(metrics, self.plugins))
         self._watch = Observers([*watching, *observers])
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -183,3 +183,25 @@ def test_orq_demo_runs_on_kafka(kafka_url: str, tmp_path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6/6 coletas ok" in result.stdout
     assert kafka_url in result.stdout
+
+
+async def test_prometheus_shows_the_consumer_group_lag_as_queue_depth(kafka_url: str):
+    from prometheus_client import CollectorRegistry
+
+    from orquestrador.worker.metrics import PrometheusMetrics
+    from orquestrador.worker.observers import Metrics
+
+    nome = f"lag_{uuid.uuid4().hex[:8]}"
+    plugin = Plugin("escavador", nome, dobro, "tests")
+    registry = CollectorRegistry()
+    observer = Metrics(PrometheusMetrics(registry), [plugin])
+    broker = await connect(kafka_url)
+    try:
+        for i in range(3):
+            await broker.publish(plugin.fila, f"job{i}".encode())
+        observer.serving(broker)  # reads the depth at once, then every 10 s
+        await eventually(lambda: registry.get_sample_value("orq_queue_depth", {"alvo": nome}) == 3, 20)
+        await observer.stopping()
+    finally:
+        await broker.delete(plugin.fila)
+        await broker.close()
