@@ -35,9 +35,11 @@ Delayed retry. ``nack(delay)`` writes a copy to ``<queue>.retry`` with its due t
 and finishes the original; members of the group also consume that topic, keep copies until due
 (up to 10,000 in memory) and move them back to ``<queue>`` as they fetch.
 
-Dead letters. ``<queue>.dlq`` is a topic of one partition (``ORQ_DLQ_MAX_AGE`` as its
-retention; Kafka has no cap by count), with reason headers; replay consumes it in group
-``orq.<queue>.dlq`` and positions are its offsets.
+Dead letters. ``<queue>.dlq`` is a topic of one partition with reason headers; replay consumes
+it in group ``orq.<queue>.dlq`` and positions are its offsets. ``ORQ_DLQ_MAX_MESSAGES`` and
+``ORQ_DLQ_MAX_AGE`` are applied by deleting records (DeleteRecords) at each dead-letter write
+and before each read of the dead letters, as Redis trims its stream (``retention.ms`` is set too,
+but Kafka acts on it only when a log segment rolls).
 
 Inspection. ``depth`` is the group's lag (end offsets minus committed) less the records handed
 out; ``in_flight`` comes from the commits' hand-out marks, so it counts every worker's. ``peek``

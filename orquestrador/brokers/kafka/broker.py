@@ -318,6 +318,7 @@ class KafkaBroker(Broker):
         dead = 0
         if not queue.endswith(DLQ_SUFFIX):
             await self._own_writes(dlq_of(queue))
+            await self.trim_dead_letters(dlq_of(queue))
             dead = sum(await self._lag(dlq_of(queue), group_of(dlq_of(queue))))
         return QueueStats(queue=queue, depth=depth, in_flight=held, dead_letters=dead,
                           consumers=await self._members(group_of(queue)))  # fmt: skip
@@ -336,15 +337,43 @@ class KafkaBroker(Broker):
         dlq = dlq_of(queue)
         await self.declare(queue)
         await self._own_writes(dlq)
+        await self.trim_dead_letters(dlq)
         count = sum(await self._lag(dlq, group_of(dlq)))
         offsets = await self._offsets(dlq, group_of(dlq))
         last = (offsets[0][2] - 1,) if len(offsets) == 1 else None
         return count, last
 
+    async def trim_dead_letters(self, dlq: str) -> None:
+        """Apply ``ORQ_DLQ_MAX_MESSAGES`` / ``ORQ_DLQ_MAX_AGE`` to ``dlq`` now: records past them
+        are deleted (DeleteRecords). Done at each dead-letter write and before each read, since
+        Kafka's own ``retention.ms`` acts only when a log segment rolls (minutes to days)."""
+        limits = self.dlq
+        if not (limits.max_messages or limits.max_age) or not dlq.endswith(DLQ_SUFFIX):
+            return
+        inspector = self._inspector
+        if inspector is None:
+            raise self.not_connected()
+        cuts: dict[TopicPartition, RecordsToDelete] = {}
+        for tp in await self._tps(dlq):
+            with mapped(f"cannot trim {dlq}"):
+                begin = (await inspector.beginning_offsets([tp]))[tp]
+                end = (await inspector.end_offsets([tp]))[tp]
+                cut = end - limits.max_messages if limits.max_messages else begin
+                if limits.max_age:
+                    since = int((time.time() - limits.max_age) * 1000)
+                    found = (await inspector.offsets_for_times({tp: since}))[tp]
+                    cut = max(cut, found.offset if found is not None else end)
+            if cut > begin:
+                cuts[tp] = RecordsToDelete(cut)
+        if cuts:
+            with mapped(f"cannot trim {dlq}"):
+                await self.admin.delete_records(cuts)
+
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         """The oldest records the group has not finished, read by a client outside the group."""
         await self.declare(queue)
         await self._own_writes(queue)
+        await self.trim_dead_letters(queue)
         found: list[tuple[int, int, int, Message]] = []
         inspector = self._inspector
         if inspector is None:

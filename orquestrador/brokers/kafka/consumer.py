@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery
+from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, dlq_of
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.kafka.assignor import BusyAwareAssignor
 from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, CommitRefused, mapped
@@ -53,6 +53,8 @@ class Host(Protocol):
     async def declare(self, queue: str) -> None: ...
 
     async def retry_bucket(self, queue: str, delay: float) -> str: ...
+
+    async def trim_dead_letters(self, dlq: str) -> None: ...
 
     async def send(
         self, topic: str, body: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
@@ -129,11 +131,12 @@ class KafkaDelivery(LeasedDelivery[_Raw]):
     async def nack(self, delay: float = 0.0) -> None:
         await super().nack(delay)
         if delay > 0:
-            await self._consumer.flush()
+            self._consumer.commit_soon()
 
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         await super().dead_letter(reason, error_type=error_type)
-        await self._consumer.flush()
+        self._consumer.commit_soon()
+        await self._consumer.broker.trim_dead_letters(dlq_of(self.queue))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

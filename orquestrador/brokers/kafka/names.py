@@ -29,11 +29,11 @@ def topics_of(queue: str) -> list[str]:
     return [queue] if queue.endswith(DLQ_SUFFIX) else [queue, retry_topic(queue)]
 
 
-def key_of(body: bytes) -> bytes | None:
+def key_of(body: bytes) -> bytes:
     """The record key: the envelope's ``correlation_id``, so a chain stays in one partition.
 
-    Read from the first bytes without decoding the envelope (ours write it first); a body
-    without one gets no key and the producer spreads it over the partitions.
+    Read from the first bytes without decoding the envelope (ours write it first). A body
+    without one gets the empty key: such bodies share one partition, so they keep their order.
     """
     found = _CORRELATION.search(body, 0, 1024)
-    return found.group(1) if found else None
+    return found.group(1) if found else b""
