@@ -205,3 +205,42 @@ async def test_prometheus_shows_the_consumer_group_lag_as_queue_depth(kafka_url:
     finally:
         await broker.delete(plugin.fila)
         await broker.close()
+
+
+async def test_a_job_longer_than_the_session_timeout_stays_with_its_worker(kafka_url: str):
+    """aiokafka's background heartbeat keeps a busy worker in the group, the runtime's heartbeat
+    keeps its lease, and the assignor never moves a busy partition to a worker that joins."""
+    nome = f"longo_{uuid.uuid4().hex[:8]}"
+    runs: list[str] = []
+
+    async def longo(payload: dict, ctx) -> dict:  # type: ignore[no-untyped-def, type-arg]
+        runs.append(ctx.message_id)
+        await asyncio.sleep(payload["segundos"])
+        return {"ok": True}
+
+    plugin = Plugin("escavador", nome, longo, "tests", takes_context=True)
+    first, second = await connect(kafka_url), await connect(kafka_url)
+    options = WorkerOptions(visibility_timeout=1.0, fetch_timeout=0.2)  # a session of 6 s (the minimum)
+    workers = [Worker(first, [plugin], options)]
+    running = [asyncio.create_task(workers[0].run())]
+    from orquestrador import AsyncOrquestrador
+
+    orq = AsyncOrquestrador(kafka_url, responder_para=f"res_{uuid.uuid4().hex[:8]}")
+    await orq.start()
+    try:
+        env = await orq.iniciar("iniciar_coleta", nome, {"segundos": 9})
+        await eventually(lambda: runs, timeout=30)
+        workers.append(Worker(second, [plugin], options))  # joins while the job runs
+        running.append(asyncio.create_task(workers[1].run()))
+        row = await orq.esperar(env.message_id or "", 60)
+    finally:
+        for worker in workers:
+            worker.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 30)
+        await first.delete(plugin.fila)
+        await first.delete(orq.responder_para)
+        await orq.close()
+        await first.close()
+        await second.close()
+    assert row.estado == "ok"
+    assert runs == [env.message_id], "one run: never redelivered while it ran"
