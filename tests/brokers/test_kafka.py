@@ -15,10 +15,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from orquestrador import Worker, WorkerOptions
 from orquestrador.brokers import connect, create_broker
 from orquestrador.brokers.kafka import EVENTS_TOPIC
-from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, content_id
+from orquestrador.envelope import content_id
 from orquestrador.errors import BrokerUnavailable
 from orquestrador.plugins import Plugin
 from tests.conftest import eventually
+from tests.roundtrip import answer_of
 from tests.test_cli import orq
 
 pytestmark = pytest.mark.kafka
@@ -55,25 +56,9 @@ async def test_four_field_envelope_from_plain_aiokafka_is_processed_and_answered
     body = json.dumps(envelope).encode("utf-8")
 
     broker = await connect(kafka_url)
-    worker = Worker(broker, [Plugin("escavador", nome, dobro, "tests")], WorkerOptions())
-    task = asyncio.create_task(worker.run())
-    results = await broker.consume(DEFAULT_RESULTS_QUEUE, visibility_timeout=5)
-    answer = None
     try:
-        for _ in range(100):
-            for delivery in await results.fetch(50, timeout=0.5):
-                data = json.loads(delivery.body)
-                if data["correlation_id"] == correlation_id:
-                    answer = data
-                    await delivery.ack()
-                else:
-                    await delivery.nack()
-            if answer:
-                break
+        answer = await answer_of(broker, Plugin("escavador", nome, dobro, "tests"), correlation_id)
     finally:
-        worker.stop()
-        await task
-        await results.close()
         await broker.delete(queue)
         await broker.close()
 
