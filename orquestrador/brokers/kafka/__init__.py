@@ -46,13 +46,15 @@ out; ``in_flight`` comes from the commits' hand-out marks, so it counts every wo
 reads from the committed offset with a client outside the group (no side effect); ``purge``
 deletes records up to the end (DeleteRecords). ``oldest_age`` is not read (None).
 
-Files: :mod:`.broker` (clients, publishing, topics, inspection), :mod:`.consumer` (members and
-deliveries), :mod:`.ledger` (per-partition progress and commit metadata), :mod:`.assignor`,
+Files: :mod:`.broker` (clients, publishing, topics, inspection), :mod:`.consumer` (group
+members), :mod:`.delivery` (records and deliveries), :mod:`.ledger` (per-partition progress and
+commit metadata), :mod:`.assignor`, :mod:`.config` (the URL, the group's timeouts),
 :mod:`.errors` (the one mapping of driver errors), :mod:`.names`, :mod:`.events`.
 """
 
 from orquestrador.brokers.kafka.broker import KafkaBroker
-from orquestrador.brokers.kafka.consumer import KafkaConsumer, KafkaDelivery
+from orquestrador.brokers.kafka.consumer import KafkaConsumer
+from orquestrador.brokers.kafka.delivery import KafkaDelivery
 from orquestrador.brokers.kafka.names import EVENTS_TOPIC, group_of, retry_topic
 
 __all__ = ["EVENTS_TOPIC", "KafkaBroker", "KafkaConsumer", "KafkaDelivery", "group_of", "retry_topic"]

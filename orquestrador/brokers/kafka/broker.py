@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
@@ -26,31 +25,19 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.kafka.consumer import KafkaConsumer, public_headers
+from orquestrador.brokers.kafka.config import KafkaConfig, group_timeouts, quiet_driver
+from orquestrador.brokers.kafka.consumer import KafkaConsumer
+from orquestrador.brokers.kafka.delivery import public_headers
 from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, TopicExists, mapped, retried, unreachable
 from orquestrador.brokers.kafka.events import EventsTopic
 from orquestrador.brokers.kafka.ledger import Committed
 from orquestrador.brokers.kafka.names import MESSAGE_ID, RETRY_SUFFIX, group_of, key_of, retry_topic
 from orquestrador.brokers.support.delays import bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
-from orquestrador.brokers.tls import ssl_context
-from orquestrador.errors import BrokerError, ConfigError
+from orquestrador.errors import BrokerError
 from orquestrador.settings import redact_url
 
 log = logging.getLogger(__name__)
-
-_OPTIONS = ("partitions", "replication", "sasl_mechanism")
-_SASL = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-MIN_SESSION_MS = 6_000  # Kafka's default group.min.session.timeout.ms
-DEFAULT_PARTITIONS = 8  # per job topic the toolkit creates: up to eight workers of a queue busy at once
-
-
-def quiet_driver() -> None:
-    """aiokafka logs each expected, retried condition (a leader moving, a rebalance, a broker
-    restarting) at ERROR; unless configured, it stays quiet and this adapter reports failures in
-    one line each (as with pika)."""
-    if logging.getLogger("aiokafka").level == logging.NOTSET:
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 class KafkaBroker(Broker):
@@ -66,36 +53,10 @@ class KafkaBroker(Broker):
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
         super().__init__(url)
-        parts = urlsplit(self.plain_url)
-        where = redact_url(url)
-        query = dict(parse_qsl(parts.query))
-        unknown = sorted(set(query) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"unknown option {', '.join(unknown)} in Kafka URL {where}: use {', '.join(_OPTIONS)}"
-            )
-        self.partitions = _positive(query.get("partitions"), "partitions", where, default=DEFAULT_PARTITIONS)
-        self._replication = _positive(query.get("replication"), "replication", where, default=0)
+        config = KafkaConfig.from_url(self.plain_url, redact_url(url), self.tls)
+        self.partitions, self._replication = config.partitions, config.replication
         self.replication = self._replication or 1
-        self.bootstrap = parts.netloc.rpartition("@")[2]
-        if not self.bootstrap:
-            raise ConfigError(f"Kafka URL {where} names no server, e.g. kafka://127.0.0.1:9092")
-        servers = self.bootstrap.split(",")
-        self._options: dict[str, Any] = {"bootstrap_servers": servers, "client_id": "orquestrador"}
-        mechanism = query.get("sasl_mechanism", "PLAIN").upper()
-        if mechanism not in _SASL:
-            raise ConfigError(
-                f"sasl_mechanism {mechanism!r} in Kafka URL {where}: use one of {', '.join(_SASL)}"
-            )
-        tls = self.tls is not None
-        if parts.username is not None or parts.password is not None:
-            self._options.update(security_protocol="SASL_SSL" if tls else "SASL_PLAINTEXT",
-                                 sasl_mechanism=mechanism, sasl_plain_username=unquote(parts.username or ""),
-                                 sasl_plain_password=unquote(parts.password or ""))  # fmt: skip
-        elif tls:
-            self._options["security_protocol"] = "SSL"
-        if self.tls is not None:
-            self._options["ssl_context"] = ssl_context(self.tls)
+        self._options = config.options
         self.connect_timeout = connect_timeout
         self.dlq = DlqLimits.from_env()
         self.consumers: set[KafkaConsumer] = set()
@@ -112,12 +73,7 @@ class KafkaBroker(Broker):
         return dict(self._options)
 
     def group_timeouts(self, visibility: float) -> dict[str, int]:
-        """A dead member loses its partitions after the visibility timeout (at least Kafka's 6 s
-        minimum session); aiokafka heartbeats in the background, so a busy worker stays in."""
-        session = max(MIN_SESSION_MS, int(visibility * 1000))
-        beat = max(250, min(3000, int(visibility * 250)))  # a rebalance waits for every member's beat
-        return {"session_timeout_ms": session, "heartbeat_interval_ms": beat,
-                "rebalance_timeout_ms": session, "max_poll_interval_ms": 86_400_000}  # fmt: skip
+        return group_timeouts(visibility)
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -458,14 +414,6 @@ class KafkaBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         return await self._events.subscribe(subject, callback)
-
-
-def _positive(value: str | None, name: str, where: str, *, default: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"invalid {name} {value!r} in Kafka URL {where}: use a positive whole number")
-    return int(value)
 
 
 __all__ = ["KafkaBroker"]

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, dlq_of
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery
 from orquestrador.brokers.kafka.assignor import BusyAwareAssignor
+from orquestrador.brokers.kafka.delivery import KafkaDelivery, Raw, public_headers
 from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, CommitRefused, mapped
 from orquestrador.brokers.kafka.ledger import Committed, Ledger
 from orquestrador.brokers.kafka.names import DUE, MESSAGE_ID, group_of, retry_topic, topics_of
@@ -65,80 +65,6 @@ class Host(Protocol):
     ) -> dict[TopicPartition, Committed]: ...
 
 
-def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in (record.headers or ())}
-
-
-def public_headers(record: ConsumerRecord[Any, Any], reader: FieldReader | None = None) -> dict[str, str]:
-    """The application's headers, as text; ``x-`` ones belong to this adapter."""
-    return (reader or FieldReader()).headers(record.headers or (), "Kafka headers", skip=("x-",))
-
-
-class _Raw:
-    """A record this consumer fetched and has not finished (a :class:`~.support.attempts.Raw`)."""
-
-    def __init__(
-        self, consumer: KafkaConsumer, tp: TopicPartition, record: ConsumerRecord[Any, Any], ledger: Ledger,
-        redelivered: bool,
-    ) -> None:  # fmt: skip
-        self.consumer, self.tp, self.record, self.ledger = consumer, tp, record, ledger
-        self.offset: int = record.offset
-        self.table = record_headers(record)
-        self.redelivered = redelivered
-
-    @property
-    def body(self) -> bytes:
-        return bytes(self.record.value or b"")
-
-    @property
-    def previous(self) -> int:
-        return restamping.previous(self.table, self.redelivered)
-
-    @property
-    def gone(self) -> bool:
-        return self.ledger.lost or self.offset not in self.ledger.unfinished
-
-    def settle(self, *, ack: bool) -> bool:
-        if self.gone:
-            return False
-        if ack:
-            self.ledger.finish(self.offset)
-        else:
-            self.redelivered = True  # handed back: this attempt counts
-            self.consumer.hand_back(self)
-        return True
-
-
-class KafkaDelivery(LeasedDelivery[_Raw]):
-    """A fetched record under a client-side lease; settling it finishes its offset and commits."""
-
-    broker_name = "Kafka"
-
-    def __init__(self, consumer: KafkaConsumer, raw: _Raw) -> None:
-        super().__init__(raw, consumer, consumer, consumer.broker)
-        self._consumer = consumer
-        reader = FieldReader()  # headers come from whoever produced: read like a body
-        self.headers = public_headers(raw.record, reader)
-        restamping.read_count(raw.table, reader)
-        self.message_id = reader.text(raw.table.get(MESSAGE_ID), f"{MESSAGE_ID} header")
-        self.problem = reader.problem
-        self.position = (raw.offset,) if consumer.single_partition else None
-
-    async def ack(self) -> None:
-        await super().ack()
-        self._consumer.commit_soon()
-
-    async def nack(self, delay: float = 0.0) -> None:
-        await super().nack(delay)
-        if delay > 0:
-            self._consumer.commit_soon()
-
-    async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
-        await super().dead_letter(reason, error_type=error_type)
-        self._consumer.commit_soon()
-        await self._consumer.broker.trim_dead_letters(dlq_of(self.queue))
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
@@ -162,14 +88,14 @@ class KafkaConsumer(Consumer):
         self.topics = topics_of(queue)
         self.owner = uuid.uuid4().hex[:12]
         self.ledgers: dict[TopicPartition, Ledger] = {}
-        self.held: set[LeasedDelivery[_Raw]] = set()
+        self.held: set[LeasedDelivery[Raw]] = set()
         self.single_partition = False
         self._restamps = not queue.endswith(DLQ_SUFFIX)
         self._kc: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
-        self._ready: collections.deque[_Raw] = collections.deque()  # prefetched, marked, not given
-        self._waiting: list[tuple[int, int, _Raw]] = []  # retry copies by due time (ms)
-        self._returned: list[_Raw] = []  # handed back, but the copy could not be written yet
+        self._ready: collections.deque[Raw] = collections.deque()  # prefetched, marked, not given
+        self._waiting: list[tuple[int, int, Raw]] = []  # retry copies by due time (ms)
+        self._returned: list[Raw] = []  # handed back, but the copy could not be written yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
@@ -280,9 +206,9 @@ class KafkaConsumer(Consumer):
             await self._mark(self._classify(batch))
         return self._deliver(count)
 
-    def _classify(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[_Raw]:
+    def _classify(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[Raw]:
         """Records to hand out; redeliveries go to be restamped and retry copies to wait."""
-        fresh: list[_Raw] = []
+        fresh: list[Raw] = []
         for tp, records in batch.items():
             ledger = self.ledgers.get(tp)
             if ledger is None or ledger.lost:
@@ -291,7 +217,7 @@ class KafkaConsumer(Consumer):
                 kind = ledger.classify(record.offset)
                 if kind == "skip":
                     continue
-                raw = _Raw(self, tp, record, ledger, redelivered=kind == "again")
+                raw = Raw(self, tp, record, ledger, redelivered=kind == "again")
                 if tp.topic != self.queue:
                     self._wait_retry(raw)
                 elif raw.redelivered and self._restamps:
@@ -300,7 +226,7 @@ class KafkaConsumer(Consumer):
                     fresh.append(raw)
         return fresh
 
-    async def _mark(self, fresh: list[_Raw]) -> None:
+    async def _mark(self, fresh: list[Raw]) -> None:
         """Commit the hand-out mark of a whole prefetch before any of it is handed out, so a
         crash from here on counts these attempts (as RabbitMQ counts a dead consumer's prefetch)."""
         if not fresh:
@@ -347,7 +273,7 @@ class KafkaConsumer(Consumer):
     # -- copies: restamps, hand-backs, delayed retries -------------------------------------
 
     async def send_copy(
-        self, queue: str, raw: _Raw, *, attempts: int, headers: dict[str, str] | None = None
+        self, queue: str, raw: Raw, *, attempts: int, headers: dict[str, str] | None = None
     ) -> None:
         """Publish ``raw`` again (same key, body and message id) with ``attempts`` stamped; to a
         delay bucket name (``<queue>.retry.<ms>``) it goes to ``<queue>.retry`` with its due time."""
@@ -361,12 +287,12 @@ class KafkaConsumer(Consumer):
             out.append((DUE, str(int(time.time() * 1000) + bucket[1]).encode()))
         await self.broker.send(target, raw.body, key=raw.record.key, headers=out)
 
-    def hand_back(self, raw: _Raw) -> None:
+    def hand_back(self, raw: Raw) -> None:
         """Back to the queue: a copy at its end (counting this attempt, except on a dead-letter
         queue), then the original is finished. Kafka cannot put one record back in place."""
         self._spawn(self._restamp(raw))
 
-    async def _restamp(self, raw: _Raw) -> None:
+    async def _restamp(self, raw: Raw) -> None:
         if raw.gone:
             return
         attempts = raw.previous if self._restamps else restamping.previous(raw.table, False)
@@ -385,7 +311,7 @@ class KafkaConsumer(Consumer):
         for raw in returned:
             self._spawn(self._restamp(raw))
 
-    def _wait_retry(self, raw: _Raw) -> None:
+    def _wait_retry(self, raw: Raw) -> None:
         text = bytes(raw.table.get(DUE) or b"")[:16]
         due = int(text) if text.isdigit() else 0  # unreadable: due now
         heapq.heappush(self._waiting, (due, next(_seq), raw))
@@ -401,7 +327,7 @@ class KafkaConsumer(Consumer):
             for tp in self._kc.paused():
                 self._kc.resume(tp)
 
-    async def _move(self, raw: _Raw) -> None:
+    async def _move(self, raw: Raw) -> None:
         """A delayed copy is due: into the queue (its count unchanged), then finished here."""
         if raw.gone:
             return
@@ -488,7 +414,7 @@ class KafkaConsumer(Consumer):
                     self.queue, self.visibility)  # fmt: skip
         self._spawn(self._expire(delivery.raw))
 
-    async def _expire(self, raw: _Raw) -> None:
+    async def _expire(self, raw: Raw) -> None:
         raw.redelivered = True
         await self._restamp(raw)
         if not self._fetching and not self._closed:
