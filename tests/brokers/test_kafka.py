@@ -18,8 +18,10 @@ from orquestrador.brokers.kafka import EVENTS_TOPIC
 from orquestrador.envelope import content_id
 from orquestrador.errors import BrokerUnavailable
 from orquestrador.plugins import Plugin
+from tests.certs import TlsFiles
 from tests.conftest import eventually
 from tests.roundtrip import answer_of
+from tests.servers import KafkaServer
 from tests.test_cli import orq
 
 pytestmark = pytest.mark.kafka
@@ -229,3 +231,24 @@ async def test_a_job_longer_than_the_session_timeout_stays_with_its_worker(kafka
         await second.close()
     assert row.estado == "ok"
     assert runs == [env.message_id], "one run: never redelivered while it ran"
+
+
+async def test_kafkas_verifies_the_server_certificate(tmp_path: Path, tls_files: TlsFiles):
+    with KafkaServer(tmp_path / "kafka-tls", tls=tls_files) as server:
+        broker = await connect(f"{server.tls_url}?tls_ca={tls_files.ca}")
+        queue = f"t_{uuid.uuid4().hex[:12]}"
+        try:
+            await broker.publish(queue, b"over TLS")
+            consumer = await broker.consume(queue, visibility_timeout=30)
+            [delivery] = await consumer.fetch(1, timeout=10)
+            assert delivery.body == b"over TLS"
+            await delivery.ack()
+            await consumer.close()
+        finally:
+            await broker.close()
+
+        untrusted = create_broker(server.tls_url)  # the system's CAs never signed the test CA
+        untrusted.connect_timeout = 10
+        with pytest.raises(BrokerUnavailable) as caught:
+            await untrusted.connect()
+        assert "ORQ_TLS_CA" in str(caught.value), str(caught.value)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,13 +105,30 @@ class KafkaBroker(Broker):
             for client in (producer, admin, inspector):  # started or not: each holds a loop handle
                 with contextlib.suppress(*DRIVER_ERRORS, RuntimeError):
                     await (client.close() if client is admin else client.stop())
-            raise unreachable(exc, redact_url(self.url)) from None
+            refused = await self._tls_refusal() if self.tls is not None else None
+            raise unreachable(refused or exc, redact_url(self.url)) from None
         self._producer, self._admin, self._inspector = producer, admin, inspector
         if not self._replication:  # as many copies as the cluster allows, up to three
             with contextlib.suppress(BrokerError):
                 with mapped("cannot describe the Kafka cluster"):
                     cluster = await admin.describe_cluster()
                 self.replication = max(1, min(3, len(cluster.get("brokers", []))))
+
+    async def _tls_refusal(self) -> ssl.SSLError | None:
+        """aiokafka reports a refused TLS handshake as "unable to bootstrap": shake hands with the
+        first server ourselves to tell the user which TLS setting to fix."""
+        host, _, port = str(self._options["bootstrap_servers"][0]).rpartition(":")
+        host = host.strip("[]")
+        context = self._options["ssl_context"]
+        try:
+            opening = asyncio.open_connection(host, int(port), ssl=context, server_hostname=host)
+            _reader, writer = await asyncio.wait_for(opening, 5)
+        except ssl.SSLError as exc:
+            return exc
+        except (OSError, ValueError, TimeoutError):
+            return None
+        writer.close()
+        return None
 
     async def close(self) -> None:
         for consumer in list(self.consumers):
