@@ -79,3 +79,17 @@ def test_an_unknown_scheme_names_the_known_ones_and_how_to_add_one():
         registry.adapter_for("sqs")
     message = str(caught.value)
     assert "nats://" in message and "amqp://" in message and "orquestrador.brokers" in message
+
+
+def test_without_aiokafka_a_kafka_url_says_which_extra_to_install(monkeypatch):  # type: ignore[no-untyped-def]
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # as if it were not installed
+    for name in [m for m in sys.modules if m.startswith("orquestrador.brokers.kafka")]:
+        monkeypatch.delitem(sys.modules, name)
+    registry.refresh()
+    try:
+        with pytest.raises(ConfigError, match=r'pip install "orquestrador\[kafka\]"'):
+            registry.adapter_for("kafka")
+    finally:
+        registry.refresh()
