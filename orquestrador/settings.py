@@ -190,7 +190,8 @@ def check_url(url: str) -> str:
             + f" (or leave {ENV_BROKER_URL} unset for the embedded NATS server; a package that"
             " provides another broker registers its scheme when installed)"
         )
-    if adapter_for(parts.scheme).capabilities.cross_process and not parts.hostname:
+    adapter = adapter_for(parts.scheme)
+    if adapter.capabilities.cross_process and adapter.host_required and not parts.hostname:
         raise ConfigError(f"broker URL {redact_url(url)!r} has no host, e.g. nats://127.0.0.1:4222")
     return url
 

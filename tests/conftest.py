@@ -1,11 +1,12 @@
 """Shared fixtures: real brokers for broker tests, a fresh state directory for every test.
 
 Each broker is a session fixture of :mod:`tests.servers.fixtures`: ``ORQ_TEST_NATS_URL``,
-``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` point the suite at
-existing servers; without them the suite starts its own on free loopback ports (the embedded
-nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end. A broker
-that can be neither reached nor started skips its tests on a laptop, and fails them under
-``CI=true``, with one line saying what to install.
+``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL``, ``ORQ_TEST_KAFKA_URL`` and
+``ORQ_TEST_SQS_URL`` point the suite at existing servers; without them the suite starts its own
+on free loopback ports (the embedded nats-server, a redis-server, a RabbitMQ node, a KRaft
+Kafka, moto for SQS) and stops them at the end. A broker that can be neither reached nor
+started skips its tests on a laptop, and fails them under ``CI=true``, with one line saying
+what to install.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
     rabbit_server,
     rabbitmq_url,
     redis_url,
+    sqs_url,
     tls_files,
 )
 
@@ -34,9 +36,9 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
 # class's scheme, but "rabbitmq" for amqp). Any other registered adapter (a third-party or test
 # package) is reached through ORQ_TEST_BROKER_<NAME>, or, when it lives inside the process
 # (not ``capabilities.cross_process``), through ``<scheme>://<unique name>``.
-SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url"}
+SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url", "sqs": "sqs_url"}
 TEST_NAMES = {"amqp": "rabbitmq"}
-_ORDER = ("memory", "nats", "redis", "rabbitmq")
+_ORDER = ("memory", "nats", "redis", "rabbitmq", "sqs")
 
 
 def _registered() -> dict[str, type[Broker]]:
@@ -77,7 +79,7 @@ def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     pytest.fail(f"no server for the {name} adapter: set ORQ_TEST_BROKER_{name.upper()} to its URL")
 
 
-BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
+BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka", "sqs")
 BROKERS = brokers_where()
 
 

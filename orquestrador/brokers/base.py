@@ -142,6 +142,7 @@ class Broker(abc.ABC):
 
     scheme: ClassVar[str]
     display_name: ClassVar[str] = ""  # "NATS", "Redis": how messages name the broker (else the scheme)
+    host_required: ClassVar[bool] = True  # False: the URL may omit the host (sqs:// takes the AWS region)
     # Declared by every adapter (see Capabilities); the registry refuses an adapter without one.
     capabilities: ClassVar[Capabilities]
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
