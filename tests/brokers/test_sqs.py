@@ -162,6 +162,23 @@ async def test_queues_are_created_with_sqs_names_a_redrive_policy_and_the_toolki
     assert name not in await broker.queues()
 
 
+async def test_a_queue_deleted_by_another_client_is_created_again(broker: SqsBroker, url: str, name: str):
+    await broker.publish(name, b"one")
+    consumer = await broker.consume(name, visibility_timeout=5)
+    other = await connect(url)
+    await other.delete(name)
+    await other.close()
+    try:
+        await broker.publish(name, b"two")  # this connection still has the old URL
+        [delivery] = await eventually(lambda: consumer.fetch(1, timeout=1))
+        assert delivery.body == b"two"
+        await delivery.dead_letter("after a re-creation the DLQ is back too")
+        assert (await broker.stats(name)).dead_letters == 1
+    finally:
+        await consumer.close()
+        await broker.delete(name)
+
+
 async def test_a_long_name_is_listed_under_its_own_name(broker: SqsBroker):
     long = "t_" + uuid.uuid4().hex + "x" * 100
     await broker.publish(long, b"job")

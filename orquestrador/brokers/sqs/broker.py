@@ -203,9 +203,11 @@ class SqsBroker(Broker):
         return url
 
     async def redeclare(self, queue: str) -> None:
-        """It was deleted behind this connection's back: create it again."""
-        self.forget(queue)
-        self._urls.pop(queue, None)
+        """It was deleted behind this connection's back (with its DLQ, as ``delete`` does): create
+        both again."""
+        for name in {queue, dlq_of(queue)}:
+            self.forget(name)
+            self._urls.pop(name, None)
         await self.declare(queue)
 
     # -- publishing --------------------------------------------------------------------------
