@@ -127,7 +127,38 @@ async def inject_rabbitmq(url: str, queue: str, correlation_id: str) -> int:
     return await asyncio.to_thread(_publish_rabbitmq, url, queue, correlation_id)
 
 
+def _publish_sqs(url: str, queue: str, correlation_id: str) -> int:
+    from urllib.parse import parse_qsl, urlsplit
+
+    import boto3
+
+    from orquestrador.brokers.sqs import sqs_name
+
+    parts = urlsplit(url)
+    endpoint = dict(parse_qsl(parts.query)).get("endpoint_url")
+    client = boto3.client("sqs", region_name=parts.hostname or None, endpoint_url=endpoint)
+    target = client.get_queue_url(QueueName=sqs_name(queue))["QueueUrl"]
+
+    def text(value: str) -> dict[str, str]:
+        return {"DataType": "String", "StringValue": value}
+
+    cases: list[tuple[str, dict[str, dict[str, str]]]] = [
+        (body(correlation_id).decode(), {"orq-headers": text("[" * 100_000 + "]" * 100_000)}),  # recursion
+        (body(correlation_id).decode(), {"orq-headers": text("[1, 2]")}),  # JSON, not an object
+        (body(correlation_id).decode(), {"orq-headers": text(json.dumps({"k": "v" * 20_000}))}),  # too large
+        (body(correlation_id).decode(), {"orq-message-id": text("m" * 300)}),  # not an id
+        ("not base64 at all!", {"orq-body-encoding": text("base64")}),  # says base64, is not
+    ]
+    for message, attributes in cases:
+        client.send_message(QueueUrl=target, MessageBody=message, MessageAttributes=attributes)
+    return len(cases)
+
+
+async def inject_sqs(url: str, queue: str, correlation_id: str) -> int:
+    return await asyncio.to_thread(_publish_sqs, url, queue, correlation_id)
+
+
 async def inject(broker_name: str, url: str, queue: str, correlation_id: str | None = None) -> int:
     correlation_id = correlation_id or f"hostil-{uuid.uuid4().hex[:8]}"
-    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq}
+    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "sqs": inject_sqs}
     return await injectors[broker_name](url, queue, correlation_id)

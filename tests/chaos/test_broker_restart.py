@@ -4,6 +4,10 @@ Each broker is a throwaway server of tests/servers.py whose settings keep data a
 (JetStream file storage; Redis with appendonly; a RabbitMQ node of its own with durable queues
 and persistent messages); the shared servers are never touched. Jobs are published before the
 restart and while the server is coming back; every one must get its result.
+
+Only brokers whose test server keeps its data across a restart take part: moto, the tests' SQS,
+keeps queues in memory and comes back empty, which would say nothing of SQS itself (a managed
+service that is not restarted by its users; its durability is AWS's).
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import pytest
 
 from orquestrador.errors import BrokerError
 from tests.chaos.harness import Cenario, Contador, Linha, esperar_finais, execucoes, fechar
+from tests.contract.test_worker_processes import REAL_BROKERS
 from tests.servers import NatsServer, RabbitServer, RedisServer
 
 BEFORE, DURING = 300, 30
+PERSISTENT = ("nats", "redis", "rabbitmq")  # test servers that survive a restart (see above)
+
+
+@pytest.fixture(params=[p for p in REAL_BROKERS if p.values[0] in PERSISTENT])
+def broker_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture

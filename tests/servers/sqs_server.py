@@ -4,8 +4,8 @@ A separate process rather than moto's ``ThreadedMotoServer``: the test process a
 processes the tests start share it, and a server thread inside the test process would compete
 with the tests for its GIL. moto keeps everything in memory, so a restart empties it (broker
 restart scenarios leave SQS out for that reason) and it slows down with deep queues: keep SQS test
-volumes small. It answers SNS on the same port (the adapter's events use it). One race of moto's
-is fixed where it starts (:mod:`tests.servers.moto_sqs`).
+volumes small. It answers SNS on the same port (the adapter's events use it). moto's SQS is not
+thread-safe; it is made so where it starts (:mod:`tests.servers.moto_sqs`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class SqsServer(ServerProcess):
         return [sys.executable, "-m", "tests.servers.moto_sqs", "-H", HOST, "-p", str(self.port)]
 
     def env(self) -> dict[str, str]:
-        """Ours plus the checkout on the path, for :mod:`tests.servers.moto_sqs` (moto with an
-        atomic receive) run from the server's own directory."""
+        """Ours plus the checkout on the path, for :mod:`tests.servers.moto_sqs` (moto made
+        thread-safe) run from the server's own directory."""
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         return {**os.environ, "PYTHONPATH": path}
 
