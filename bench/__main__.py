@@ -12,7 +12,9 @@ simulated through the store path instead, and the table says so), and ``resultad
 
 Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` measure existing servers; without
 them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
-RabbitMQ node, on free loopback ports) and stops them at the end.
+RabbitMQ node, on free loopback ports) and stops them at the end. ``--brokers sqs`` (not in the
+default set) measures SQS at ``--sqs-url``, or moto started for the run: an emulator, whose
+numbers say how fast moto answers, not SQS, so no ratio to the others is meant.
 
 The scraping row (the ``http`` escavador against Scrapy on a local site) is its own run:
 ``python -m bench.scraping``.
@@ -45,6 +47,8 @@ from bench.report import table
 from bench.servers import ServerUnavailable, broker_urls
 
 BROKERS = ("nats", "redis", "rabbitmq")
+# Measured when asked for (--brokers sqs): on moto, an emulator, the numbers are the emulator's.
+ON_REQUEST = ("sqs",)
 
 
 @dataclass
@@ -162,7 +166,7 @@ class Profiler:
 
 def adapter_problem(broker: str, url: str) -> str | None:
     """Why the toolkit cannot use ``broker`` here, or None."""
-    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq"}[broker]
+    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq", "sqs": "sqs"}[broker]
     try:
         importlib.import_module(f"orquestrador.brokers.{module}")
     except ModuleNotFoundError:
@@ -429,7 +433,7 @@ def run_memory(broker: str, rate: float | None, settings: Settings, work: Path) 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated: nats,redis,rabbitmq")
+    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated; also sqs")
     parser.add_argument("--n", type=int, default=None, help="round-trip / publish jobs (default 20000)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
@@ -442,12 +446,15 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--nats-url", default=None, help="default: the embedded nats-server, for this run")
     parser.add_argument("--redis-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--rabbitmq-url", default=None, help="default: a RabbitMQ node started for this run")
+    parser.add_argument(
+        "--sqs-url", default=None, help="sqs://REGION[?endpoint_url=...]; default: moto started for this run"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
     args = parser.parse_args(argv)
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    unknown = [b for b in brokers if b not in BROKERS]
+    unknown = [b for b in brokers if b not in BROKERS + ON_REQUEST]
     if unknown:
-        parser.error(f"unknown broker(s) {unknown}: use {', '.join(BROKERS)}")
+        parser.error(f"unknown broker(s) {unknown}: use {', '.join(BROKERS + ON_REQUEST)}")
     quick = args.quick
     settings = Settings(
         brokers=brokers,
@@ -458,7 +465,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
         rows=args.rows or (50_000 if quick else 1_000_000),
         budget=args.budget,
-        urls={"nats": args.nats_url, "redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
+        urls={name: getattr(args, f"{name}_url") for name in BROKERS + ON_REQUEST},
         profile=args.profile,
     )
     return settings, args
