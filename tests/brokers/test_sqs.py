@@ -18,11 +18,13 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import pytest
 
+from orquestrador import AsyncOrquestrador, Contexto, Retry, Worker, WorkerOptions
 from orquestrador.brokers import connect
 from orquestrador.brokers.base import DLQ_REASON, dlq_of
 from orquestrador.brokers.sqs import SqsBroker, queue_name, sqs_name
 from orquestrador.brokers.sqs.sender import Sender
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
+from orquestrador.plugins import Plugin
 from orquestrador.settings import check_url
 from tests.conftest import broker_url_for, eventually
 
@@ -413,3 +415,39 @@ async def test_fifo_dead_letters_and_replays(fifo: SqsBroker, name: str):
     finally:
         await consumer.close()
         await fifo.delete(name)
+
+
+async def test_jobs_of_one_chain_run_in_order_through_a_worker_on_fifo_queues(url: str, name: str):
+    """The runtime on FIFO: jobs, a delayed retry (a visibility change, not a copy), results."""
+    fifo_url = with_options(url, fifo="true")
+    order: list[int] = []
+
+    def em_ordem(payload: dict, ctx: Contexto) -> dict:  # type: ignore[type-arg]
+        if payload["i"] == 1 and ctx.tentativa == 1:
+            raise Retry("once more", delay=1)  # the chain's later jobs wait behind it
+        order.append(payload["i"])
+        return {"i": payload["i"]}
+
+    orq = AsyncOrquestrador(fifo_url, responder_para=f"res_{name}")
+    await orq.start()
+    broker = await connect(fifo_url)
+    plugin = Plugin("escavador", name, em_ordem, "tests", takes_context=True)
+    worker = Worker(broker, [plugin], WorkerOptions(concurrency=4, fetch_timeout=0.5))
+    running = asyncio.create_task(worker.run())
+    try:
+        first = await orq.iniciar("iniciar_coleta", name, {"i": 0})
+        chain = first.correlation_id
+        sent = [first] + [
+            await orq.iniciar("iniciar_coleta", name, {"i": i}, correlation_id=chain) for i in range(1, 4)
+        ]
+        rows = [await orq.esperar(e.message_id or "", 60) for e in sent]
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        for queue in (plugin.fila, f"res_{name}"):
+            await broker.delete(queue)
+        await broker.close()
+        await orq.close()
+    assert [r.estado for r in rows] == ["ok"] * 4
+    assert [r.tentativa for r in rows] == [1, 2, 1, 1]
+    assert order == [0, 1, 2, 3], "a chain's jobs run one after another, in order"

@@ -25,9 +25,11 @@ a message that keeps killing its workers before the runtime's own count (``max_t
 dead-letters it (such a letter has no reason headers).
 
 FIFO (``?fifo=true``). Every queue, DLQs included, is a FIFO queue; the message group is the
-envelope's ``correlation_id`` (order kept within a chain; a chain's next message waits while
-one is in flight) and the deduplication id is the ``message_id``, so SQS drops a repeated id
-within its five-minute window, from any client (``deduplicated`` skips the per-connection
+envelope's ``correlation_id`` and the deduplication id is the ``message_id``. A chain's jobs run
+one after another, in order: SQS hands out no message of a group while one is in flight, and
+the consumer receives one message per ReceiveMessage (several in parallel, each of another
+chain), so a batch never holds two of one chain. The deduplication id drops a repeated id,
+within SQS's five-minute window, from any client (``deduplicated`` skips the per-connection
 fallback). Standard queues use that fallback (:mod:`..support.dedup`).
 
 Inspection. ``stats`` reads the queue attributes: depth = visible + delayed, in flight = not

@@ -34,6 +34,8 @@ def seconds(value: float) -> int:
 class Host(Protocol):
     """What consumers and deliveries need of their broker, so this module never imports it."""
 
+    fifo: bool
+
     @property
     def sqs(self) -> Any: ...
 
@@ -123,6 +125,18 @@ class SqsConsumer(Consumer):
         return []
 
     async def _receive(self, url: str, max_messages: int, wait: int) -> list[dict[str, Any]]:
+        """Up to ``max_messages``; on FIFO queues one per receive, so a batch never holds two
+        messages of one chain (run side by side, they would finish out of order): the first
+        receive waits, the rest, in parallel, take one message of another chain each, if any."""
+        if not self.broker.fifo:
+            return await self._receive_some(url, max_messages, wait)
+        first = await self._receive_some(url, 1, wait)
+        if not first or max_messages <= 1:
+            return first
+        more = await asyncio.gather(*(self._receive_some(url, 1, 0) for _ in range(min(9, max_messages - 1))))
+        return first + [message for batch in more for message in batch]
+
+    async def _receive_some(self, url: str, max_messages: int, wait: int) -> list[dict[str, Any]]:
         with mapped(f"fetch from {self.queue} failed"):
             reply = await self.broker.sqs.receive_message(
                 QueueUrl=url, MaxNumberOfMessages=max(1, min(10, max_messages)), WaitTimeSeconds=wait,
