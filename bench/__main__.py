@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print()
     if worst is None:
-        print("worst round-trip ratio vs raw: n/a (no broker completed both round trips)")
+        print("worst round-trip ratio vs raw: n/a (no broker off an emulator completed both round trips)")
     else:
         print(f"worst round-trip ratio vs raw: {worst[0]:.2f} ({worst[1]})")
     if args.json is not None:
