@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_VISIBILITY = 43_200  # SQS's limit (12 h), in whole seconds
 MAX_WAIT = 20  # SQS's longest long poll
-SHORT_POLL_PAUSE = 0.1  # between short polls, when a fetch waits less than a second
+SHORT_POLL_PAUSE = 0.1  # between short polls, when a fetch waits less than half a second
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId", "SequenceNumber"]
 
 
@@ -105,7 +105,9 @@ class SqsConsumer(Consumer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         while not self._closed:
-            wait = max(0, min(MAX_WAIT, int(deadline - loop.time())))
+            # Long polls are whole seconds: rounded, so a 1 s fetch (the worker's) is one long poll
+            # that returns as soon as a message arrives, not ten short polls.
+            wait = max(0, min(MAX_WAIT, round(deadline - loop.time())))
             url = await self.broker.url_of(self.queue)
             try:
                 messages = await self._receive(url, max_messages, wait)
