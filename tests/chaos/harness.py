@@ -32,6 +32,15 @@ def volume(broker_name: str, jobs: int, *, at_least: int = 1) -> int:
     return max(at_least, jobs // SMALLER.get(broker_name, 1))
 
 
+# On moto every request waits its turn, so a short job spends most of its time in SQS calls, not in
+# its handler: where a scenario needs workers caught inside handlers, SQS jobs last this much longer.
+SLOWER = {"sqs": 5}
+
+
+def job_seconds(broker_name: str, seconds: float) -> float:
+    return seconds * SLOWER.get(broker_name, 1)
+
+
 @dataclass
 class Linha:
     """One scenario on one broker: the row of the summary table."""

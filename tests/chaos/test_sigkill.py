@@ -6,16 +6,25 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.chaos.harness import Cenario, Linha, esperar_finais, execucoes, execucoes_por_pid, fechar, volume
+from tests.chaos.harness import (
+    Cenario,
+    Linha,
+    esperar_finais,
+    execucoes,
+    execucoes_por_pid,
+    fechar,
+    job_seconds,
+    volume,
+)
 
 JOBS = 400
 
 
 async def test_worker_sigkill_mid_batch(broker_name: str, url: str, suffix: str, run_log: Path, report):
-    jobs = volume(broker_name, JOBS, at_least=200)  # enough to be mid-batch when the victim dies
+    jobs, seconds = volume(broker_name, JOBS, at_least=200), job_seconds(broker_name, 0.1)
     async with Cenario(url, suffix) as c:
         victim, _ = await asyncio.gather(*(c.worker(visibility_timeout=3) for _ in range(2)))
-        payloads = [{"i": i, "segundos": 0.1} for i in range(jobs)]
+        payloads = [{"i": i, "segundos": seconds} for i in range(jobs)]
         ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
         while c.orq.store.count_by_state(ids).get("ok", 0) < jobs // 5:
             await asyncio.sleep(0.05)
