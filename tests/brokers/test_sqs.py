@@ -321,6 +321,16 @@ async def test_without_credentials_connect_says_where_they_come_from(
         await connect(url)
 
 
+async def test_without_a_region_connect_says_how_to_give_one(
+    endpoint: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path
+):  # type: ignore[no-untyped-def]
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match=r"no AWS region: name it in the URL \(sqs://us-east-1\)"):
+        await connect(f"sqs://?endpoint_url={endpoint or 'http://127.0.0.1:1'}")
+
+
 async def test_an_endpoint_that_does_not_answer_is_unavailable():
     from tests.servers.process import free_port
 
