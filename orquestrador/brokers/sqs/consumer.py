@@ -22,13 +22,22 @@ log = logging.getLogger(__name__)
 
 MAX_VISIBILITY = 43_200  # SQS's limit (12 h), in whole seconds
 MAX_WAIT = 20  # SQS's longest long poll
-SHORT_POLL_PAUSE = 0.1  # between short polls, when a fetch waits less than half a second
+SHORT_POLL_PAUSE = 0.1  # between short polls, when a fetch waits less than a second
+LONG_POLL_SLACK = 0.05  # seconds a long poll may outlast its fetch's timeout
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId", "SequenceNumber"]
 
 
 def seconds(value: float) -> int:
     """Whole seconds for SQS (it takes no fractions), rounded up, within its limits."""
     return max(0, min(MAX_VISIBILITY, math.ceil(value)))
+
+
+def _long_poll(remaining: float) -> int:
+    """The long poll for a fetch with ``remaining`` seconds, in whole seconds (SQS's unit), never
+    much longer than asked: a worker's 1 s fetch is one long poll, answered as soon as a message
+    arrives, instead of ten short polls; under a second, short polls :data:`SHORT_POLL_PAUSE`
+    apart (a caller renewing leases between fetches relies on their timeout)."""
+    return max(0, min(MAX_WAIT, int(remaining + LONG_POLL_SLACK)))
 
 
 class Host(Protocol):
@@ -105,9 +114,7 @@ class SqsConsumer(Consumer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         while not self._closed:
-            # Long polls are whole seconds: rounded, so a 1 s fetch (the worker's) is one long poll
-            # that returns as soon as a message arrives, not ten short polls.
-            wait = max(0, min(MAX_WAIT, round(deadline - loop.time())))
+            wait = _long_poll(deadline - loop.time())
             url = await self.broker.url_of(self.queue)
             try:
                 messages = await self._receive(url, max_messages, wait)
