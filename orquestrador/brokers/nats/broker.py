@@ -325,9 +325,12 @@ class NatsBroker(Broker):
             raise self.not_connected()
 
         async def handler(msg: Msg) -> None:
-            result = callback(msg.data)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = callback(msg.data)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # nats-py would only pass it to error_cb, logged at debug level
+                log.exception("event callback for %s failed", subject)
 
         sub = await self._nc.subscribe(subject, cb=handler)
 
