@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, Message, validate_queue_name
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.intake import DeliveryFields
 from orquestrador.brokers.memory import Entry, MemoryBroker, Space
 from orquestrador.brokers.support import attempts as restamping
 from orquestrador.brokers.support.delays import bucket_name, bucket_of
@@ -32,8 +31,8 @@ _POLL = 0.005
 _NEVER = float("inf")  # no server-side lease: a taken message is held until settled or released
 
 
-def _public(headers: Mapping[str, Any], reader: FieldReader | None = None) -> dict[str, str]:
-    return (reader or FieldReader()).headers(headers.items(), "headers", skip=("x-",))
+# The stamped count is an ``x-`` header, as on RabbitMQ: never part of the public headers.
+FIELDS = DeliveryFields("headers", "message id", count=f"{restamping.ATTEMPTS_HEADER} header", skip=("x-",))
 
 
 class _Raw:
@@ -71,12 +70,9 @@ class ToyDelivery(LeasedDelivery[_Raw]):
 
     def __init__(self, consumer: ToyConsumer, raw: _Raw) -> None:
         super().__init__(raw, consumer, consumer, consumer.broker)
-        reader = FieldReader()
-        self.headers = _public(raw.entry.headers, reader)
-        restamping.read_count(raw.entry.headers, reader)
-        self.message_id = raw.entry.message_id
+        table = raw.entry.headers
+        FIELDS.read(self, table, raw.entry.message_id, count=restamping.stamped_count(table))
         self.position = (raw.entry.seq,)
-        self.problem = reader.problem
 
 
 class ToyConsumer(Consumer):
@@ -113,7 +109,7 @@ class ToyConsumer(Consumer):
     async def send_copy(
         self, queue: str, raw: _Raw, *, attempts: int, headers: dict[str, str] | None = None
     ) -> None:
-        table = restamping.stamped(_public(raw.entry.headers) if headers is None else headers, attempts)
+        table = restamping.stamped(FIELDS.clean(raw.entry.headers) if headers is None else headers, attempts)
         self.broker.put(queue, raw.body, table, raw.entry.message_id)
 
     def done(self, delivery: LeasedDelivery[Any]) -> None:
@@ -185,7 +181,7 @@ class ToyBroker(MemoryBroker):
         return ToyConsumer(self, queue, visibility_timeout)
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
-        return [Message(m.body, _public(m.headers), m.id) for m in await super().peek(queue, limit)]
+        return [Message(m.body, FIELDS.clean(m.headers), m.id) for m in await super().peek(queue, limit)]
 
     async def queues(self) -> list[str]:
         return [name for name in await super().queues() if bucket_of(name) is None]

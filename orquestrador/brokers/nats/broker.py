@@ -30,7 +30,7 @@ from orquestrador.brokers.base import (
     dlq_of,
 )
 from orquestrador.brokers.nats import recovery
-from orquestrador.brokers.nats.consumer import NatsConsumer, NatsDelivery, public_headers
+from orquestrador.brokers.nats.consumer import FIELDS, NatsConsumer, NatsDelivery
 from orquestrador.brokers.nats.errors import (
     AlreadyAcked,
     BadRequest,
@@ -284,7 +284,7 @@ class NatsBroker(Broker):
         with mapped(f"cannot peek {queue}"), contextlib.suppress(NotFound):  # NotFound: past the last
             while len(out) < limit:
                 raw = await self.js.get_msg(stream_name(queue), seq=seq, subject=queue, next=True)
-                out.append(Message(raw.data or b"", public_headers(raw.headers), str(raw.seq)))
+                out.append(Message(raw.data or b"", FIELDS.clean(raw.headers), str(raw.seq)))
                 seq = (raw.seq or seq) + 1
         return out
 

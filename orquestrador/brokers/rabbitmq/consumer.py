@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pika import spec
 
 from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.intake import DeliveryFields
 from orquestrador.brokers.rabbitmq import pika_reads
 from orquestrador.brokers.rabbitmq.channel import NOT_FOUND, AsyncChannel, ChannelClosed
 from orquestrador.brokers.rabbitmq.errors import mapped
@@ -49,10 +49,15 @@ class Host(Protocol):
     async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None: ...
 
 
-def public_headers(props: spec.BasicProperties, reader: FieldReader | None = None) -> dict[str, str]:
-    """The application's headers, as text; ``x-`` ones belong to RabbitMQ or to this adapter."""
-    headers = props.headers if isinstance(props.headers, dict) else {}
-    return (reader or FieldReader()).headers(headers.items(), "AMQP headers", skip=("x-",))
+# ``x-`` headers belong to RabbitMQ or to this adapter (the stamped count): never carried over.
+FIELDS = DeliveryFields(
+    "AMQP headers", "message_id property", count=f"{restamping.ATTEMPTS_HEADER} header", skip=("x-",)
+)
+
+
+def public_headers(props: spec.BasicProperties) -> dict[str, str]:
+    """The application's headers, as text."""
+    return FIELDS.clean(props.headers)
 
 
 def copy_props(
@@ -102,13 +107,9 @@ class RabbitMQDelivery(LeasedDelivery[_Raw]):
     def __init__(self, consumer: RabbitMQConsumer, raw: _Raw) -> None:
         super().__init__(raw, consumer, consumer, consumer.broker)
         # Properties and headers come from whoever published: read like a body (brokers.intake).
-        reader = FieldReader()
-        if unreadable := pika_reads.unreadable(raw.props):
-            reader.problems.append(unreadable)
-        self.headers = public_headers(raw.props, reader)
-        restamping.read_count(raw.props.headers, reader)
-        self.message_id = reader.text(raw.props.message_id, "message_id property")
-        self.problem = reader.problem
+        props = raw.props
+        count = restamping.stamped_count(props.headers)
+        FIELDS.read(self, props.headers, props.message_id, count=count, problem=pika_reads.unreadable(props))
 
 
 class RabbitMQConsumer(Consumer):
