@@ -76,7 +76,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from orquestrador import Contexto, PermanentFailure, Retry, executor
+from orquestrador.plugins import PayloadModel, payload_dict
 from orquestrador.settings import (
     DEFAULT_COMANDO_MAX_BYTES,
     DEFAULT_COMANDO_MAX_TIMEOUT,
@@ -348,9 +351,29 @@ def _ambiente(payload: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-@executor("comando")
-async def executar_comando(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+class PedidoComando(PayloadModel):
+    """The ``comando`` executor's payload: unknown keys are refused, so a typo never drops an option."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    programa: str = Field(description="allow-listed program name or absolute path; never a shell")
+    args: list[str] = Field(default=[], description="arguments, handed to the program as they are")
+    timeout: float | None = Field(default=None, description="seconds before every process is killed (60)")
+    cwd: str | None = Field(default=None, description="existing working directory")
+    stdin: str | None = Field(default=None, description="text written to the program's input")
+    env: dict[str, str] | None = Field(
+        default=None, description="environment entries, names listed in ORQ_COMANDO_ENV_ALLOW only"
+    )
+    max_bytes: float | None = Field(default=None, description="bytes kept of stdout and of stderr (128 KiB)")
+    falhar_se_codigo_diferente_de_zero: bool = Field(
+        default=False, description="a non-zero exit code fails the job (retried, then dead-lettered)"
+    )
+
+
+@executor("comando", schema=PedidoComando)
+async def executar_comando(pedido: dict[str, Any] | PedidoComando, ctx: Contexto) -> dict[str, Any]:
     """Run ``payload["programa"]`` with ``payload["args"]`` and report its exit code and output."""
+    payload = payload_dict(pedido)
     desconhecidas = set(payload) - CHAVES
     if desconhecidas:
         raise PermanentFailure(f"unknown payload keys {sorted(desconhecidas)}; known: {sorted(CHAVES)}")
