@@ -82,6 +82,10 @@ class NatsBroker(Broker):
                 refused.set_result(exc)
             log.debug("nats client error: %s", exc)
 
+        async def on_disconnect() -> None:
+            if self._nc is not None and self._nc.is_reconnecting:  # not a close(): say it
+                log.warning("lost the connection to %s; reconnecting", redact_url(self.url))
+
         async def on_reconnect() -> None:
             self.reconnects += 1
             self._recovery.reconnected()
@@ -101,6 +105,7 @@ class NatsBroker(Broker):
                 allow_reconnect=True,
                 error_cb=on_error,
                 reconnected_cb=on_reconnect,
+                disconnected_cb=on_disconnect,
                 tls=tls,
             )
         )
