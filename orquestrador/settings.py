@@ -65,7 +65,7 @@ CEILINGS: dict[str, float] = {
     ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
 }
 
-TLS_SCHEMES = ("tls", "rediss", "amqps")
+TLS_SCHEMES = ("tls", "rediss", "amqps", "bullmqs")
 
 
 def home() -> Path:

@@ -22,6 +22,7 @@ import pytest
 from orquestrador.brokers import Broker, Capabilities, connect, registry
 from tests.servers import IN_CI, unreachable  # noqa: F401 - re-exported for older imports
 from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by all modules
+    bullmq_url,
     kafka_url,
     nats_url,
     rabbit_server,
@@ -34,9 +35,11 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
 # class's scheme, but "rabbitmq" for amqp). Any other registered adapter (a third-party or test
 # package) is reached through ORQ_TEST_BROKER_<NAME>, or, when it lives inside the process
 # (not ``capabilities.cross_process``), through ``<scheme>://<unique name>``.
-SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url"}
+SERVER_FIXTURES = {
+    "nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url", "bullmq": "bullmq_url"
+}  # fmt: skip
 TEST_NAMES = {"amqp": "rabbitmq"}
-_ORDER = ("memory", "nats", "redis", "rabbitmq")
+_ORDER = ("memory", "nats", "redis", "rabbitmq", "bullmq")
 
 
 def _registered() -> dict[str, type[Broker]]:
@@ -77,7 +80,7 @@ def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     pytest.fail(f"no server for the {name} adapter: set ORQ_TEST_BROKER_{name.upper()} to its URL")
 
 
-BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
+BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka", "bullmq")
 BROKERS = brokers_where()
 
 

@@ -91,6 +91,9 @@ class Delivery(abc.ABC):
     # Why broker-level fields (headers, ids, counters) could not be read, if so: the runtime
     # dead-letters such a delivery with this reason instead of running it (see brokers.intake).
     problem: str | None = None
+    # The resultado envelope the runtime answered this job with, set before it acks: a broker that
+    # keeps a job's return value (BullMQ's ``returnvalue``) stores it with the ack.
+    reply: bytes | None = None
 
     @abc.abstractmethod
     async def ack(self) -> None:

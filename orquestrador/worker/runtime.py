@@ -494,3 +494,5 @@ class Worker:
             )
             body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
             await self._publisher.publish(queue, body, resultado.message_id)
+            if not parte:
+                job.delivery.reply = body  # kept with the ack where the broker keeps return values
