@@ -253,7 +253,7 @@ class BullMQBroker(Broker):
 
     async def queues(self) -> list[str]:
         with mapped("cannot list queues"):
-            return sorted(await self.client.smembers(QUEUES_KEY))
+            return sorted(str(name) for name in await self.client.smembers(QUEUES_KEY))
 
     async def replay(
         self, queue: str, *, limit: int | None = None, progress: Callable[[int], None] | None = None
