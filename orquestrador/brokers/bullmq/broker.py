@@ -88,6 +88,7 @@ class BullMQBroker(Broker):
         self.keep_failed: dict[str, int] | bool = keep or False
         self._client: aioredis.Redis | None = None
         self._queues: dict[str, Queue] = {}
+        self._last_finished_ms = 0
 
     @property
     def client(self) -> aioredis.Redis:
@@ -127,6 +128,11 @@ class BullMQBroker(Broker):
             validate_queue_name(name)
             queue = self._queues[name] = Queue(name, {"connection": self.client, "prefix": self.prefix})
         return queue
+
+    def finished_on(self, stamp_ms: int) -> int:
+        """``stamp_ms``, or just after the last one this connection gave (see BullMQDelivery.dead_letter)."""
+        self._last_finished_ms = max(stamp_ms, self._last_finished_ms + 1)
+        return self._last_finished_ms
 
     async def _declare_new(self, names: list[str]) -> None:
         """BullMQ queues exist once a job is added; the names are kept for ``queues()``."""

@@ -48,6 +48,8 @@ class Host(Protocol):
 
     def bull_queue(self, name: str) -> Queue: ...
 
+    def finished_on(self, stamp_ms: int) -> int: ...
+
 
 def read_job(queue: Queue, raw: dict[str, Any], job_id: str) -> tuple[Job, FieldReader]:
     """BullMQ's Job for a raw job hash; what cannot be read is noted on the reader, not raised."""
@@ -119,10 +121,13 @@ class BullMQDelivery(Delivery):
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         """A failed job in BullMQ, ``reason`` as its ``failedReason`` (Node and Bull Board show it)."""
         fields = {DEAD_LETTER_FIELD: json.dumps(self.dead_letter_headers(reason, error_type))}
+        host, scripts = self._consumer.host, self._queue.backend.scripts
+        keys, args = scripts.moveToFailedArgs(self.job, reason, host.keep_failed, self._token, False, fields)
+        # The failed set is ordered by finishedOn (ms): kept strictly increasing here, so dead
+        # letters of one process list, and are trimmed, in the order they died.
+        args[1] = host.finished_on(int(args[1]))
         with mapped(self._what("dead_letter")):
-            await self._queue.backend.moveToFailed(
-                self.job, reason, self._consumer.host.keep_failed, self._token, False, fields
-            )
+            await scripts.moveToFinished(self.job.id, keys, args)
 
 
 class BullMQConsumer(Consumer):
