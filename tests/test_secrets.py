@@ -36,6 +36,8 @@ def url_forms(port: int) -> list[str]:
         f"rediss://:{SECRET}@127.0.0.1:{port}/0",
         f"amqp://guest:{SECRET}@127.0.0.1:{port}/%2F",
         f"amqps://guest:{SECRET}@127.0.0.1:{port}/%2F",
+        f"bullmq://worker:{SECRET}@127.0.0.1:{port}/0",
+        f"bullmqs://:{SECRET}@127.0.0.1:{port}/0",
     ]
 
 

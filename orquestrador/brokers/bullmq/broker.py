@@ -99,7 +99,10 @@ class BullMQBroker(Broker):
     async def connect(self) -> None:
         if self._client is not None:
             return
-        await self._side.connect()  # fails first, with the Redis adapter's one clear line
+        try:
+            await self._side.connect()  # fails first, with the Redis adapter's one clear line
+        except BrokerError as exc:  # ... naming the URL the user gave
+            raise type(exc)(str(exc).replace(redact_url(self._side.url), redact_url(self.url))) from None
         tls: dict[str, Any] = {}
         if self.tls is not None:
             tls = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert, "ssl_keyfile": self.tls.key}
