@@ -1,6 +1,6 @@
-"""TLS on every broker: ``tls://``, ``rediss://``, ``amqps://`` and ``bullmqs://`` against throwaway servers that
-use a CA generated for this session (tests/certs.py), with CA/cert/key paths from the URL
-(``?tls_ca=``) or the environment (``ORQ_TLS_CA`` ...).
+"""TLS on every broker: ``tls://``, ``rediss://``, ``amqps://`` and ``bullmqs://`` against
+throwaway servers that use a CA generated for this session (tests/certs.py), with CA/cert/key
+paths from the URL (``?tls_ca=``) or the environment (``ORQ_TLS_CA`` ...).
 
 A job goes the whole way (orchestrator, worker, result) over TLS; a client that does not trust
 the server's CA, or that lacks a client cert the server requires, is refused with a message
