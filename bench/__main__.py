@@ -1,6 +1,6 @@
 """``python -m bench``: every scenario, per broker, in one run; a markdown table at the end.
 
-Per broker (nats, redis, rabbitmq), in this order, each step a separate process:
+Per broker (nats, redis, rabbitmq, bullmq), in this order, each step a separate process:
 1. toolkit round trip: an ``orq worker escavador`` process + ``bench.toolkit roundtrip``;
    then, with the same worker, ``bench.toolkit latency`` (fixed rate); the worker's peak RSS.
 2. toolkit publish-only (no worker).
@@ -10,8 +10,8 @@ Then the orchestrator's RSS over ``--mem-jobs`` jobs on the fastest broker (the 
 simulated through the store path instead, and the table says so), and ``resultados()`` over
 ``--rows`` stored results. Every queue is unique to the run and deleted at the end.
 
-Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` measure existing servers; without
-them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
+Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` / ``--bullmq-url`` measure existing
+servers; without them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
 RabbitMQ node, on free loopback ports) and stops them at the end.
 
 The scraping row (the ``http`` escavador against Scrapy on a local site) is its own run:
@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ from bench.common import READY_LINE, ROOT, cpu_seconds, loadavg, machine_info, p
 from bench.report import table
 from bench.servers import ServerUnavailable, broker_urls
 
-BROKERS = ("nats", "redis", "rabbitmq")
+BROKERS = ("nats", "redis", "rabbitmq", "bullmq")
 
 
 @dataclass
@@ -162,7 +163,7 @@ class Profiler:
 
 def adapter_problem(broker: str, url: str) -> str | None:
     """Why the toolkit cannot use ``broker`` here, or None."""
-    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq"}[broker]
+    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq", "bullmq": "bullmq"}[broker]
     try:
         importlib.import_module(f"orquestrador.brokers.{module}")
     except ModuleNotFoundError:
@@ -206,14 +207,17 @@ def server_version(broker: str, url: str) -> str:
 
             out = subprocess.run([find_binary(), "--version"], capture_output=True, text=True, timeout=10)
             return out.stdout.strip() or out.stderr.strip()
-        if broker == "redis":
+        if broker in ("redis", "bullmq"):
             import redis
 
-            client = redis.Redis.from_url(url)
+            client = redis.Redis.from_url(url.replace("bullmq://", "redis://", 1))
             try:
-                return "redis " + str(client.info("server")["redis_version"])
+                version = "redis " + str(client.info("server")["redis_version"])
             finally:
                 client.close()
+            if broker == "bullmq":
+                version += f", bullmq {importlib.metadata.version('bullmq')}"
+            return version
         import pika
 
         conn = pika.BlockingConnection(pika.URLParameters(url))
@@ -429,7 +433,7 @@ def run_memory(broker: str, rate: float | None, settings: Settings, work: Path) 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated: nats,redis,rabbitmq")
+    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated: " + ",".join(BROKERS))
     parser.add_argument("--n", type=int, default=None, help="round-trip / publish jobs (default 20000)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
@@ -442,6 +446,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--nats-url", default=None, help="default: the embedded nats-server, for this run")
     parser.add_argument("--redis-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--rabbitmq-url", default=None, help="default: a RabbitMQ node started for this run")
+    parser.add_argument("--bullmq-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
     args = parser.parse_args(argv)
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
@@ -458,7 +463,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
         rows=args.rows or (50_000 if quick else 1_000_000),
         budget=args.budget,
-        urls={"nats": args.nats_url, "redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
+        urls={name: getattr(args, f"{name}_url") for name in BROKERS},
         profile=args.profile,
     )
     return settings, args

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-RT_TARGET = {"nats": 0.5, "redis": 0.5, "rabbitmq": 0.8}
+RT_TARGET = {"nats": 0.5, "redis": 0.5, "rabbitmq": 0.8, "bullmq": 0.5}
 PUBLISH_TARGET = 0.7
 LATENCY_TARGET = 2.0
 WORKER_RSS_TARGET = 45.0

@@ -160,19 +160,23 @@ class BullMQConsumer(Consumer):
         return []
 
     async def _take(self, count: int) -> tuple[list[Delivery], int]:
-        """Up to ``count`` jobs moved to active, each with a token of its own as its lock."""
-        out: list[Delivery] = []
-        due_ms = 0
-        while len(out) < count:
-            token = f"{self._id}:{next(self._tokens)}"
-            raw, job_id, _limit_until, delay_until = await self.bull.backend.moveToActive(
-                token, {"lockDuration": self.lock_ms}
-            )
-            if not raw or not job_id:
-                due_ms = int(delay_until or 0)
-                break
-            out.append(BullMQDelivery(self, raw, str(job_id), token))
-        return out, due_ms
+        """Up to ``count`` jobs moved to active, each with a token of its own as its lock: one
+        ``moveToActive`` first, then (if it found a job) the rest at once, over the pool."""
+        first, due_ms = await self._move_to_active()
+        if first is None:
+            return [], due_ms
+        more = await asyncio.gather(*(self._move_to_active() for _ in range(min(count - 1, 63))))
+        return [first, *(d for d, _ in more if d is not None)], due_ms
+
+    async def _move_to_active(self) -> tuple[Delivery | None, int]:
+        """A job made active (or None, and when the next delayed one is due)."""
+        token = f"{self._id}:{next(self._tokens)}"
+        raw, job_id, _limit_until, delay_until = await self.bull.backend.moveToActive(
+            token, {"lockDuration": self.lock_ms}
+        )
+        if not raw or not job_id:
+            return None, int(delay_until or 0)
+        return BullMQDelivery(self, raw, str(job_id), token), 0
 
     async def _check_stalled(self, now: float) -> None:
         """Jobs whose lock lapsed go back to waiting (BullMQ's stalled-jobs check)."""
