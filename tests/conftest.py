@@ -3,9 +3,10 @@
 Each broker is a session fixture of :mod:`tests.servers.fixtures`: ``ORQ_TEST_NATS_URL``,
 ``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` point the suite at
 existing servers; without them the suite starts its own on free loopback ports (the embedded
-nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end. A broker
-that can be neither reached nor started skips its tests on a laptop, and fails them under
-``CI=true``, with one line saying what to install.
+nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end; BullMQ
+uses the session's Redis (``ORQ_TEST_BULLMQ_URL`` for another). A broker that can be neither
+reached nor started skips its tests on a laptop, and fails them under ``CI=true``, with one line
+saying what to install.
 """
 
 from __future__ import annotations
