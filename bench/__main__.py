@@ -52,6 +52,8 @@ from bench.servers import ServerUnavailable, broker_urls
 BROKERS = ("nats", "redis", "rabbitmq")
 PEERS = ("faststream",)  # each is bench/peer_<name>.py over the import package of the same name
 PEER_MISSING = "not installed (pip install -e '.[bench]')"
+BUDGET = 570.0  # seconds for the toolkit, the raw clients, the RSS scenario and resultados()
+PEER_SECONDS = 50.0  # added to the default budget per peer and broker, so a peer displaces nothing
 
 
 @dataclass
@@ -479,7 +481,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--latency-seconds", type=float, default=None)
     parser.add_argument("--mem-jobs", type=int, default=None, help="jobs of the RSS scenario (100000)")
     parser.add_argument("--rows", type=int, default=None, help="stored results for resultados() (1000000)")
-    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
+    budget_help = f"seconds for the whole run ({BUDGET:.0f} + {PEER_SECONDS:.0f} per peer and broker)"
+    parser.add_argument("--budget", type=float, default=None, help=budget_help)
     parser.add_argument("--nats-url", default=None, help="default: the embedded nats-server, for this run")
     parser.add_argument("--redis-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--rabbitmq-url", default=None, help="default: a RabbitMQ node started for this run")
@@ -503,7 +506,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         latency_seconds=args.latency_seconds or (2.0 if quick else 5.0),
         mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
         rows=args.rows or (50_000 if quick else 1_000_000),
-        budget=args.budget,
+        budget=args.budget or BUDGET + PEER_SECONDS * len(brokers) * len(peers),
         urls={"nats": args.nats_url, "redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
         profile=args.profile,
         peers=peers,
