@@ -36,7 +36,6 @@ from orquestrador.brokers.bullmq.jobs import (
     dead_letter_headers_of,
     job_data,
     job_headers,
-    job_name,
 )
 from orquestrador.brokers.redis import RedisBroker
 from orquestrador.brokers.slots import Slots
@@ -191,11 +190,12 @@ class BullMQBroker(Broker):
             opts["jobId"] = message_id
         if headers:
             opts[HEADERS_OPT] = headers
-        job = Job(bull, job_name(body), None, opts)
+        data, name = job_data(body)
+        job = Job(bull, name, None, opts)
         scripts = bull.backend.scripts
         packed, _data, packed_opts = scripts.addJobArgs(job)
         # The body is the job's data as published: BullMQ would re-encode parsed JSON.
-        args = [packed, job_data(body), packed_opts, job.timestamp]
+        args = [packed, data, packed_opts, job.timestamp]
         return scripts.commands["addStandardJob"](keys=scripts.getKeys(_ADD_KEYS), args=args, client=pipe)
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:

@@ -29,16 +29,20 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN/Infinity: Node's JSON.parse would refuse them
 
 
-def job_data(body: bytes) -> str:
-    """The job's ``data`` field for ``body``: the JSON itself, or the bytes wrapped."""
+def job_data(body: bytes) -> tuple[str, str]:
+    """The job's ``data`` field for ``body`` (the JSON itself, or the bytes wrapped) and its name:
+    the envelope's ``tipo_evento``, else ``orq`` (one parse for both)."""
     try:
         text = body.decode("utf-8")
-        json.loads(text, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")})
+        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME
     if text.startswith('{"' + RAW_KEY + '"'):  # a body that looks like our wrapper is wrapped too
-        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")})
-    return text
+        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME
+    name = value.get("tipo_evento") if isinstance(value, dict) else None
+    if not (isinstance(name, str) and 0 < len(name) <= 64 and name.isidentifier()):
+        name = DEFAULT_NAME
+    return text, name
 
 
 def body_of(data: Any) -> bytes:
@@ -52,18 +56,6 @@ def body_of(data: Any) -> bytes:
         except (ValueError, KeyError, TypeError, binascii.Error):
             pass
     return data.encode("utf-8", "surrogatepass")
-
-
-def job_name(body: bytes) -> str:
-    """What Bull Board lists the job as: its envelope's ``tipo_evento``, else ``orq``."""
-    head = body[:4096]
-    if b'"tipo_evento"' not in head:
-        return DEFAULT_NAME
-    try:
-        value = json.loads(body).get("tipo_evento")
-    except (ValueError, AttributeError, RecursionError):
-        return DEFAULT_NAME
-    return value if isinstance(value, str) and 0 < len(value) <= 64 and value.isidentifier() else DEFAULT_NAME
 
 
 def _json_object(raw: Any) -> dict[str, Any]:
