@@ -204,6 +204,18 @@ def seeds(netloc: str) -> list[str]:
     return [h.strip() for h in netloc.rpartition("@")[2].split(",") if h.strip()]
 
 
+def server_urls(url: str) -> list[str]:
+    """``scheme://user:pass@h1:p1,h2:p2/path?q`` as one URL per server (drivers take a list).
+
+    The credentials, path and query go with every server; a cluster's servers usually announce
+    or accept the others once one of them answers, so any one of them is a good first contact.
+    """
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    hosts = seeds(parts.netloc)
+    return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in hosts] or [url]
+
+
 def redact_url(url: str) -> str:
     """The URL with any password or token replaced by ``***``, safe for logs and errors.
 

@@ -57,7 +57,7 @@ ADAPTERS = _registered()
 
 
 def capabilities_of(name: str) -> Capabilities:
-    return ADAPTERS[name].capabilities
+    return variant_capabilities(name) if name in VARIANTS else ADAPTERS[name].capabilities
 
 
 def brokers_where(predicate: Callable[[Capabilities], bool] = lambda _caps: True) -> list[Any]:
@@ -69,8 +69,23 @@ def brokers_where(predicate: Callable[[Capabilities], bool] = lambda _caps: True
     ]
 
 
+# Settings of a built-in adapter that change what it declares: the contract suite (the
+# ``broker_url`` fixture) runs them as brokers of their own, on the same session server.
+VARIANTS = {"rabbitmq_quorum": ("rabbitmq", "queue_type=quorum")}
+
+
+def variant_capabilities(name: str) -> Capabilities:
+    base, query = VARIANTS[name]
+    cls = ADAPTERS[base]
+    return cls(f"{cls.scheme}://127.0.0.1/?{query}").capabilities  # built, never connected
+
+
 def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     """The URL of broker ``name`` for this test: the session's server (started on first use)."""
+    if name in VARIANTS:
+        base, query = VARIANTS[name]
+        url = broker_url_for(base, request)
+        return f"{url}{'&' if '?' in url else '?'}{query}"
     if name in SERVER_FIXTURES:
         return str(request.getfixturevalue(SERVER_FIXTURES[name]))
     if url := os.environ.get(f"ORQ_TEST_BROKER_{name.upper()}"):
@@ -82,7 +97,11 @@ def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
 
 
 BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka", "bullmq")
-BROKERS = brokers_where()
+BROKERS = brokers_where() + [
+    pytest.param(name, id=name, marks=[getattr(pytest.mark, base)])
+    for name, (base, _query) in VARIANTS.items()
+    if base in ADAPTERS
+]
 
 
 @pytest.fixture(params=BROKERS)

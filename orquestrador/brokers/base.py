@@ -146,7 +146,7 @@ class Broker(abc.ABC):
     scheme: ClassVar[str]
     display_name: ClassVar[str] = ""  # "NATS", "Redis": how messages name the broker (else the scheme)
     # Declared by every adapter (see Capabilities); the registry refuses an adapter without one.
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities  # a class attribute; an instance may refine it from its URL
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
     reconnects: int = 0
     _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)

@@ -40,13 +40,13 @@ from orquestrador.brokers.nats.errors import (
     mapped,
     quietly,
 )
-from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, server_urls, stream_name
+from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, stream_name
 from orquestrador.brokers.nats.slots import NatsSlots
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerUnavailable
-from orquestrador.settings import int_option, pop_url_options, redact_url
+from orquestrador.settings import int_option, pop_url_options, redact_url, server_urls
 
 log = logging.getLogger("orquestrador.brokers.nats")
 
