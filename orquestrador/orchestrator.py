@@ -327,13 +327,14 @@ class AsyncOrquestrador:
             except collector.StoreDown:
                 await collector.release([d for d, _ in good])
                 raise
+        # Stored is final: whoever waits on these jobs needs no broker round trip more.
+        if finished:
+            self._wake(finished)
         await collector.settle_refused(refused)
         stored = [d for d, _ in good if all(d is not r for r, _ in refused)]
         failed = await self._broker().ack_many(stored)
         if failed:
             log.warning("%d result acks failed; those results will be redelivered (and deduplicated)", failed)
-        if finished:
-            self._wake(finished)
 
     async def _retain(self) -> None:
         """Apply the retention policy now and every ``interval``, in a thread: the loop stays free."""

@@ -43,6 +43,8 @@ def devagar(payload: dict) -> dict:
         pytest.param(("amqp", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
         pytest.param(("amqps", "restart"), id="rabbitmq-tls-restart", marks=pytest.mark.rabbitmq),
         pytest.param(("amqp", "outage"), id="rabbitmq-long-outage", marks=pytest.mark.rabbitmq),
+        pytest.param(("bullmq", "kill"), id="bullmq-sigkill", marks=pytest.mark.bullmq),
+        pytest.param(("bullmq", "outage"), id="bullmq-long-outage", marks=pytest.mark.bullmq),
     ]
 )
 def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) -> tuple[Server, str, str]:
@@ -59,7 +61,8 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) 
     started = (NatsServer if scheme in ("nats", "tls") else RedisServer)(tmp_path / scheme, tls=tls)
     started.start()
     request.addfinalizer(started.stop)
-    return started, started.url + with_ca, how
+    url = started.url.replace("redis://", "bullmq://", 1) if scheme == "bullmq" else started.url
+    return started, url + with_ca, how
 
 
 def interrupt(server: Server, how: str) -> None:

@@ -152,3 +152,5 @@ class Settler:
             )
             body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
             await self._publisher.publish(queue, body, resultado.message_id)
+            if not parte:
+                job.delivery.reply = body  # kept with the ack where the broker keeps return values

@@ -10,7 +10,8 @@ under ``CI=true``); one that starts but does not come up in time fails with its 
 
 Session fixtures (:mod:`tests.servers.fixtures`, registered in tests/conftest.py):
 ``nats_url``, ``redis_url``, ``rabbitmq_url`` and ``kafka_url`` (each ``ORQ_TEST_<BROKER>_URL``
-when set, else a server of this run), ``rabbit_server`` (the session's RabbitMQ node, with a
+when set, else a server of this run), ``bullmq_url`` (``ORQ_TEST_BULLMQ_URL``, else BullMQ on
+the session's Redis, database 1), ``rabbit_server`` (the session's RabbitMQ node, with a
 TLS listener; tests may ``restart()`` it, never leave it stopped) and ``tls_files``.
 
 Throwaway servers for tests that restart, kill or reconfigure a broker::

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -34,6 +35,7 @@ from orquestrador.brokers.rabbitmq.channel import (
     AsyncChannel,
     ChannelClosed,
     ConfirmPublisher,
+    Nacked,
     Returned,
     T,
     open_connection,
@@ -47,7 +49,7 @@ from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, buck
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
 from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import redact_url
+from orquestrador.settings import pop_url_options, redact_url, server_urls
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,11 @@ def prepare_pika() -> None:
         logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
+# ``?queue_type=``: classic queues (one node holds each) or quorum queues (Raft-replicated on the
+# cluster's nodes, with a broker-side delivery count).
+QUEUE_TYPES = ("classic", "quorum")
+
+
 class RabbitMQBroker(Broker):
     """One AMQP connection (``amqp://`` or ``amqps://``) on the running loop; see the module docstring."""
 
@@ -78,16 +85,23 @@ class RabbitMQBroker(Broker):
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
         super().__init__(url)
+        self.plain_url, options = pop_url_options(self.plain_url, {"queue_type"})
+        self.queue_type = options.get("queue_type", "classic")
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigError(
+                f"?queue_type={self.queue_type[:20]!r} in broker URL {redact_url(url)!r}: use "
+                + " or ".join(QUEUE_TYPES)
+            )
+        if self.queue_type == "quorum":  # the broker counts deliveries itself (x-delivery-count)
+            self.capabilities = dataclasses.replace(type(self).capabilities, delivery_count=True)
+        # Classic queues are declared without the argument, as before and as plain pika does.
+        quorum = self.queue_type == "quorum"
+        self.queue_arguments: dict[str, Any] = {"x-queue-type": "quorum"} if quorum else {}
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
-        try:
-            self._params = pika.URLParameters(self.plain_url)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
-        if self.tls is not None:
-            context = ssl_context(self.tls)
-            self._params.ssl_options = pika.SSLOptions(context, server_hostname=self._params.host)
-        self._params.client_properties = {"connection_name": "orquestrador"}
+        # One set of parameters per server the URL lists (a cluster's nodes), tried in turn.
+        self._servers = [self._parameters(server, url) for server in server_urls(self.plain_url)]
+        self._server = 0  # the one to try first: the last that answered
         self.consumers: set[RabbitMQConsumer] = set()
         self._conn: AsyncioConnection | None = None
         self._ready = asyncio.Event()
@@ -109,6 +123,17 @@ class RabbitMQBroker(Broker):
         self._events = EventsChannel(self.open_channel)
         self._registry = QueueRegistry(self)
 
+    def _parameters(self, server: str, url: str) -> pika.URLParameters:
+        try:
+            params = pika.URLParameters(server)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
+        if self.tls is not None:
+            context = ssl_context(self.tls)
+            params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
+        params.client_properties = {"connection_name": "orquestrador"}
+        return params
+
     @property
     def connected(self) -> bool:
         return self._conn is not None and self._conn.is_open
@@ -124,10 +149,16 @@ class RabbitMQBroker(Broker):
 
     async def _open(self) -> None:
         prepare_pika()
-        try:
-            conn = await open_connection(self._params, self._lost, self.connect_timeout)
-        except CONNECT_ERRORS as exc:
-            raise unreachable(exc, redact_url(self.url)) from None
+        for tried in range(len(self._servers)):
+            index = (self._server + tried) % len(self._servers)
+            try:
+                conn = await open_connection(self._servers[index], self._lost, self.connect_timeout)
+            except CONNECT_ERRORS as exc:
+                if tried == len(self._servers) - 1:
+                    raise unreachable(exc, redact_url(self.url)) from None
+                continue
+            self._server = index
+            break
         if self._closing:
             conn.close()
             raise BrokerError("the RabbitMQ broker was closed while connecting")
@@ -233,6 +264,22 @@ class RabbitMQBroker(Broker):
                         raise
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
+                except Nacked:
+                    # Not stored, so sending again is safe. A quorum queue nacks while it has no
+                    # leader, and a channel that published to it before a leader change may go on
+                    # nacking: the next attempt gets a fresh publish channel.
+                    if loop.time() > deadline:
+                        raise
+                    await self._drop_publisher(publisher)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    async def _drop_publisher(self, publisher: ConfirmPublisher) -> None:
+        async with self._publisher_lock:
+            if self._publisher is publisher:
+                self._publisher = None
+                with contextlib.suppress(ChannelClosed):
+                    await publisher.channel.close()  # its other publishes are sent again
 
     async def publish(
         self,
@@ -279,7 +326,8 @@ class RabbitMQBroker(Broker):
 
     async def _declare_new(self, names: list[str]) -> None:
         for name in names:
-            await self._declare_one(name, self._dlq_arguments if name.endswith(DLQ_SUFFIX) else None)
+            dlq = name.endswith(DLQ_SUFFIX) and self._dlq_arguments
+            await self._declare_one(name, {**self.queue_arguments, **(dlq or {})} or None)
         await self._registry.add("+", names)
 
     async def retry_bucket(self, queue: str, delay: float) -> str:
@@ -287,12 +335,28 @@ class RabbitMQBroker(Broker):
         ms = bucket_ms(delay)
         name = bucket_name(queue, delay)
         arguments = {"x-message-ttl": ms, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue,
-                     "x-expires": ms + BUCKET_GRACE_MS}  # fmt: skip
+                     "x-expires": ms + BUCKET_GRACE_MS, **self.queue_arguments}  # fmt: skip
         await self._declare_one(name, arguments)
         if name not in self._buckets:
             await self._registry.add("~", [name])
             self._buckets.add(name)
         return name
+
+    async def ready_count(self, queue: str) -> int:
+        """Messages ready for delivery in ``queue`` (not those a consumer holds)."""
+        return int((await self._count(queue)).message_count)
+
+    async def until_ready(self, queue: str, expected: int) -> None:
+        """A quorum queue takes returned messages back through its log, a moment after their
+        channel closed: wait (at most a second) until its count shows ``expected`` again, so
+        whoever returned them reads its own state."""
+        for _ in range(50):
+            try:
+                if await self.ready_count(queue) >= expected:
+                    return
+            except BrokerError:
+                return
+            await asyncio.sleep(0.02)
 
     async def _count(self, name: str) -> spec.Queue.DeclareOk:
         """A passive declare: message and consumer counts, or BrokerError if ``name`` is missing."""
@@ -327,6 +391,7 @@ class RabbitMQBroker(Broker):
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         await self.declare(queue)
         await self.own_writes()
+        before = await self.ready_count(queue) if self.queue_type == "quorum" else 0
         channel = await self.open_channel()
         out: list[Message] = []
         try:
@@ -339,6 +404,8 @@ class RabbitMQBroker(Broker):
                     out.append(Message(body, public_headers(props), props.message_id or ""))
         finally:
             await channel.close()  # puts them back where they were (marked redelivered)
+        if out and before:
+            await self.until_ready(queue, before)
         return out
 
     async def purge(self, queue: str) -> int:
