@@ -59,10 +59,11 @@ the last 120 s is dropped (:mod:`..support.dedup`; RabbitMQ has no server-side d
 connection's copy is delivered); consumers subscribe again on their next fetch; event subscriptions are
 re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
 
-Files: :mod:`.broker` (connection, publishing, queues), :mod:`.consumer` (consumers and
-deliveries), :mod:`.errors` (the one mapping of failures), :mod:`.channel` (pika made awaitable;
-it imports nothing of the toolkit), :mod:`.events`, :mod:`.queue_registry`, and two patches of
-pika applied when the first connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
+Files: :mod:`.broker` (publishing, queues), :mod:`.connection` (the connection, its servers and
+reconnects), :mod:`.consumer` (consumers and deliveries), :mod:`.errors` (the one mapping of
+failures), :mod:`.channel` (pika made awaitable; it imports nothing of the toolkit),
+:mod:`.events`, :mod:`.queue_registry`, and two patches of pika applied when the first
+connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
 """
 
 from orquestrador.brokers.rabbitmq.broker import RabbitMQBroker

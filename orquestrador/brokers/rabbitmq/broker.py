@@ -1,5 +1,5 @@
-"""The RabbitMQ broker: the connection and its reconnects, publishing with confirms, queues,
-inspection and events (see :mod:`orquestrador.brokers.rabbitmq` for the mapping)."""
+"""The RabbitMQ broker: publishing with confirms, queues, inspection and events, over the
+connection of :mod:`.connection` (see :mod:`orquestrador.brokers.rabbitmq` for the mapping)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pika
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
@@ -27,7 +25,6 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.rabbitmq import pika_reads, pika_writes
 from orquestrador.brokers.rabbitmq.channel import (
     NOT_FOUND,
     PRECONDITION_FAILED,
@@ -38,32 +35,18 @@ from orquestrador.brokers.rabbitmq.channel import (
     Nacked,
     Returned,
     T,
-    open_connection,
-    short_reason,
 )
+from orquestrador.brokers.rabbitmq.connection import Connection
 from orquestrador.brokers.rabbitmq.consumer import RabbitMQConsumer, public_headers
-from orquestrador.brokers.rabbitmq.errors import CONNECT_ERRORS, mapped, unreachable
+from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.brokers.rabbitmq.queue_registry import QueueRegistry
 from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
-from orquestrador.brokers.tls import ssl_context
-from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import pop_url_options, redact_url, server_urls
+from orquestrador.errors import BrokerError, ConfigError
+from orquestrador.settings import pop_url_options, redact_url
 
 log = logging.getLogger(__name__)
-
-
-def prepare_pika() -> None:
-    """Once per process, before the first connection (idempotent): frames leave in one send()
-    (:mod:`.pika_writes`), undecodable properties end their message, not the connection
-    (:mod:`.pika_reads`), and pika, which logs each expected failure (a refused connection, a
-    406 handled here) at ERROR many lines deep, stays quiet unless configured: this adapter
-    reports each failure in one line."""
-    pika_writes.install()
-    pika_reads.install()
-    if logging.getLogger("pika").level == logging.NOTSET:
-        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 # ``?queue_type=``: classic queues (one node holds each) or quorum queues (Raft-replicated on the
@@ -99,15 +82,9 @@ class RabbitMQBroker(Broker):
         self.queue_arguments: dict[str, Any] = {"x-queue-type": "quorum"} if quorum else {}
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
-        # One set of parameters per server the URL lists (a cluster's nodes), tried in turn.
-        self._servers = [self._parameters(server, url) for server in server_urls(self.plain_url)]
-        self._server = 0  # the one to try first: the last that answered
         self.consumers: set[RabbitMQConsumer] = set()
-        self._conn: AsyncioConnection | None = None
-        self._ready = asyncio.Event()
-        self._started = self._closing = False
-        self._reconnecting: asyncio.Task[None] | None = None
         self.reconnects = 0  # connections re-established (orq_broker_reconnects_total)
+        self._link = Connection(url, self.plain_url, self.tls, connect_timeout, self._lost, self._restored)
         self._publisher: ConfirmPublisher | None = None
         self._publisher_lock = asyncio.Lock()
         self._admin: AsyncChannel | None = None
@@ -123,110 +100,36 @@ class RabbitMQBroker(Broker):
         self._events = EventsChannel(self.open_channel)
         self._registry = QueueRegistry(self)
 
-    def _parameters(self, server: str, url: str) -> pika.URLParameters:
-        try:
-            params = pika.URLParameters(server)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
-        if self.tls is not None:
-            context = ssl_context(self.tls)
-            params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
-        params.client_properties = {"connection_name": "orquestrador"}
-        return params
-
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._conn.is_open
+        return self._link.open
 
-    # -- connection ------------------------------------------------------------------------
+    # -- connection (connection.py) ----------------------------------------------------------
 
     async def connect(self) -> None:
-        if self.connected:
-            return
-        self._closing = False
-        await self._open()
-        self._started = True
+        await self._link.start()
 
-    async def _open(self) -> None:
-        prepare_pika()
-        for tried in range(len(self._servers)):
-            index = (self._server + tried) % len(self._servers)
-            try:
-                conn = await open_connection(self._servers[index], self._lost, self.connect_timeout)
-            except CONNECT_ERRORS as exc:
-                if tried == len(self._servers) - 1:
-                    raise unreachable(exc, redact_url(self.url)) from None
-                continue
-            self._server = index
-            break
-        if self._closing:
-            conn.close()
-            raise BrokerError("the RabbitMQ broker was closed while connecting")
-        self._conn = conn
-        self._ready.set()
+    def _lost(self) -> None:
+        self._publisher = self._admin = None
 
-    def _lost(self, conn: AsyncioConnection, reason: BaseException) -> None:
-        if conn is not self._conn:
-            return
-        self._conn = self._publisher = self._admin = None
-        self._ready.clear()
-        if self._closing:
-            return
-        log.warning("lost RabbitMQ at %s (%s); reconnecting", redact_url(self.url), short_reason(reason))
-        self._reconnecting = asyncio.ensure_future(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay, failures = 0.2, 0
-        while not self._closing:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            try:
-                await self._open()
-            except BrokerError as exc:
-                failures += 1
-                if failures in (1, 5) or failures % 20 == 0:
-                    log.warning("%s (attempt %d); still retrying", exc, failures)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.reconnects += 1
-            log.warning("reconnected to RabbitMQ at %s", redact_url(self.url))
-            await self._events.restore()
-            return
+    async def _restored(self) -> None:
+        self.reconnects += 1
+        await self._events.restore()
 
     async def connection(self) -> AsyncioConnection:
         """The open connection, waiting for a reconnect in progress (up to ``connect_timeout``)."""
-        if self._conn is not None and self._conn.is_open:
-            return self._conn
-        if self._closing or not self._started:
-            raise self.not_connected()
-        try:
-            await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
-        except TimeoutError:
-            raise BrokerUnavailable(
-                f"lost the connection to RabbitMQ at {redact_url(self.url)} and could not reconnect "
-                f"within {self.connect_timeout:.0f}s; is the server running?"
-            ) from None
-        return await self.connection()
+        return await self._link.current(self.not_connected())
 
     async def open_channel(self) -> AsyncChannel:
-        connection = await self.connection()
-        with mapped("cannot open a RabbitMQ channel"):
-            return await AsyncChannel.open(connection)
+        return await self._link.channel(self.not_connected())
 
     async def close(self) -> None:
-        self._closing = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        self._link.closing()
         for consumer in list(self.consumers):
             with contextlib.suppress(BrokerError, ChannelClosed):
                 await asyncio.wait_for(consumer.close(), 10)
-        conn, self._conn = self._conn, None
         self._publisher = self._admin = None
-        self._ready.clear()
-        if conn is not None and not (conn.is_closing or conn.is_closed):
-            conn.close()
-            for _ in range(100):  # pika has no awaitable close; the close-ok takes a round trip
-                if not conn.is_closed:
-                    await asyncio.sleep(0.02)
+        await self._link.close()
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -450,4 +353,4 @@ class RabbitMQBroker(Broker):
         return await self._events.subscribe(subject, callback)
 
 
-__all__ = ["RabbitMQBroker", "prepare_pika"]
+__all__ = ["RabbitMQBroker"]
