@@ -43,6 +43,9 @@ def broker_urls(brokers: list[str], given: dict[str, str | None], work: Path) ->
                     stack.callback(embedded.stop, work / "nats")
                 elif name == "redis":
                     urls[name] = stack.enter_context(RedisServer(work / "redis", durable=False)).url
+                elif name == "bullmq":
+                    server = stack.enter_context(RedisServer(work / "bullmq", durable=False))
+                    urls[name] = server.url.replace("redis://", "bullmq://", 1)
                 elif name == "rabbitmq":
                     urls[name] = stack.enter_context(RabbitServer(work / "rabbitmq")).url
                 elif name == "sqs":

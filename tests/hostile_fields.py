@@ -158,7 +158,31 @@ async def inject_sqs(url: str, queue: str, correlation_id: str) -> int:
     return await asyncio.to_thread(_publish_sqs, url, queue, correlation_id)
 
 
+async def inject_bullmq(url: str, queue: str, correlation_id: str) -> int:
+    """Jobs added with the Python bullmq package itself, as another producer would, whose options
+    carry hostile headers and whose id is not printable."""
+    from bullmq import Queue
+
+    data = json.loads(body(correlation_id))
+    cases = [
+        {"orq_headers": [1, 2]},  # not an object
+        {"orq_headers": {"grande": "v" * 20_000}},  # one header too large
+        {"orq_headers": {f"x-{i}": "v" for i in range(100)}},  # too many
+        {"jobId": "hostil\x01\x02"},  # control characters in the id
+    ]
+    bull = Queue(queue, {"connection": url.replace("bullmq://", "redis://", 1)})
+    try:
+        for opts in cases:
+            await bull.add("iniciar_coleta", data, opts)
+    finally:
+        await bull.close()
+    return len(cases)
+
+
 async def inject(broker_name: str, url: str, queue: str, correlation_id: str | None = None) -> int:
     correlation_id = correlation_id or f"hostil-{uuid.uuid4().hex[:8]}"
-    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "sqs": inject_sqs}
+    injectors = {
+        "redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "bullmq": inject_bullmq,
+        "sqs": inject_sqs,
+    }  # fmt: skip
     return await injectors[broker_name](url, queue, correlation_id)

@@ -16,7 +16,7 @@ from orquestrador.errors import ConfigError
 from tests.conftest import ADAPTERS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "SQS": "sqs"}
+COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "BullMQ": "bullmq", "SQS": "sqs"}
 
 # README row -> (capability, a pattern a cell matches exactly when the broker has it (True) or lacks it).
 ROWS: dict[str, tuple[str, str, bool]] = {
@@ -68,7 +68,7 @@ def test_the_readme_table_says_what_the_adapters_declare(row: str):
 def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
     schemes = registry.registrations()
     assert {s for s, r in schemes.items() if r.distribution == "orquestrador"} == {
-        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "sqs"
+        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "bullmq", "bullmqs", "sqs"
     }  # fmt: skip
     for scheme in schemes:
         assert isinstance(registry.adapter_for(scheme).capabilities, Capabilities)

@@ -1,7 +1,7 @@
 """Chaos: the broker restarts in the middle of a batch served by a real worker process.
 
 Each broker is a throwaway server of tests/servers.py whose settings keep data across a restart
-(JetStream file storage; Redis with appendonly; a RabbitMQ node of its own with durable queues
+(JetStream file storage; Redis with appendonly, BullMQ's too; a RabbitMQ node of its own with durable queues
 and persistent messages); the shared servers are never touched. Jobs are published before the
 restart and while the server is coming back; every one must get its result.
 
@@ -54,7 +54,8 @@ async def publish_retrying(orq: Contador, alvo: str, i: int) -> str:
 
 
 async def test_broker_restart_mid_batch(broker_name: str, server, suffix: str, run_log: Path, report):
-    async with Cenario(server.url, suffix) as c:
+    url = server.url.replace("redis://", "bullmq://", 1) if broker_name == "bullmq" else server.url
+    async with Cenario(url, suffix) as c:
         worker = await c.worker(concurrency=8, visibility_timeout=5)
         payloads = [{"i": i, "segundos": 0.05} for i in range(BEFORE)]
         ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]

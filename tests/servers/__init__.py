@@ -11,7 +11,8 @@ under ``CI=true``); one that starts but does not come up in time fails with its 
 Session fixtures (:mod:`tests.servers.fixtures`, registered in tests/conftest.py):
 ``nats_url``, ``redis_url``, ``rabbitmq_url``, ``kafka_url`` and ``sqs_url`` (each
 ``ORQ_TEST_<BROKER>_URL`` when set, else a server of this run; for SQS, moto from the
-``moto[server]`` dev dependency), ``rabbit_server`` (the session's RabbitMQ node, with a
+``moto[server]`` dev dependency), ``bullmq_url`` (``ORQ_TEST_BULLMQ_URL``, else BullMQ on
+the session's Redis, database 1), ``rabbit_server`` (the session's RabbitMQ node, with a
 TLS listener; tests may ``restart()`` it, never leave it stopped) and ``tls_files``.
 
 Throwaway servers for tests that restart, kill or reconfigure a broker::

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 
@@ -87,6 +87,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with RedisServer(tmp_path_factory.mktemp("redis"), durable=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def bullmq_url(request: pytest.FixtureRequest) -> str:
+    """``ORQ_TEST_BULLMQ_URL``, or BullMQ on the session's Redis (database 1, so its keys never
+    meet the Redis adapter's)."""
+    url = configured("ORQ_TEST_BULLMQ_URL")
+    if url:
+        return url
+    parts = urlsplit(str(request.getfixturevalue("redis_url")))
+    scheme = "bullmqs" if parts.scheme == "rediss" else "bullmq"
+    return urlunsplit(parts._replace(scheme=scheme, path="/1"))
 
 
 @pytest.fixture(scope="session")
