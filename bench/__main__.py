@@ -177,7 +177,8 @@ class Profiler:
 
 def adapter_problem(broker: str, url: str) -> str | None:
     """Why the toolkit cannot use ``broker`` here, or None."""
-    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq", "bullmq": "bullmq", "sqs": "sqs"}[broker]
+    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq", "bullmq": "bullmq",
+              "sqs": "sqs"}[broker]  # fmt: skip
     try:
         importlib.import_module(f"orquestrador.brokers.{module}")
     except ModuleNotFoundError:
