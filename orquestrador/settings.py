@@ -11,6 +11,7 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -65,7 +66,7 @@ CEILINGS: dict[str, float] = {
     ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
 }
 
-TLS_SCHEMES = ("tls", "rediss", "amqps", "kafkas")
+TLS_SCHEMES = ("tls", "rediss", "amqps", "bullmqs", "kafkas")
 
 
 def home() -> Path:
@@ -178,8 +179,8 @@ def check_url(url: str) -> str:
     """Refuse a URL we cannot use, saying what would work."""
     try:
         parts = urlsplit(url)
-        for host in parts.netloc.rpartition("@")[2].split(","):  # kafka://h1:9092,h2:9092
-            urlsplit(f"//{host}").port  # noqa: B018 - raises ValueError on a bad port
+        for seed in seeds(parts.netloc):  # a cluster's servers: nats://h1:4222,h2:4222
+            urlsplit(f"//{seed}").port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise ConfigError(f"invalid broker URL {redact_url(url)!r}: {exc}") from None
     from orquestrador.brokers.registry import adapter_for, known_schemes  # registered adapters
@@ -191,9 +192,29 @@ def check_url(url: str) -> str:
             + f" (or leave {ENV_BROKER_URL} unset for the embedded NATS server; a package that"
             " provides another broker registers its scheme when installed)"
         )
-    if adapter_for(parts.scheme).capabilities.cross_process and not parts.hostname:
+    adapter = adapter_for(parts.scheme)
+    if adapter.capabilities.cross_process and adapter.host_required and not any(
+        urlsplit(f"//{seed}").hostname for seed in seeds(parts.netloc)
+    ):
         raise ConfigError(f"broker URL {redact_url(url)!r} has no host, e.g. nats://127.0.0.1:4222")
     return url
+
+
+def seeds(netloc: str) -> list[str]:
+    """The ``host:port`` entries of a netloc that lists several servers (credentials dropped)."""
+    return [h.strip() for h in netloc.rpartition("@")[2].split(",") if h.strip()]
+
+
+def server_urls(url: str) -> list[str]:
+    """``scheme://user:pass@h1:p1,h2:p2/path?q`` as one URL per server (drivers take a list).
+
+    The credentials, path and query go with every server; a cluster's servers usually announce
+    or accept the others once one of them answers, so any one of them is a good first contact.
+    """
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    hosts = seeds(parts.netloc)
+    return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in hosts] or [url]
 
 
 def redact_url(url: str) -> str:
@@ -213,6 +234,11 @@ def redact_url(url: str) -> str:
             query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*/")
     if not parts.username and not parts.password:
         return url if query == parts.query else urlunsplit(parts._replace(query=query))
+    if "," in parts.netloc:  # several servers share the credentials: nats://u:pw@h1:1,h2:2
+        user = parts.username or ""
+        secret = f"{user}:***" if parts.password else "***"
+        netloc = f"{secret}@{','.join(seeds(parts.netloc))}"
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     user = parts.username or ""
     hosts = parts.netloc.rpartition("@")[2]  # as written: one host:port, or a list (Kafka)
     netloc = f"{user}:***@{hosts}" if parts.password else f"***@{hosts}"
@@ -267,6 +293,28 @@ def split_tls(url: str) -> tuple[str, TlsPaths | None]:
         else:
             values[attr], origins[attr] = os.environ.get(env) or None, env
     return clean, TlsPaths(values["ca"], values["cert"], values["key"], origins)
+
+
+def pop_url_options(url: str, names: Collection[str]) -> tuple[str, dict[str, str]]:
+    """The URL without the adapter's own query parameters ``names``, and their values: drivers
+    get only what they understand (``?replicas=3`` is the toolkit's, not nats-py's)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = {k: v for k, v in query if k in names}
+    clean = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in names])))
+    return clean, options
+
+
+def int_option(url: str, name: str, value: str | None, default: int, low: int, high: int) -> int:
+    """``?name=value`` of a broker URL as an int in ``[low, high]``; a ConfigError says what to fix."""
+    if value is None:
+        return default
+    if not value.strip().isdigit() or not low <= int(value) <= high:
+        raise ConfigError(
+            f"?{name}={value[:20]!r} in broker URL {redact_url(url)!r} must be a whole number "
+            f"from {low} to {high} (default {default})"
+        )
+    return int(value)
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -31,11 +31,14 @@ def url_forms(port: int) -> list[str]:
     return [
         f"nats://coletor:{SECRET}@127.0.0.1:{port}",
         f"nats://{SECRET}@127.0.0.1:{port}",
+        f"nats://coletor:{SECRET}@127.0.0.1:{port},127.0.0.1:{port}?replicas=3",
         f"tls://{SECRET}@127.0.0.1:{port}",
         f"redis://worker:{SECRET}@127.0.0.1:{port}/0",
         f"rediss://:{SECRET}@127.0.0.1:{port}/0",
         f"amqp://guest:{SECRET}@127.0.0.1:{port}/%2F",
         f"amqps://guest:{SECRET}@127.0.0.1:{port}/%2F",
+        f"bullmq://worker:{SECRET}@127.0.0.1:{port}/0",
+        f"bullmqs://:{SECRET}@127.0.0.1:{port}/0",
         f"kafka://coletor:{SECRET}@127.0.0.1:{port}",
         f"kafkas://coletor:{SECRET}@127.0.0.1:{port},127.0.0.1:{port}?sasl_mechanism=SCRAM-SHA-512",
     ]
@@ -69,6 +72,8 @@ async def test_an_unreachable_broker_names_the_url_with_its_secret_masked(
     "url",
     [
         f"nats://coletor:{SECRET}@127.0.0.1:notaport",
+        f"nats://coletor:{SECRET}@127.0.0.1:4222,127.0.0.1:notaport",
+        f"nats://coletor:{SECRET}@127.0.0.1:4222?replicas=7",
         f"http://coletor:{SECRET}@127.0.0.1:80",
         f"redis://:{SECRET}@127.0.0.1:6379/0?maxlen=-3",
         f"amqp://guest:{SECRET}@127.0.0.1:5672/%2F?no_such_option=1",
@@ -85,6 +90,16 @@ async def test_config_errors_for_urls_never_contain_the_secret(url: str):
         broker = create_broker(url)
         await broker.connect()
     assert_hidden(*everything_about(caught.value))
+
+
+def test_a_cluster_url_lists_every_server_and_masks_their_shared_secret():
+    url = f"nats://coletor:{SECRET}@127.0.0.1:4222,127.0.0.1:4223?replicas=3"
+    assert redact_url(url) == "nats://coletor:***@127.0.0.1:4222,127.0.0.1:4223?replicas=3"
+    broker = create_broker(url)
+    assert broker.servers == [f"nats://coletor:{SECRET}@127.0.0.1:4222", f"nats://coletor:{SECRET}@127.0.0.1:4223"]
+    assert broker.replicas == 3 and "replicas" not in broker.plain_url
+    with pytest.raises(ConfigError, match=r"replicas=.* from 1 to 5"):
+        create_broker(url.replace("replicas=3", "replicas=0"))
 
 
 def test_secret_query_parameters_are_masked_too():

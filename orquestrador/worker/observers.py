@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from orquestrador.envelope import Erro
     from orquestrador.plugins import Plugin
     from orquestrador.worker.metrics import NoMetrics
-    from orquestrador.worker.runtime import Job
+    from orquestrador.worker.settling import Job
 
 log = logging.getLogger("orquestrador.worker")
 

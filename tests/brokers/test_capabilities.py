@@ -16,7 +16,7 @@ from orquestrador.errors import ConfigError
 from tests.conftest import ADAPTERS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "Kafka": "kafka"}
+COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "BullMQ": "bullmq", "SQS": "sqs", "Kafka": "kafka"}
 
 # README row -> (capability, a pattern a cell matches exactly when the broker has it (True) or lacks it).
 ROWS: dict[str, tuple[str, str, bool]] = {
@@ -68,7 +68,8 @@ def test_the_readme_table_says_what_the_adapters_declare(row: str):
 def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
     schemes = registry.registrations()
     assert {s for s, r in schemes.items() if r.distribution == "orquestrador"} == {
-        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "kafka", "kafkas"
+        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "bullmq", "bullmqs", "sqs", "kafka",
+        "kafkas",
     }  # fmt: skip
     for scheme in schemes:
         assert isinstance(registry.adapter_for(scheme).capabilities, Capabilities)
@@ -76,7 +77,7 @@ def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
 
 def test_an_unknown_scheme_names_the_known_ones_and_how_to_add_one():
     with pytest.raises(ConfigError) as caught:
-        registry.adapter_for("sqs")
+        registry.adapter_for("zeromq")
     message = str(caught.value)
     assert "nats://" in message and "amqp://" in message and "orquestrador.brokers" in message
 

@@ -20,6 +20,25 @@ from orquestrador.vocabulary import FINAIS
 from tests.workers import WorkerProcess, start_worker
 
 MODULE = "tests.chaos.plugins_caos"
+# moto, the tests' SQS, scans a whole queue on every receive and keeps it in one process, so a
+# deep queue and many requests slow it far beyond AWS: SQS scenarios run a twentieth of the
+# volume (README, "Tests").
+SMALLER = {"sqs": 20}
+
+
+def volume(broker_name: str, jobs: int, *, at_least: int = 1) -> int:
+    """How many jobs a scenario sends on ``broker_name``: ``jobs``, but divided where
+    :data:`SMALLER` says, down to ``at_least`` (what the scenario needs to mean anything)."""
+    return max(at_least, jobs // SMALLER.get(broker_name, 1))
+
+
+# On moto every request waits its turn, so a short job spends most of its time in SQS calls, not in
+# its handler: where a scenario needs workers caught inside handlers, SQS jobs last this much longer.
+SLOWER = {"sqs": 5}
+
+
+def job_seconds(broker_name: str, seconds: float) -> float:
+    return seconds * SLOWER.get(broker_name, 1)
 
 
 @dataclass

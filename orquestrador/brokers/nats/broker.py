@@ -30,7 +30,7 @@ from orquestrador.brokers.base import (
     dlq_of,
 )
 from orquestrador.brokers.nats import recovery
-from orquestrador.brokers.nats.consumer import NatsConsumer, NatsDelivery, public_headers
+from orquestrador.brokers.nats.consumer import FIELDS, NatsConsumer, NatsDelivery
 from orquestrador.brokers.nats.errors import (
     AlreadyAcked,
     BadRequest,
@@ -46,7 +46,7 @@ from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerUnavailable
-from orquestrador.settings import redact_url
+from orquestrador.settings import int_option, pop_url_options, redact_url, server_urls
 
 log = logging.getLogger("orquestrador.brokers.nats")
 
@@ -58,6 +58,10 @@ class NatsBroker(Broker):
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
         super().__init__(url)
+        self.plain_url, options = pop_url_options(self.plain_url, {"replicas"})
+        # Streams (and the rate-limit bucket) kept on this many servers of a JetStream cluster.
+        self.replicas = int_option(url, "replicas", options.get("replicas"), 1, 1, 5)
+        self.servers = server_urls(self.plain_url)
         self.request_timeout = request_timeout
         self.reconnects = 0
         self._recovery = recovery.Reconnects()
@@ -82,6 +86,10 @@ class NatsBroker(Broker):
                 refused.set_result(exc)
             log.debug("nats client error: %s", exc)
 
+        async def on_disconnect() -> None:
+            if self._nc is not None and self._nc.is_reconnecting:  # not a close(): say it
+                log.warning("lost the connection to %s; reconnecting", redact_url(self.url))
+
         async def on_reconnect() -> None:
             self.reconnects += 1
             self._recovery.reconnected()
@@ -91,7 +99,7 @@ class NatsBroker(Broker):
         tls = ssl_context(self.tls) if self.tls is not None else None
         attempt = asyncio.ensure_future(
             nats.connect(
-                self.plain_url,
+                self.servers,
                 name="orquestrador",
                 connect_timeout=3,
                 # nats-py uses one setting for the first connect and for reconnects: fail the
@@ -101,6 +109,7 @@ class NatsBroker(Broker):
                 allow_reconnect=True,
                 error_cb=on_error,
                 reconnected_cb=on_reconnect,
+                disconnected_cb=on_disconnect,
                 tls=tls,
             )
         )
@@ -148,6 +157,7 @@ class NatsBroker(Broker):
                 subjects=[name],
                 retention=api.RetentionPolicy.WORK_QUEUE,
                 storage=api.StorageType.FILE,
+                num_replicas=self.replicas,
                 # JetStream refuses a duplicate window longer than the stream's max age.
                 duplicate_window=min(120.0, self._dlq.max_age or 120.0) if capped else 120.0,
                 # Dead letters past ORQ_DLQ_MAX_AGE / ORQ_DLQ_MAX_MESSAGES: the server drops the oldest.
@@ -208,7 +218,8 @@ class NatsBroker(Broker):
         with mapped(f"publish to {queue} failed"):
             # With a message_id a copy is dropped by the server: re-sent through a restart.
             await recovery.publish(send, request_timeout=self.request_timeout, retry=bool(message_id),
-                                   reconnects=self._recovery, connected=self._connected)  # fmt: skip
+                                   reconnects=self._recovery, connected=self._connected,
+                                   clustered=self.replicas > 1)  # fmt: skip
 
     def _connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -284,7 +295,7 @@ class NatsBroker(Broker):
         with mapped(f"cannot peek {queue}"), contextlib.suppress(NotFound):  # NotFound: past the last
             while len(out) < limit:
                 raw = await self.js.get_msg(stream_name(queue), seq=seq, subject=queue, next=True)
-                out.append(Message(raw.data or b"", public_headers(raw.headers), str(raw.seq)))
+                out.append(Message(raw.data or b"", FIELDS.clean(raw.headers), str(raw.seq)))
                 seq = (raw.seq or seq) + 1
         return out
 
@@ -309,7 +320,7 @@ class NatsBroker(Broker):
 
     def slots(self) -> Slots:
         if self._slots is None:
-            self._slots = NatsSlots(lambda: self.js)
+            self._slots = NatsSlots(lambda: self.js, replicas=self.replicas)
         return self._slots
 
     async def publish_event(self, subject: str, body: bytes) -> None:
@@ -325,9 +336,12 @@ class NatsBroker(Broker):
             raise self.not_connected()
 
         async def handler(msg: Msg) -> None:
-            result = callback(msg.data)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = callback(msg.data)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # nats-py would only pass it to error_cb, logged at debug level
+                log.exception("event callback for %s failed", subject)
 
         sub = await self._nc.subscribe(subject, cb=handler)
 

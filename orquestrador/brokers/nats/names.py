@@ -25,3 +25,4 @@ def queue_name(stream: str) -> str | None:
         return None
     base = stream[len(STREAM_PREFIX) :]
     return base[: -len("__dlq")] + DLQ_SUFFIX if base.endswith("__dlq") else base
+

@@ -75,11 +75,20 @@ async def publish(
     retry: bool,
     reconnects: Reconnects,
     connected: Callable[[], bool],
+    clustered: bool = False,
 ) -> None:
-    """``send(timeout)`` once, or (``retry``) until it succeeds, for up to :data:`RETRY_FOR` seconds."""
+    """``send(timeout)`` once, or (``retry``) until it succeeds, for up to :data:`RETRY_FOR` seconds.
+
+    ``clustered``: the stream is replicated, so a transient failure while connected is a leader
+    change (the stream's servers elect another, for a few seconds) and is retried as well.
+    """
     if not retry:
         await send(request_timeout)
         return
+
+    def recovering() -> bool:
+        return clustered or not connected() or reconnects.recent()
+
     if connected() and not reconnects.recent():
         # The common case, every job and result: one plain attempt, no task or waiters around
         # it. A request caught by a disconnect waits out its timeout, then retries below.
@@ -87,15 +96,14 @@ async def publish(
             await send(request_timeout)
             return
         except TRANSIENT as exc:
-            if connected() and not reconnects.recent():
+            if not recovering():
                 raise
             log.info("publish not confirmed while the server comes back (%r); sending it again", exc)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(RETRY_FOR, request_timeout)
     pause = 0.1
     while True:
-        recovering = not connected() or reconnects.recent()
-        timeout = min(ATTEMPT_TIMEOUT, request_timeout) if recovering else request_timeout
+        timeout = min(ATTEMPT_TIMEOUT, request_timeout) if recovering() else request_timeout
         attempt = asyncio.ensure_future(send(timeout))
         woken = reconnects.next()
         try:
@@ -109,7 +117,7 @@ async def publish(
             attempt.result()
             return
         except TRANSIENT as exc:
-            if loop.time() >= deadline or not (not connected() or reconnects.recent()):
+            if loop.time() >= deadline or not recovering():
                 raise
             log.info("publish not confirmed while the server comes back (%r); sending it again", exc)
         finally:

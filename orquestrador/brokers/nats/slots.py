@@ -18,15 +18,18 @@ class NatsSlots(Slots):
     """Slots in the KV bucket ORQ_RATELIMIT, updated with compare-and-set: shared by every worker
     on this server. Clocks of worker machines are assumed roughly in sync."""
 
-    def __init__(self, js: Callable[[], JetStreamContext]) -> None:
+    def __init__(self, js: Callable[[], JetStreamContext], *, replicas: int = 1) -> None:
         self._js = js
+        self._replicas = replicas
         self._kv: Any = None
 
     async def reserve(self, key: str, interval: float) -> float:
         name = KV_KEY.sub("_", key).strip(".") or "_"
         with mapped(f"cannot reserve a rate-limit slot for {key}"):
             if self._kv is None:
-                self._kv = await self._js().create_key_value(bucket=RATE_LIMIT_BUCKET, history=1, ttl=3600)
+                self._kv = await self._js().create_key_value(
+                    bucket=RATE_LIMIT_BUCKET, history=1, ttl=3600, replicas=self._replicas
+                )
             for _ in range(50):
                 now = time.time()
                 try:

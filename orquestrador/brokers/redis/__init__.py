@@ -20,8 +20,9 @@ move one twice. Consumers of one queue should share one visibility timeout: it i
 after which *any* consumer reclaims an entry. Standalone Redis only (keys span hash slots).
 
 Files: :mod:`.broker` (client, publishing, queues), :mod:`.consumer` (group consumers and
-deliveries), :mod:`.errors` (the one mapping of driver errors), :mod:`.names` (keys and entry
-fields), :mod:`.scripts` (the Lua run on the server), :mod:`.slots` (shared rate limits).
+deliveries), :mod:`.errors` (the one mapping of driver errors), :mod:`.events` (pub/sub events
+that reconnect), :mod:`.names` (keys and entry fields), :mod:`.scripts` (the Lua run on the
+server), :mod:`.slots` (shared rate limits).
 """
 
 from orquestrador.brokers.redis.broker import DEFAULT_MAXLEN, RedisBroker

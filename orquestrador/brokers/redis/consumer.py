@@ -15,14 +15,13 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from orquestrador.brokers.base import Consumer, Delivery, dlq_of
-from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.redis.errors import is_nogroup, mapped
 from orquestrador.brokers.redis.names import (
+    FIELDS,
     GROUP,
     delayed_key,
     entry_body,
     entry_fields,
-    entry_headers,
     entry_position,
     stream_key,
     text,
@@ -60,12 +59,7 @@ class RedisDelivery(Delivery):
         self._delivered = delivered
         self.queue = consumer.queue
         self.body = entry_body(entry)
-        # Entries can be XADDed by anyone: every field is read like a body (brokers.intake).
-        reader = FieldReader()
-        self.headers = entry_headers(entry, reader)
-        self.attempt = reader.count(entry.get(b"a"), "attempts field 'a'") + delivered
-        self.message_id = reader.text(entry.get(b"id"), "id field")
-        self.problem = reader.problem
+        self.attempt = FIELDS.read(self, entry.get(b"h"), entry.get(b"id"), count=entry.get(b"a")) + delivered
         self.position = entry_position(entry_id)
 
     async def _settle(self, what: str, pipe: Any) -> None:
