@@ -24,7 +24,8 @@ from tests.contract.test_worker_processes import REAL_BROKERS
 from tests.servers import KafkaServer, NatsServer, RabbitServer, RedisServer
 
 BEFORE, DURING = 300, 30
-PERSISTENT = ("nats", "redis", "rabbitmq", "bullmq", "kafka")  # test servers that survive a restart (see above)
+# Test servers that survive a restart (see above).
+PERSISTENT = ("nats", "redis", "rabbitmq", "bullmq", "kafka")
 
 
 @pytest.fixture(params=[p for p in REAL_BROKERS if p.values[0] in PERSISTENT])

@@ -105,7 +105,7 @@ class KafkaDelivery(LeasedDelivery[Raw]):
         self._consumer = consumer
         reader = FieldReader()  # headers come from whoever produced: read like a body
         self.headers = public_headers(raw.record, reader)
-        restamping.read_count(raw.table, reader)
+        reader.count(restamping.stamped_count(raw.table), f"{restamping.ATTEMPTS_HEADER} header")
         self.message_id = reader.text(raw.table.get(MESSAGE_ID), f"{MESSAGE_ID} header")
         self.problem = reader.problem
         self.position = (raw.offset,) if consumer.single_partition else None
