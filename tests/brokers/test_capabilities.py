@@ -17,7 +17,8 @@ from tests.conftest import ADAPTERS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COLUMNS = {
-    "NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "BullMQ": "bullmq", "SQS": "sqs", "Kafka": "kafka"
+    "NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "BullMQ": "bullmq", "SQS": "sqs",
+    "Kafka": "kafka",
 }  # fmt: skip
 
 # README row -> (capability, a pattern a cell matches exactly when the broker has it (True) or lacks it).

@@ -39,7 +39,8 @@ def server(
 ) -> NatsServer | RedisServer | RabbitServer | KafkaServer:
     if broker_name == "rabbitmq":
         return request.getfixturevalue("rabbit_server")
-    kind = {"nats": NatsServer, "redis": RedisServer, "bullmq": RedisServer, "kafka": KafkaServer}[broker_name]
+    kinds = {"nats": NatsServer, "redis": RedisServer, "bullmq": RedisServer, "kafka": KafkaServer}
+    kind = kinds[broker_name]
     started = kind(tmp_path / broker_name)
     started.start()
     request.addfinalizer(started.stop)
