@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from orquestrador.brokers.nats import NatsBroker
@@ -69,8 +70,12 @@ async def test_stream_leader_killed_mid_batch(cluster: NatsCluster, suffix: str,
 
 async def stream_leader_after(broker: NatsBroker, queue: str, old: str) -> str:
     """The leader elected after ``old`` died (the stream answers on the surviving servers)."""
-    for _ in range(100):
-        info = await broker.js.stream_info(stream_name(queue))
+    for _ in range(200):
+        try:
+            info = await asyncio.wait_for(broker.js.stream_info(stream_name(queue)), 3)
+        except (TimeoutError, nats.errors.Error):  # this client may still be failing over
+            await asyncio.sleep(0.1)
+            continue
         if info.cluster is not None and info.cluster.leader and info.cluster.leader != old:
             return info.cluster.leader
         await asyncio.sleep(0.1)
