@@ -10,6 +10,7 @@ reported in the chaos summary.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats.errors
@@ -17,20 +18,16 @@ import pytest
 
 from orquestrador.brokers.nats import NatsBroker
 from orquestrador.brokers.nats.names import stream_name
-from tests.chaos.harness import Cenario, Linha, esperar_finais, execucoes, fechar
+from tests.chaos.cluster import JOBS, after_the_kill, launch_and_wait_for_a_quarter, report_and_check, running
+from tests.chaos.harness import Cenario, Linha
 from tests.servers.nats_cluster import NatsCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nats]
 
-JOBS = 2000
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> object:
-    started = NatsCluster(tmp_path / "nats-cluster")
-    started.start()
-    yield started
-    started.stop()
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    with running(NatsCluster(tmp_path / "nats-cluster")) as started:
+        yield started
 
 
 async def stream_leader(broker: NatsBroker, queue: str) -> str:
@@ -46,26 +43,15 @@ async def test_stream_leader_killed_mid_batch(cluster: NatsCluster, suffix: str,
         await c.worker(concurrency=16, visibility_timeout=5)
         broker = c.broker
         assert isinstance(broker, NatsBroker) and broker.replicas == 3
-        payloads = [{"i": i, "segundos": 0.005} for i in range(JOBS)]
-        ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
+        ids, done_before = await launch_and_wait_for_a_quarter(c)
         leader = await stream_leader(broker, c.fila)
-        while c.orq.store.count_by_state(ids).get("ok", 0) < JOBS // 4:
-            await asyncio.sleep(0.05)
-        done_before = c.orq.store.count_by_state(ids).get("ok", 0)
         cluster.node(leader).kill()
-        counts = await esperar_finais(c.orq, ids, timeout=240)
+        counts, dead = await after_the_kill(c, ids)
         new_leader = await stream_leader_after(broker, c.fila, leader)
-        dead = (await broker.stats(c.fila)).dead_letters
 
     nota = f"{JOBS - done_before} jobs not yet done; leader {leader} -> {new_leader}"
     linha = Linha("nats", "stream leader SIGKILLed (3-node cluster, R3)", nota=nota)
-    report(fechar(linha, c.orq, ids, counts, c.started, runs=execucoes(run_log)))
-    linha.mortos = dead
-
-    assert linha.perdidos == 0, counts
-    assert counts == {"ok": JOBS}, "one row per job, every one ok"
-    assert dead == 0
-    assert done_before < JOBS, "the leader died while jobs were still queued"
+    report_and_check(report, c, linha, ids, counts, dead, done_before, run_log)
 
 
 async def stream_leader_after(broker: NatsBroker, queue: str, old: str) -> str:

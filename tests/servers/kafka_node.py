@@ -132,6 +132,7 @@ class KafkaServer(ServerProcess):
         self.properties = self.workdir / "server.properties"
         self.log4j = self.workdir / "log4j2.properties"
         self.libs: Path | None = None
+        self.cluster = cluster_id()  # the nodes of one cluster share theirs
         self._log_start = 0  # where this start's lines begin in the (appended) log
 
     @property
@@ -191,7 +192,7 @@ class KafkaServer(ServerProcess):
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        command = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id(),
+        command = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster,
                              "-c", str(self.properties))  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:

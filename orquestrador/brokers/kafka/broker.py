@@ -192,10 +192,15 @@ class KafkaBroker(Broker):
         cached = self._partitions.get(topic)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        with mapped(f"cannot describe topic {topic}"):
-            [info] = await self.admin.describe_topics([topic])
-        found = sorted(int(p["partition"]) for p in info.get("partitions", []))
-        self._partitions[topic] = (time.monotonic() + 30.0, found)
+        found: list[int] = []
+        for _ in range(50):  # a topic just created may show no partitions for a moment on a cluster
+            with mapped(f"cannot describe topic {topic}"):
+                [info] = await self.admin.describe_topics([topic])
+            found = sorted(int(p["partition"]) for p in info.get("partitions", []))
+            if found:
+                self._partitions[topic] = (time.monotonic() + 30.0, found)
+                break
+            await asyncio.sleep(0.2)
         return found
 
     async def _tps(self, topic: str) -> list[TopicPartition]:

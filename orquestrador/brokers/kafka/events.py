@@ -78,6 +78,9 @@ class EventsTopic:
         with mapped(f"cannot subscribe to events {subject}"):
             await reader.start()
             tps = [TopicPartition(EVENTS_TOPIC, p) for p in await self.broker.partitions_of(EVENTS_TOPIC)]
+            if not tps:
+                await reader.stop()
+                raise BrokerError(f"the topic {EVENTS_TOPIC} shows no partitions yet; subscribe again")
             reader.assign(tps)
             await reader.seek_to_end(*tps)
             for tp in tps:  # the end as of now: nothing sent after this returns is missed
