@@ -1,18 +1,24 @@
 """``python -m bench``: every scenario, per broker, in one run; a markdown table at the end.
 
-Per broker (nats, redis, rabbitmq), in this order, each step a separate process:
+Per broker (nats, redis, rabbitmq, bullmq, kafka), in this order, each step a separate process:
 1. toolkit round trip: an ``orq worker escavador`` process + ``bench.toolkit roundtrip``;
    then, with the same worker, ``bench.toolkit latency`` (fixed rate); the worker's peak RSS.
 2. toolkit publish-only (no worker).
 3. the raw baseline: ``bench.raw_<broker> worker`` + ``producer`` roundtrip / latency / publish.
+4. each peer (``--peers``, default ``faststream``): ``bench.peer_<peer> worker`` + ``producer``
+   roundtrip / latency, the same scenarios as the raw baseline written with that framework
+   (bench/peer_faststream.py); a peer that is not installed gets a row saying so.
 Then the orchestrator's RSS over ``--mem-jobs`` jobs on the fastest broker (the notebook path:
 ``iniciar_coletas`` + ``Lote.wait``; if the time budget cannot fit it, the collecting side is
 simulated through the store path instead, and the table says so), and ``resultados()`` over
 ``--rows`` stored results. Every queue is unique to the run and deleted at the end.
 
-Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` measure existing servers; without
-them the run starts its own (bench/servers.py: the embedded nats-server, a redis-server, a
-RabbitMQ node, on free loopback ports) and stops them at the end.
+Brokers: ``--nats-url`` / ``--redis-url`` / ``--rabbitmq-url`` / ``--bullmq-url`` / ``--kafka-url``
+measure existing servers; without them the run starts its own (bench/servers.py: the embedded
+nats-server, a redis-server, a RabbitMQ node, a one-node KRaft Kafka, on free loopback ports) and
+stops them at the end. ``--brokers sqs`` (not in the default set) measures SQS at ``--sqs-url``,
+or moto started for the run: an emulator, whose numbers say how fast moto answers, not SQS, so
+no ratio to the others is meant.
 
 The scraping row (the ``http`` escavador against Scrapy on a local site) is its own run:
 ``python -m bench.scraping``.
@@ -27,6 +33,8 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -44,7 +52,14 @@ from bench.common import READY_LINE, ROOT, cpu_seconds, loadavg, machine_info, p
 from bench.report import table
 from bench.servers import ServerUnavailable, broker_urls
 
-BROKERS = ("nats", "redis", "rabbitmq")
+BROKERS = ("nats", "redis", "rabbitmq", "bullmq", "kafka")
+PEERS = ("faststream",)  # each is bench/peer_<name>.py over the import package of the same name
+PEER_MISSING = "not installed (pip install -e '.[bench]')"
+PEER_BROKERS = {"faststream": ("nats", "redis", "rabbitmq")}  # FastStream has no BullMQ broker; Kafka not yet
+BUDGET = 570.0  # seconds for the toolkit, the raw clients, the RSS scenario and resultados()
+PEER_SECONDS = 50.0  # added to the default budget per peer and broker, so a peer displaces nothing
+# Measured when asked for (--brokers sqs): on moto, an emulator, the numbers are the emulator's.
+ON_REQUEST = ("sqs",)
 
 
 @dataclass
@@ -59,6 +74,7 @@ class Settings:
     budget: float
     urls: dict[str, str | None]
     profile: Path | None
+    peers: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -162,7 +178,8 @@ class Profiler:
 
 def adapter_problem(broker: str, url: str) -> str | None:
     """Why the toolkit cannot use ``broker`` here, or None."""
-    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq"}[broker]
+    module = {"nats": "nats", "redis": "redis", "rabbitmq": "rabbitmq", "bullmq": "bullmq",
+              "sqs": "sqs", "kafka": "kafka"}[broker]  # fmt: skip
     try:
         importlib.import_module(f"orquestrador.brokers.{module}")
     except ModuleNotFoundError:
@@ -206,14 +223,19 @@ def server_version(broker: str, url: str) -> str:
 
             out = subprocess.run([find_binary(), "--version"], capture_output=True, text=True, timeout=10)
             return out.stdout.strip() or out.stderr.strip()
-        if broker == "redis":
+        if broker in ("redis", "bullmq"):
             import redis
 
-            client = redis.Redis.from_url(url)
+            client = redis.Redis.from_url(url.replace("bullmq://", "redis://", 1))
             try:
-                return "redis " + str(client.info("server")["redis_version"])
+                version = "redis " + str(client.info("server")["redis_version"])
             finally:
                 client.close()
+            if broker == "bullmq":
+                version += f", bullmq {importlib.metadata.version('bullmq')}"
+            return version
+        if broker == "kafka":
+            return "Apache Kafka (the run's own is a one-node KRaft 4.1)"
         import pika
 
         conn = pika.BlockingConnection(pika.URLParameters(url))
@@ -278,6 +300,9 @@ class _Names:
     def raw_queues(self) -> list[str]:
         return [f"bench_raw_{self.run}", f"bench_rawpub_{self.run}", f"bench_rawres_{self.run}"]
 
+    def peer_queues(self, peer: str) -> list[str]:
+        return [f"bench_{peer}_{self.run}", f"bench_{peer}res_{self.run}"]
+
 
 def run_broker(broker: str, settings: Settings, work: Path) -> dict[str, Any]:
     url = settings.urls[broker]
@@ -290,11 +315,17 @@ def run_broker(broker: str, settings: Settings, work: Path) -> dict[str, Any]:
         else:
             out["unavailable"] = problem
         _raw_steps(broker, url, names, settings, work, out)
+        for peer in settings.peers:
+            _peer_steps(peer, broker, url, names, settings, work, out)
     finally:
         if problem is None:
             delete_queues(url, names.toolkit_queues)
         with contextlib.suppress(Skip):
             run_json(_py(f"bench.raw_{broker}", "cleanup", "--url", url, *names.raw_queues), 60)
+        for peer in settings.peers:
+            if f"{peer}_version" in out:
+                with contextlib.suppress(Skip):
+                    run_json(_py(f"bench.peer_{peer}", "cleanup", "--url", url, *names.peer_queues(peer)), 60)
     return out
 
 
@@ -361,33 +392,60 @@ def _toolkit_steps(
 def _raw_steps(
     broker: str, url: str, names: _Names, settings: Settings, work: Path, out: dict[str, Any]
 ) -> None:
-    rt_timeout, lat_timeout = _timeouts(settings)
+    rt_timeout, _ = _timeouts(settings)
     raw = f"bench.raw_{broker}"
     queue, pub_queue, results = names.raw_queues
-    raw_worker = Background(
-        _py(raw, "worker", "--url", url, "--queue", queue, "--batch", str(settings.concurrency),
-            "--max-seconds", str(max(60.0, settings.left))),
-        work / f"rawworker-{broker}.log", READY_LINE,
-    )  # fmt: skip
-    producer = [raw, "producer", "--url", url, "--queue", queue, "--results", results]
-    try:
-        raw_worker.wait_ready()
-        cpu0 = cpu_seconds(raw_worker.pid)
-        _step(out, "raw_roundtrip", settings, 15, lambda: run_json(
-            _py(*producer, "--mode", "roundtrip", "--n", str(settings.n), "--timeout", str(rt_timeout)),
-            rt_timeout + 30))  # fmt: skip
-        out["raw_worker_cpu_seconds"] = _minus(cpu_seconds(raw_worker.pid), cpu0)
-        _step(out, "raw_latency", settings, 15, lambda: run_json(
-            _py(*producer, "--mode", "latency", "--rate", str(settings.rate),
-                "--seconds", str(settings.latency_seconds), "--timeout", "30"), lat_timeout))  # fmt: skip
-        out["raw_worker_memory"] = raw_worker.memory()
-    except Skip as exc:
-        out["raw_roundtrip"] = {"error": str(exc)}
-    finally:
-        raw_worker.stop()
+    _baseline_steps(raw, "raw", broker, url, (queue, results), settings, work, out)
     _step(out, "raw_publish", settings, 10, lambda: run_json(
         _py(raw, "producer", "--url", url, "--queue", pub_queue, "--results", results,
             "--mode", "publish", "--n", str(settings.n)), rt_timeout))  # fmt: skip
+
+
+def _peer_steps(
+    peer: str, broker: str, url: str, names: _Names, settings: Settings, work: Path, out: dict[str, Any]
+) -> None:
+    """A peer framework's round trip and latency on this broker, or why it cannot run."""
+    if broker not in PEER_BROKERS.get(peer, BROKERS):
+        out[f"{peer}_roundtrip"] = out[f"{peer}_latency"] = {"unavailable": f"{peer} has no {broker} broker"}
+        return
+    if importlib.util.find_spec(peer) is None:
+        out[f"{peer}_roundtrip"] = out[f"{peer}_latency"] = {"unavailable": PEER_MISSING}
+        return
+    out[f"{peer}_version"] = importlib.metadata.version(peer)
+    queue, results = names.peer_queues(peer)
+    _baseline_steps(
+        f"bench.peer_{peer}", peer, broker, url, (queue, results), settings, work, out, ("--results", results)
+    )
+
+
+def _baseline_steps(
+    module: str, key: str, broker: str, url: str, queues: tuple[str, str], settings: Settings,
+    work: Path, out: dict[str, Any], worker_extra: tuple[str, ...] = (),
+) -> None:  # fmt: skip
+    """``module``'s worker + producer round trip and latency into ``out["<key>_..."]``."""
+    rt_timeout, lat_timeout = _timeouts(settings)
+    queue, results = queues
+    worker = Background(
+        _py(module, "worker", "--url", url, "--queue", queue, "--batch", str(settings.concurrency),
+            "--max-seconds", str(max(60.0, settings.left)), *worker_extra),
+        work / f"{key}worker-{broker}.log", READY_LINE,
+    )  # fmt: skip
+    producer = [module, "producer", "--url", url, "--queue", queue, "--results", results]
+    try:
+        worker.wait_ready()
+        cpu0 = cpu_seconds(worker.pid)
+        _step(out, f"{key}_roundtrip", settings, 15, lambda: run_json(
+            _py(*producer, "--mode", "roundtrip", "--n", str(settings.n), "--timeout", str(rt_timeout)),
+            rt_timeout + 30))  # fmt: skip
+        out[f"{key}_worker_cpu_seconds"] = _minus(cpu_seconds(worker.pid), cpu0)
+        _step(out, f"{key}_latency", settings, 15, lambda: run_json(
+            _py(*producer, "--mode", "latency", "--rate", str(settings.rate),
+                "--seconds", str(settings.latency_seconds), "--timeout", "30"), lat_timeout))  # fmt: skip
+        out[f"{key}_worker_memory"] = worker.memory()
+    except Skip as exc:
+        out[f"{key}_roundtrip"] = {"error": str(exc)}
+    finally:
+        worker.stop()
 
 
 # -- memory and resultados ---------------------------------------------------------------------
@@ -429,7 +487,9 @@ def run_memory(broker: str, rate: float | None, settings: Settings, work: Path) 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated: nats,redis,rabbitmq")
+    parser.add_argument(
+        "--brokers", default=",".join(BROKERS), help="comma-separated: " + ",".join(BROKERS + ON_REQUEST)
+    )
     parser.add_argument("--n", type=int, default=None, help="round-trip / publish jobs (default 20000)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
@@ -438,16 +498,27 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--latency-seconds", type=float, default=None)
     parser.add_argument("--mem-jobs", type=int, default=None, help="jobs of the RSS scenario (100000)")
     parser.add_argument("--rows", type=int, default=None, help="stored results for resultados() (1000000)")
-    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
+    budget_help = f"seconds for the whole run ({BUDGET:.0f} + {PEER_SECONDS:.0f} per peer and broker)"
+    parser.add_argument("--budget", type=float, default=None, help=budget_help)
     parser.add_argument("--nats-url", default=None, help="default: the embedded nats-server, for this run")
     parser.add_argument("--redis-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--rabbitmq-url", default=None, help="default: a RabbitMQ node started for this run")
+    parser.add_argument("--kafka-url", default=None, help="default: a one-node KRaft for this run")
+    parser.add_argument(
+        "--sqs-url", default=None, help="sqs://REGION[?endpoint_url=...]; default: moto started for this run"
+    )
+    parser.add_argument("--bullmq-url", default=None, help="default: a redis-server started for this run")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this directory")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers: faststream")
+    parser.add_argument("--no-peers", dest="peers", action="store_const", const="", help="measure no peer")
     args = parser.parse_args(argv)
     brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    unknown = [b for b in brokers if b not in BROKERS]
+    unknown = [b for b in brokers if b not in BROKERS + ON_REQUEST]
     if unknown:
-        parser.error(f"unknown broker(s) {unknown}: use {', '.join(BROKERS)}")
+        parser.error(f"unknown broker(s) {unknown}: use {', '.join(BROKERS + ON_REQUEST)}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if unknown := [p for p in peers if p not in PEERS]:
+        parser.error(f"unknown peer(s) {unknown}: use {', '.join(PEERS)}")
     quick = args.quick
     settings = Settings(
         brokers=brokers,
@@ -457,9 +528,10 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         latency_seconds=args.latency_seconds or (2.0 if quick else 5.0),
         mem_jobs=args.mem_jobs or (5_000 if quick else 100_000),
         rows=args.rows or (50_000 if quick else 1_000_000),
-        budget=args.budget,
-        urls={"nats": args.nats_url, "redis": args.redis_url, "rabbitmq": args.rabbitmq_url},
+        budget=args.budget or BUDGET + PEER_SECONDS * len(brokers) * len(peers),
+        urls={name: getattr(args, f"{name}_url") for name in BROKERS + ON_REQUEST},
         profile=args.profile,
+        peers=peers,
     )
     return settings, args
 
@@ -504,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     report["settings"] = {
         "n": settings.n, "concurrency": settings.concurrency, "rate": settings.rate,
         "latency_seconds": settings.latency_seconds, "mem_jobs": settings.mem_jobs, "rows": settings.rows,
-        "quick": args.quick, "handler": "async def returning a small dict",
+        "quick": args.quick, "handler": "async def returning a small dict", "peers": settings.peers,
     }  # fmt: skip
     try:
         with broker_urls(settings.brokers, settings.urls, work) as urls:
@@ -521,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print()
     if worst is None:
-        print("worst round-trip ratio vs raw: n/a (no broker completed both round trips)")
+        print("worst round-trip ratio vs raw: n/a (no broker off an emulator completed both round trips)")
     else:
         print(f"worst round-trip ratio vs raw: {worst[0]:.2f} ({worst[1]})")
     if args.json is not None:

@@ -75,10 +75,9 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
     return {"seq": payload.get("seq"), "tamanho": len(str(payload.get("url", ""))), "ok": True}
 
 
-def raw_result(body: bytes, worker: str) -> tuple[str, bytes]:
-    """Decode a request the way a raw worker would and answer it: (reply queue, result body)."""
-    env = json.loads(body)
-    result = {
+def result_envelope(env: dict[str, Any], worker: str) -> dict[str, Any]:
+    """The result a hand-written worker answers a request envelope with (raw and peer workers)."""
+    return {
         "correlation_id": env["correlation_id"],
         "tipo_evento": "resultado_coleta",
         "payload": handle(env.get("payload") or {}),
@@ -92,6 +91,12 @@ def raw_result(body: bytes, worker: str) -> tuple[str, bytes]:
         "status": "ok",
         "worker": worker,
     }
+
+
+def raw_result(body: bytes, worker: str) -> tuple[str, bytes]:
+    """Decode a request the way a raw worker would and answer it: (reply queue, result body)."""
+    env = json.loads(body)
+    result = result_envelope(env, worker)
     return env.get("responder_para") or "", json.dumps(result, separators=(",", ":")).encode()
 
 

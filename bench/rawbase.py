@@ -191,7 +191,8 @@ async def _run(client: RawClient, args: argparse.Namespace) -> dict[str, Any]:
         await client.close()
 
 
-def main(client: RawClient, prog: str) -> None:
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """The commands every baseline module takes (raw clients and peers alike)."""
     parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="command", required=True)
     worker = sub.add_parser("worker")
@@ -202,6 +203,7 @@ def main(client: RawClient, prog: str) -> None:
     for p in (worker, producer):
         p.add_argument("--queue", required=True)
     worker.add_argument("--batch", type=int, default=32)
+    worker.add_argument("--results", default="", help="a peer's results queue (raw: responder_para)")
     worker.add_argument("--max-seconds", type=float, default=600.0)
     producer.add_argument("--mode", choices=["roundtrip", "publish", "latency"], required=True)
     producer.add_argument("--results", required=True)
@@ -212,8 +214,16 @@ def main(client: RawClient, prog: str) -> None:
     producer.add_argument("--warmup", type=int, default=20)
     producer.add_argument("--timeout", type=float, default=120.0)
     cleanup.add_argument("queues", nargs="+")
-    args = parser.parse_args()
+    return parser
+
+
+def run(client: RawClient, args: argparse.Namespace) -> None:
+    """Run the command ``args`` names with ``client``; its numbers on stdout for the driver."""
     emit(asyncio.run(_run(client, args)))
+
+
+def main(client: RawClient, prog: str) -> None:
+    run(client, build_parser(prog).parse_args())
 
 
 def chunks(items: Iterable[bytes], size: int) -> Iterable[list[bytes]]:

@@ -1,14 +1,17 @@
 """The brokers a bench run measures: the URLs given, else servers started for the run.
 
 Like the tests, the bench needs no broker installed and running beforehand: NATS is the
-embedded nats-server, Redis a ``redis-server`` without persistence, RabbitMQ a node of its own
-(tests/servers), each on free loopback ports with its data in the run's directory, stopped at
-the end. ``bash .ci/install`` installs the programs.
+embedded nats-server, Redis a ``redis-server`` without persistence, RabbitMQ a node of its own,
+Kafka a one-node KRaft, SQS moto in server mode (tests/servers), each on free loopback ports with
+its data in the run's directory, stopped at the end; moto's dummy AWS credentials go into this
+process's environment, so the scenario processes inherit them. ``bash .ci/install`` installs the
+programs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,8 @@ class ServerUnavailable(RuntimeError):
 def broker_urls(brokers: list[str], given: dict[str, str | None], work: Path) -> Iterator[dict[str, str]]:
     """Name → URL for each of ``brokers``; what is not ``given`` is started here and stopped on exit."""
     from orquestrador.brokers import embedded
-    from tests.servers import RabbitServer, RedisServer
+    from tests.servers import KafkaServer, RabbitServer, RedisServer
+    from tests.servers.sqs_server import TEST_ENVIRONMENT, SqsServer
 
     urls: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
@@ -40,8 +44,16 @@ def broker_urls(brokers: list[str], given: dict[str, str | None], work: Path) ->
                     stack.callback(embedded.stop, work / "nats")
                 elif name == "redis":
                     urls[name] = stack.enter_context(RedisServer(work / "redis", durable=False)).url
+                elif name == "bullmq":
+                    server = stack.enter_context(RedisServer(work / "bullmq", durable=False))
+                    urls[name] = server.url.replace("redis://", "bullmq://", 1)
                 elif name == "rabbitmq":
                     urls[name] = stack.enter_context(RabbitServer(work / "rabbitmq")).url
+                elif name == "kafka":
+                    urls[name] = stack.enter_context(KafkaServer(work / "kafka")).url
+                elif name == "sqs":
+                    os.environ.update(TEST_ENVIRONMENT)  # moto's dummy credentials, for this run only
+                    urls[name] = stack.enter_context(SqsServer(work / "sqs")).url
                 else:
                     raise ServerUnavailable(f"no server to start for {name}")
             except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # tests.servers' refusal

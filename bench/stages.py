@@ -98,7 +98,7 @@ async def collect(url: str, results: str, home: Path, n: int, timeout: float) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stages")
-    parser.add_argument("--broker", choices=["nats", "redis", "rabbitmq"], required=True)
+    parser.add_argument("--broker", choices=["nats", "redis", "rabbitmq", "kafka"], required=True)
     parser.add_argument("--url", default=None, help="default: a server started for this run")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)

@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import BaseModel
 
 from escavadores import _robots, _sessoes
 from escavadores._rede import transporte
@@ -79,19 +78,6 @@ def client() -> httpx.AsyncClient:
         )
         _clients[loop] = pooled
     return pooled
-
-
-def como_dict(payload: object) -> dict[str, Any]:
-    """The payload as a dict: a worker hands a plugin its declared schema's model, a direct call a dict.
-
-    Only the fields the sender set are kept, so the plugin's own defaults and ceilings apply as
-    for a dict; anything else is a ``PermanentFailure``.
-    """
-    if isinstance(payload, BaseModel):
-        return payload.model_dump(exclude_unset=True)
-    if not isinstance(payload, dict):
-        raise PermanentFailure(f"the payload must be a JSON object, got {type(payload).__name__}")
-    return payload
 
 
 def check_url(url: object, campo: str = "url") -> str:

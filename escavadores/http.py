@@ -17,21 +17,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from escavadores import _http_client as web
 from escavadores._seletores import Seletores, ler_seletores
 from escavadores.html_page import analisar
 from orquestrador import Contexto, PermanentFailure, escavador
+from orquestrador.plugins import PayloadModel, payload_dict
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 PARSE_IN_THREAD = 64 * 1024  # below this, handing the parse to a thread costs more than it saves
 
 
-class PedidoHttp(BaseModel):
+class PedidoHttp(PayloadModel):
     """The ``http`` escavador's payload (other fields are kept and ignored)."""
-
-    model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=True)
 
     url: str = Field(description="absolute http(s) URL of the page")
     seletores: Seletores | None = Field(
@@ -50,7 +49,7 @@ def _html(body: bytes, content_type: str) -> bool:
 
 @escavador("http", timeout=120, schema=PedidoHttp)
 async def coletar_pagina(payload: dict[str, Any] | PedidoHttp, ctx: Contexto) -> dict[str, Any]:
-    dados = web.como_dict(payload)
+    dados = payload_dict(payload)
     url = web.check_url(dados.get("url"))
     regras = ler_seletores(dados.get("seletores"))
     timeout = web.timeout(dados)

@@ -40,9 +40,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+
 from escavadores import _http_client as web
 from escavadores._http_client import HTTPStatusFailure, Resposta, http_url
 from orquestrador import Contexto, PermanentFailure, Retry, escavador
+from orquestrador.plugins import PayloadModel, payload_dict
 from orquestrador.settings import DEFAULT_FETCH_MAX_BYTES, ENV_FETCH_MAX_BYTES, ceiling
 
 DEFAULT_MAX_PAGES = 50
@@ -58,6 +61,28 @@ _STYLES: dict[str, dict[str, Any]] = {
     "next_link": {"caminho": None},
 }
 _MISSING = object()
+
+
+class PedidoJsonApi(PayloadModel):
+    """The ``json_api`` escavador's payload (other fields are kept and ignored)."""
+
+    url: str = Field(description="absolute http(s) URL of the first page")
+    params: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="query parameters of the first page"
+    )
+    headers: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="request headers (API keys, tokens), sent to the origin of 'url' only"
+    )
+    records_path: str | None = Field(
+        default=None, description="dotted path to the list of records in each page ('data.items')"
+    )
+    paginacao: str | dict[str, Any] | None = Field(
+        default=None,
+        description="page, offset, cursor or next_link, or an object {'tipo': style, ...options}",
+    )
+    max_pages: int | None = Field(default=None, description="pages fetched at most (50)")
+    timeout: float | None = Field(default=None, description="seconds for each page's whole fetch (20)")
+    max_bytes: int | None = Field(default=None, description="per page (10 MiB)")
 
 
 @dataclass(frozen=True)
@@ -159,9 +184,10 @@ def ler_json(resp: Resposta) -> Any:
         ) from None
 
 
-@escavador("json_api", timeout=300)
-async def coletar_json(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+@escavador("json_api", timeout=300, schema=PedidoJsonApi)
+async def coletar_json(pedido: dict[str, Any] | PedidoJsonApi, ctx: Contexto) -> dict[str, Any]:
     """Fetch page after page until the API says there are no more, or ``max_pages``."""
+    payload = payload_dict(pedido)
     url = web.check_url(payload.get("url"))
     params = web.texto_dict(payload, "params")
     privados = web.cabecalhos(payload)  # API keys, tokens: for the origin of url only

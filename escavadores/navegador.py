@@ -26,22 +26,21 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from escavadores import _chromium, _rota
 from escavadores import _http_client as web
 from escavadores._seletores import Seletores, ler_seletores
 from escavadores.html_page import analisar
 from orquestrador import Contexto, PermanentFailure, Retry, escavador
+from orquestrador.plugins import PayloadModel, payload_dict
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 
 
-class PedidoNavegador(BaseModel):
+class PedidoNavegador(PayloadModel):
     """The ``navegador`` escavador's payload (other fields are kept and ignored)."""
-
-    model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=True)
 
     url: str = Field(description="absolute http(s) URL of the page")
     seletores: Seletores | None = Field(default=None, description="fields to extract, as for http")
@@ -79,7 +78,7 @@ def _gravar_png(png: bytes, dados: dict[str, Any], ctx: Contexto) -> str:
 
 @escavador("navegador", timeout=180, schema=PedidoNavegador)
 async def coletar_renderizada(payload: dict[str, Any] | PedidoNavegador, ctx: Contexto) -> dict[str, Any]:
-    dados = web.como_dict(payload)
+    dados = payload_dict(payload)
     url = web.check_url(dados.get("url"))
     regras = ler_seletores(dados.get("seletores"))
     esperar = _opcao_texto(dados, "esperar")

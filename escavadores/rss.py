@@ -32,11 +32,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
+from pydantic import Field
+
 from escavadores import _http_client as web
 from escavadores._http_client import http_url
 from escavadores._xml import Element, descomprimir, local, namespace, parse_xml, texto
 from escavadores.html_page import texto_html
 from orquestrador import Contexto, PermanentFailure, escavador
+from orquestrador.plugins import PayloadModel, payload_dict
 
 DEFAULT_MAX_ITENS = 200
 DEFAULT_MAX_RESUMO = 1000
@@ -166,9 +169,23 @@ def ler_feed(root: Element, url: str) -> tuple[str, str | None, list[Item]]:
     raise PermanentFailure(f"{url} is XML but not an RSS or Atom feed (root element <{shown}>)")
 
 
-@escavador("rss", timeout=120)
-async def coletar_feed(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+class PedidoRss(PayloadModel):
+    """The ``rss`` escavador's payload (other fields are kept and ignored)."""
+
+    url: str = Field(description="absolute http(s) URL of the RSS, RDF or Atom feed")
+    max_itens: int | None = Field(default=None, description="items kept at most (200)")
+    max_resumo: int | None = Field(default=None, description="characters of each summary (1000)")
+    timeout: float | None = Field(default=None, description="seconds for the whole fetch (20)")
+    max_bytes: int | None = Field(default=None, description="of the feed (10 MiB)")
+    headers: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="request headers (API keys, tokens), sent to the origin of 'url' only"
+    )
+
+
+@escavador("rss", timeout=120, schema=PedidoRss)
+async def coletar_feed(pedido: dict[str, Any] | PedidoRss, ctx: Contexto) -> dict[str, Any]:
     """Fetch one feed and return its newest ``max_itens`` items in the feed's order."""
+    payload = payload_dict(pedido)
     url = web.check_url(payload.get("url"))
     timeout = web.timeout(payload)
     max_itens = web.inteiro(payload, "max_itens", DEFAULT_MAX_ITENS)

@@ -28,10 +28,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from pydantic import Field
+
 from escavadores import _http_client as web
 from escavadores._http_client import Resposta, http_url
 from escavadores._xml import descomprimir, local, namespace, parse_xml, texto
 from orquestrador import Contexto, PermanentFailure, Retry, escavador
+from orquestrador.plugins import PayloadModel, payload_dict
 
 DEFAULT_MAX_URLS = 2000
 DEFAULT_MAX_SITEMAPS = 50
@@ -77,9 +80,23 @@ def _sitemap_texto(body: bytes, url: str) -> list[tuple[str, str | None]]:
     return [(loc, None) for loc in locs if loc is not None]
 
 
-@escavador("sitemap", timeout=300)
-async def coletar_sitemap(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+class PedidoSitemap(PayloadModel):
+    """The ``sitemap`` escavador's payload (other fields are kept and ignored)."""
+
+    url: str = Field(description="absolute http(s) URL of the sitemap (urlset, index, .xml.gz or text)")
+    max_urls: int | None = Field(default=None, description="page URLs listed at most (2000)")
+    max_sitemaps: int | None = Field(default=None, description="sitemap documents fetched at most (50)")
+    timeout: float | None = Field(default=None, description="seconds for each document's whole fetch (20)")
+    max_bytes: int | None = Field(default=None, description="per sitemap after inflating (50 MiB)")
+    headers: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="request headers (API keys, tokens), sent to the origin of 'url' only"
+    )
+
+
+@escavador("sitemap", timeout=300, schema=PedidoSitemap)
+async def coletar_sitemap(pedido: dict[str, Any] | PedidoSitemap, ctx: Contexto) -> dict[str, Any]:
     """Walk a sitemap (and the sitemaps an index points to) and collect page URLs up to the bounds."""
+    payload = payload_dict(pedido)
     url = web.check_url(payload.get("url"))
     timeout = web.timeout(payload)
     max_urls = web.inteiro(payload, "max_urls", DEFAULT_MAX_URLS)

@@ -40,8 +40,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic_core
+from pydantic import Field
 
 from orquestrador import Contexto, PermanentFailure, executor
+from orquestrador.plugins import PayloadModel, payload_dict
 
 ENV_ALLOW = "ORQ_PYTHON_ALLOW"
 
@@ -145,9 +147,17 @@ async def _resolve(funcao: Any) -> tuple[str, Callable[..., Any]]:
     return pedido, alvo
 
 
-@executor("python")
-async def executar_funcao(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+class PedidoPython(PayloadModel):
+    """The ``python`` executor's payload (other fields are kept and ignored)."""
+
+    funcao: str = Field(description="allow-listed function, 'pkg.mod:func' or 'pkg.mod.func'")
+    args: dict[str, Any] | None = Field(default=None, description="keyword arguments of the call")
+
+
+@executor("python", schema=PedidoPython)
+async def executar_funcao(pedido: dict[str, Any] | PedidoPython, ctx: Contexto) -> dict[str, Any]:
     """Run the allow-listed function named by ``payload["funcao"]`` with ``payload["args"]``."""
+    payload = payload_dict(pedido)
     pedido, fn = await _resolve(payload.get("funcao"))
     args = payload.get("args") or {}
     if not isinstance(args, dict):

@@ -57,7 +57,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from pydantic import Field
+
 from orquestrador import Contexto, PermanentFailure, executor
+from orquestrador.plugins import PayloadModel, payload_dict
 from orquestrador.settings import ENV_DATASET_ROOTS, home
 
 # pyarrow (which loads pandas) is imported where it is used: registering this plugin, e.g. in
@@ -248,8 +251,17 @@ def _fsync_dir(pasta: Path) -> None:
         os.close(fd)
 
 
-@executor("salvar")
-def salvar(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
+class PedidoSalvar(PayloadModel):
+    """The ``salvar`` executor's payload (other fields are kept and ignored)."""
+
+    registros: list[dict[str, Any]] = Field(description="records to append, one object each")
+    alvo: str | None = Field(default=None, description="partition alvo= (desconhecido)")
+    dataset: str | None = Field(default=None, description="sub-directory of the base directory")
+    diretorio: str | None = Field(default=None, description="base directory, under the worker's dataset root")
+
+
+@executor("salvar", schema=PedidoSalvar)
+def salvar(pedido: dict[str, Any] | PedidoSalvar, ctx: Contexto) -> dict[str, Any]:
     """Write ``payload["registros"]`` as one Parquet file named after the job's message_id.
 
     A plain ``def``: the worker runs it in its thread pool, so the pyarrow write never blocks
@@ -257,6 +269,7 @@ def salvar(payload: dict[str, Any], ctx: Contexto) -> dict[str, Any]:
     """
     import pyarrow.parquet as pq
 
+    payload = payload_dict(pedido)
     registros = _validar(payload.get("registros"))
     if not registros:
         return {"arquivo": None, "registros": 0, "ja_existia": False}

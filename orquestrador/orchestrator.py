@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orquestrador import collector, settings, tracing
+from orquestrador import collector, launching, settings, tracing
 from orquestrador import envelope as wire
 from orquestrador.brokers import Broker, create_broker, resolve_url
 from orquestrador.brokers.base import Delivery, validate_results_queue
 from orquestrador.envelope import Envelope, TipoEvento
-from orquestrador.errors import BrokerError, EnvelopeError, LaunchError
+from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.pipeline import Pipeline, PipelineRunner
@@ -201,81 +201,17 @@ class AsyncOrquestrador:
         some of it may have reached the broker.
         """
         fila = queue_for(KIND_OF[tipo], alvo)
-        total = 0
-        sending: asyncio.Task[int] | None = None  # the previous chunk's publish, still confirming
 
-        async def send(batch: list[tuple[Envelope, bytes]], spans: list[tracing.Span]) -> None:
-            # Each chunk is recorded before it is sent, in a thread: SQLite's write of this chunk
-            # overlaps the confirmations of the previous one instead of stalling the loop.
-            nonlocal sending, total
-            envelopes = [env for env, _ in batch]
-            bodies = [body for _, body in batch]
-            await asyncio.to_thread(self.store.record_sent, envelopes, fila, lote=lote, bodies=bodies)
-            if sending is not None:
-                previous, sending = sending, None
-                try:
-                    total += await previous
-                except BaseException:
-                    self.store.forget([e.message_id or "" for e in envelopes])  # never sent
-                    raise
-            sending = asyncio.create_task(self._publish_chunk(fila, batch, spans, on_progress, on_sent))
+        def jobs() -> Iterator[tuple[Envelope, bytes, tracing.Span]]:
+            for payload in payloads:  # each job starts its own trace; its span ends once confirmed
+                span = self._publish_span(fila, None)
+                env, body = self._envelope(tipo, alvo, payload, None, None, None, pipeline, span)
+                yield env, body, span
 
-        batch: list[tuple[Envelope, bytes]] = []
-        spans: list[tracing.Span] = []  # each job starts its own trace; spans end once confirmed
-        try:
-            for payload in payloads:
-                spans.append(self._publish_span(fila, None))
-                batch.append(self._envelope(tipo, alvo, payload, None, None, None, pipeline, spans[-1]))
-                if len(batch) >= chunk:
-                    await send(batch, spans)
-                    batch, spans = [], []
-            if batch:
-                await send(batch, spans)
-            if sending is not None:
-                previous, sending = sending, None
-                total += await previous
-        except Exception as exc:
-            # A bad payload further on: what was recorded and handed to the broker still goes out.
-            if sending is not None:
-                with contextlib.suppress(Exception):
-                    total += await sending
-            where = f"; they are batch {lote!r}, orq.lote({lote!r}) finds it" if lote else ""
-            raise LaunchError(
-                f"launching {tipo} for {alvo} stopped after {total} jobs were sent"
-                f" ({type(exc).__name__}: {exc}){where}",
-                lote=lote,
-                enviados=total,
-            ) from exc
-        except BaseException:
-            if sending is not None:
-                sending.cancel()
-            raise
-        return total
-
-    async def _publish_chunk(
-        self,
-        fila: str,
-        batch: list[tuple[Envelope, bytes]],
-        spans: list[tracing.Span],
-        on_progress: Callable[[int], None] | None,
-        on_sent: Callable[[list[Envelope]], None] | None,
-    ) -> int:
-        try:
-            await self._broker().publish_many(fila, ((body, env.message_id) for env, body in batch))
-        except BaseException as exc:
-            # Some of the chunk may be out; the broker's dedup makes a re-launch of them safe.
-            log.error("batch publish to %s failed; %d jobs of this chunk unconfirmed", fila, len(batch))
-            for span in spans:
-                span.fail(exc)
-                span.end()
-            raise
-        for span in spans:
-            span.end()
-        if on_progress is not None:
-            on_progress(len(batch))
-        if on_sent is not None:
-            on_sent([env for env, _ in batch])
-        return len(batch)
+        return await launching.launch(
+            self.store, self._broker(), fila, jobs(), what=f"{tipo} for {alvo}", chunk=chunk, lote=lote,
+            on_progress=on_progress, on_sent=on_sent,
+        )  # fmt: skip
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:
         """Run a pipeline's rules inside this orchestrator until it closes."""

@@ -16,9 +16,9 @@ from importlib import metadata
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from orquestrador.errors import PluginError
+from orquestrador.errors import PermanentFailure, PluginError
 from orquestrador.vocabulary import KINDS, PEDIDO_DE, Kind
 
 ENTRY_POINT_GROUPS: dict[str, str] = {
@@ -65,6 +65,25 @@ def domain_of(payload: dict[str, Any]) -> str | None:
         return None
     host = urlsplit(url).hostname
     return host.lower() if host else None
+
+
+class PayloadModel(BaseModel):
+    """A base for a plugin's ``schema=``: strict JSON types, other fields kept, and input never
+    repeated in a validation error (a payload may carry credentials, and errors are logged)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=True)
+
+
+def payload_dict(payload: object) -> dict[str, Any]:
+    """The payload as a dict, whether a worker validated it into the plugin's ``schema`` model or
+    a direct call passed a dict: only the fields the sender set are kept, so the handler's own
+    defaults and ceilings apply as for a dict. Anything else is a ``PermanentFailure``.
+    """
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(exclude_unset=True)
+    if not isinstance(payload, dict):
+        raise PermanentFailure(f"the payload must be a JSON object, got {type(payload).__name__}")
+    return payload
 
 
 def queue_for(kind: str, nome: str) -> str:

@@ -66,7 +66,7 @@ CEILINGS: dict[str, float] = {
     ENV_COMANDO_MAX_TIMEOUT: DEFAULT_COMANDO_MAX_TIMEOUT,
 }
 
-TLS_SCHEMES = ("tls", "rediss", "amqps")
+TLS_SCHEMES = ("tls", "rediss", "amqps", "bullmqs", "kafkas")
 
 
 def home() -> Path:
@@ -192,7 +192,8 @@ def check_url(url: str) -> str:
             + f" (or leave {ENV_BROKER_URL} unset for the embedded NATS server; a package that"
             " provides another broker registers its scheme when installed)"
         )
-    if adapter_for(parts.scheme).capabilities.cross_process and not any(
+    adapter = adapter_for(parts.scheme)
+    if adapter.capabilities.cross_process and adapter.host_required and not any(
         urlsplit(f"//{seed}").hostname for seed in seeds(parts.netloc)
     ):
         raise ConfigError(f"broker URL {redact_url(url)!r} has no host, e.g. nats://127.0.0.1:4222")
@@ -202,6 +203,18 @@ def check_url(url: str) -> str:
 def seeds(netloc: str) -> list[str]:
     """The ``host:port`` entries of a netloc that lists several servers (credentials dropped)."""
     return [h.strip() for h in netloc.rpartition("@")[2].split(",") if h.strip()]
+
+
+def server_urls(url: str) -> list[str]:
+    """``scheme://user:pass@h1:p1,h2:p2/path?q`` as one URL per server (drivers take a list).
+
+    The credentials, path and query go with every server; a cluster's servers usually announce
+    or accept the others once one of them answers, so any one of them is a good first contact.
+    """
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    hosts = seeds(parts.netloc)
+    return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in hosts] or [url]
 
 
 def redact_url(url: str) -> str:
@@ -227,16 +240,8 @@ def redact_url(url: str) -> str:
         netloc = f"{secret}@{','.join(seeds(parts.netloc))}"
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" if parts.password else f"***@{host}"
-    if port is not None:
-        netloc += f":{port}"
+    hosts = parts.netloc.rpartition("@")[2]  # as written: one host:port, or a list (Kafka)
+    netloc = f"{user}:***@{hosts}" if parts.password else f"***@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -1,12 +1,13 @@
 """Shared fixtures: real brokers for broker tests, a fresh state directory for every test.
 
 Each broker is a session fixture of :mod:`tests.servers.fixtures`: ``ORQ_TEST_NATS_URL``,
-``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL`` and ``ORQ_TEST_KAFKA_URL`` (and
-``ORQ_TEST_REDIS_CLUSTER_URL`` for the cluster suite) point the suite at
-existing servers; without them the suite starts its own on free loopback ports (the embedded
-nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka) and stops them at the end. A broker
-that can be neither reached nor started skips its tests on a laptop, and fails them under
-``CI=true``, with one line saying what to install.
+``ORQ_TEST_REDIS_URL``, ``ORQ_TEST_RABBITMQ_URL``, ``ORQ_TEST_KAFKA_URL`` and
+``ORQ_TEST_SQS_URL`` (and ``ORQ_TEST_REDIS_CLUSTER_URL`` for the cluster suite) point the suite
+at existing servers; without them the suite starts its own on free loopback ports (the embedded
+nats-server, a redis-server, a RabbitMQ node, a KRaft Kafka, moto for SQS) and stops them at the
+end; BullMQ uses the session's Redis (``ORQ_TEST_BULLMQ_URL`` for another). A broker that can be
+neither reached nor started skips its tests on a laptop, and fails them under ``CI=true``, with
+one line saying what to install.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import pytest
 from orquestrador.brokers import Broker, Capabilities, connect, registry
 from tests.servers import IN_CI, unreachable  # noqa: F401 - re-exported for older imports
 from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by all modules
+    bullmq_url,
     kafka_url,
     nats_url,
     rabbit_server,
     rabbitmq_url,
     redis_cluster_url,
     redis_url,
+    sqs_url,
     tls_files,
 )
 
@@ -36,9 +39,12 @@ from tests.servers.fixtures import (  # noqa: F401 - session fixtures shared by 
 # class's scheme, but "rabbitmq" for amqp). Any other registered adapter (a third-party or test
 # package) is reached through ORQ_TEST_BROKER_<NAME>, or, when it lives inside the process
 # (not ``capabilities.cross_process``), through ``<scheme>://<unique name>``.
-SERVER_FIXTURES = {"nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url"}
+SERVER_FIXTURES = {
+    "nats": "nats_url", "redis": "redis_url", "rabbitmq": "rabbitmq_url", "bullmq": "bullmq_url",
+    "sqs": "sqs_url", "kafka": "kafka_url",
+}  # fmt: skip
 TEST_NAMES = {"amqp": "rabbitmq"}
-_ORDER = ("memory", "nats", "redis", "rabbitmq")
+_ORDER = ("memory", "nats", "redis", "rabbitmq", "bullmq", "sqs", "kafka")
 
 
 def _registered() -> dict[str, type[Broker]]:
@@ -55,7 +61,7 @@ ADAPTERS = _registered()
 
 
 def capabilities_of(name: str) -> Capabilities:
-    return ADAPTERS[name].capabilities
+    return variant_capabilities(name) if name in VARIANTS else ADAPTERS[name].capabilities
 
 
 def brokers_where(predicate: Callable[[Capabilities], bool] = lambda _caps: True) -> list[Any]:
@@ -67,8 +73,23 @@ def brokers_where(predicate: Callable[[Capabilities], bool] = lambda _caps: True
     ]
 
 
+# Settings of a built-in adapter that change what it declares: the contract suite (the
+# ``broker_url`` fixture) runs them as brokers of their own, on the same session server.
+VARIANTS = {"rabbitmq_quorum": ("rabbitmq", "queue_type=quorum")}
+
+
+def variant_capabilities(name: str) -> Capabilities:
+    base, query = VARIANTS[name]
+    cls = ADAPTERS[base]
+    return cls(f"{cls.scheme}://127.0.0.1/?{query}").capabilities  # built, never connected
+
+
 def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     """The URL of broker ``name`` for this test: the session's server (started on first use)."""
+    if name in VARIANTS:
+        base, query = VARIANTS[name]
+        url = broker_url_for(base, request)
+        return f"{url}{'&' if '?' in url else '?'}{query}"
     if name in SERVER_FIXTURES:
         return str(request.getfixturevalue(SERVER_FIXTURES[name]))
     if url := os.environ.get(f"ORQ_TEST_BROKER_{name.upper()}"):
@@ -79,8 +100,12 @@ def broker_url_for(name: str, request: pytest.FixtureRequest) -> str:
     pytest.fail(f"no server for the {name} adapter: set ORQ_TEST_BROKER_{name.upper()} to its URL")
 
 
-BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka")
-BROKERS = brokers_where()
+BROKER_MARKERS = ("nats", "redis", "rabbitmq", "kafka", "bullmq", "sqs")
+BROKERS = brokers_where() + [
+    pytest.param(name, id=name, marks=[getattr(pytest.mark, base)])
+    for name, (base, _query) in VARIANTS.items()
+    if base in ADAPTERS
+]
 
 
 @pytest.fixture(params=BROKERS)

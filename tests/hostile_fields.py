@@ -127,7 +127,84 @@ async def inject_rabbitmq(url: str, queue: str, correlation_id: str) -> int:
     return await asyncio.to_thread(_publish_rabbitmq, url, queue, correlation_id)
 
 
+async def inject_kafka(url: str, queue: str, correlation_id: str) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    cases: list[list[tuple[str, bytes]]] = [
+        [("x-orq-message-id", b"\xff\xfe\xfd")],  # not UTF-8
+        [("x-orq-attempts", b"muitas")],  # not a count
+        [("grande", b"v" * 20_000)],  # one header too large
+        [(f"h{i}", b"v") for i in range(100)],  # too many
+        [("nome\x00estranho", b"v")],  # a header name that is not printable text
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=url.removeprefix("kafka://"), acks="all")
+    await producer.start()
+    try:
+        for headers in cases:
+            await producer.send_and_wait(
+                queue, body(correlation_id), key=correlation_id.encode(), headers=headers
+            )
+    finally:
+        await producer.stop()
+    return len(cases)
+
+
+def _publish_sqs(url: str, queue: str, correlation_id: str) -> int:
+    from urllib.parse import parse_qsl, urlsplit
+
+    import boto3
+
+    from orquestrador.brokers.sqs import sqs_name
+
+    parts = urlsplit(url)
+    endpoint = dict(parse_qsl(parts.query)).get("endpoint_url")
+    client = boto3.client("sqs", region_name=parts.hostname or None, endpoint_url=endpoint)
+    target = client.get_queue_url(QueueName=sqs_name(queue))["QueueUrl"]
+
+    def text(value: str) -> dict[str, str]:
+        return {"DataType": "String", "StringValue": value}
+
+    cases: list[tuple[str, dict[str, dict[str, str]]]] = [
+        (body(correlation_id).decode(), {"orq-headers": text("[" * 100_000 + "]" * 100_000)}),  # recursion
+        (body(correlation_id).decode(), {"orq-headers": text("[1, 2]")}),  # JSON, not an object
+        (body(correlation_id).decode(), {"orq-headers": text(json.dumps({"k": "v" * 20_000}))}),  # too large
+        (body(correlation_id).decode(), {"orq-message-id": text("m" * 300)}),  # not an id
+        ("not base64 at all!", {"orq-body-encoding": text("base64")}),  # says base64, is not
+    ]
+    for message, attributes in cases:
+        client.send_message(QueueUrl=target, MessageBody=message, MessageAttributes=attributes)
+    return len(cases)
+
+
+async def inject_sqs(url: str, queue: str, correlation_id: str) -> int:
+    return await asyncio.to_thread(_publish_sqs, url, queue, correlation_id)
+
+
+async def inject_bullmq(url: str, queue: str, correlation_id: str) -> int:
+    """Jobs added with the Python bullmq package itself, as another producer would, whose options
+    carry hostile headers and whose id is not printable."""
+    from bullmq import Queue
+
+    data = json.loads(body(correlation_id))
+    cases = [
+        {"orq_headers": [1, 2]},  # not an object
+        {"orq_headers": {"grande": "v" * 20_000}},  # one header too large
+        {"orq_headers": {f"x-{i}": "v" for i in range(100)}},  # too many
+        {"jobId": "hostil\x01\x02"},  # control characters in the id
+    ]
+    bull = Queue(queue, {"connection": url.replace("bullmq://", "redis://", 1)})
+    try:
+        for opts in cases:
+            await bull.add("iniciar_coleta", data, opts)
+    finally:
+        await bull.close()
+    return len(cases)
+
+
 async def inject(broker_name: str, url: str, queue: str, correlation_id: str | None = None) -> int:
     correlation_id = correlation_id or f"hostil-{uuid.uuid4().hex[:8]}"
-    injectors = {"redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq}
+    injectors = {
+        "redis": inject_redis, "nats": inject_nats, "rabbitmq": inject_rabbitmq, "bullmq": inject_bullmq,
+        "sqs": inject_sqs, "kafka": inject_kafka,
+    }  # fmt: skip
     return await injectors[broker_name](url, queue, correlation_id)

@@ -51,3 +51,28 @@ async def worker_and_orchestrator(
             with contextlib.suppress(BrokerError):
                 await broker.delete(queue)
         await broker.close()
+
+
+async def answer_of(broker: Any, plugin: Plugin, correlation_id: str) -> dict[str, Any] | None:
+    """Serve ``plugin`` on ``broker`` until the result of chain ``correlation_id`` arrives on the
+    default results queue (a hand-made job names no ``responder_para``); others are given back."""
+    import json
+
+    from orquestrador.envelope import DEFAULT_RESULTS_QUEUE
+
+    worker = Worker(broker, [plugin], WorkerOptions())
+    task = asyncio.create_task(worker.run())
+    results = await broker.consume(DEFAULT_RESULTS_QUEUE, visibility_timeout=5)
+    try:
+        for _ in range(100):
+            for delivery in await results.fetch(50, timeout=0.5):
+                data = json.loads(delivery.body)
+                if data["correlation_id"] == correlation_id:
+                    await delivery.ack()
+                    return dict(data)
+                await delivery.nack()
+        return None
+    finally:
+        worker.stop()
+        await task
+        await results.close()

@@ -10,13 +10,17 @@ of its own with durable queues and persistent messages. The shared servers are n
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from orquestrador import AsyncOrquestrador, WorkerOptions
+from orquestrador.brokers import create_broker
 from orquestrador.errors import BrokerError
+from tests.conftest import eventually
 from tests.roundtrip import worker_and_orchestrator
 from tests.servers import NatsServer, RabbitServer, RedisServer, TlsFiles
 
@@ -39,6 +43,8 @@ def devagar(payload: dict) -> dict:
         pytest.param(("amqp", "restart"), id="rabbitmq-restart", marks=pytest.mark.rabbitmq),
         pytest.param(("amqps", "restart"), id="rabbitmq-tls-restart", marks=pytest.mark.rabbitmq),
         pytest.param(("amqp", "outage"), id="rabbitmq-long-outage", marks=pytest.mark.rabbitmq),
+        pytest.param(("bullmq", "kill"), id="bullmq-sigkill", marks=pytest.mark.bullmq),
+        pytest.param(("bullmq", "outage"), id="bullmq-long-outage", marks=pytest.mark.bullmq),
     ]
 )
 def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) -> tuple[Server, str, str]:
@@ -55,7 +61,8 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path, tls_files: TlsFiles) 
     started = (NatsServer if scheme in ("nats", "tls") else RedisServer)(tmp_path / scheme, tls=tls)
     started.start()
     request.addfinalizer(started.stop)
-    return started, started.url + with_ca, how
+    url = started.url.replace("redis://", "bullmq://", 1) if scheme == "bullmq" else started.url
+    return started, url + with_ca, how
 
 
 def interrupt(server: Server, how: str) -> None:
@@ -107,3 +114,59 @@ async def test_jobs_in_flight_survive_a_broker_restart(outage: tuple[Server, str
         # Shown with -s, to compare recovery times (not asserted: the machine is shared).
         took = time.monotonic() - back
         print(f"\n{url.split(':')[0]} {how}: every result {took:.1f}s after the server was back")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("amqp", marks=pytest.mark.rabbitmq),
+    ]
+)
+def restarted(request: pytest.FixtureRequest, tmp_path: Path) -> Server:
+    """A running throwaway server of each broker, for a test that restarts it."""
+    if request.param == "amqp":
+        rabbit: RabbitServer = request.getfixturevalue("rabbit_server")
+        return rabbit
+    started = (NatsServer if request.param == "nats" else RedisServer)(tmp_path / request.param)
+    started.start()
+    request.addfinalizer(started.stop)
+    return started
+
+
+async def test_event_subscriptions_come_back_after_a_broker_restart(
+    restarted: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The orchestrator's live view of running jobs rests on one events subscription: after a
+    restart it must receive again, and the drop must show in the log (not die silently); a
+    callback that fails is logged and does not end it either."""
+    caplog.set_level(logging.WARNING, logger="orquestrador.brokers")
+    broker = create_broker(restarted.url)
+    await broker.connect()
+    subject = f"orq.t{uuid.uuid4().hex[:8]}.job.started"
+    got: list[bytes] = []
+
+    async def callback(body: bytes) -> None:
+        got.append(body)
+        if body == b"before":
+            raise ValueError("a bug in a listener")
+
+    stop = await broker.subscribe_events(subject, callback)
+    try:
+        await broker.publish_event(subject, b"before")
+        await eventually(lambda: any("callback" in r.getMessage() for r in caplog.records), timeout=10)
+        caplog.clear()
+
+        await asyncio.to_thread(restarted.stop)
+        logged = lambda: any(r.name.startswith("orquestrador.brokers") for r in caplog.records)  # noqa: E731
+        await eventually(logged, timeout=30)  # said while the server is down, not only once back
+        await asyncio.to_thread(restarted.start)
+
+        async def arrives() -> bool:  # events are best-effort: send until one gets through
+            await broker.publish_event(subject, b"after")
+            return b"after" in got
+
+        await eventually(arrives, timeout=60, interval=0.5)
+    finally:
+        await stop()
+        await broker.close()

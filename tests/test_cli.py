@@ -118,6 +118,14 @@ def test_demo_runs_on_a_fresh_directory_and_a_second_run_attaches(tmp_path: Path
     assert embedded.status(home) is None
 
 
+@pytest.mark.bullmq
+def test_demo_runs_on_bullmq(bullmq_url: str, tmp_path: Path):
+    env = {"ORQ_HOME": str(tmp_path / ".orquestrador")}
+    result = orq("demo", "--jobs", "8", "--broker", bullmq_url, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8/8 coletas ok" in result.stdout
+
+
 def test_broker_status_and_stop_without_a_server(tmp_path: Path):
     env = {"ORQ_HOME": str(tmp_path / "none")}
     assert orq("broker", "status", env=env).returncode == 1

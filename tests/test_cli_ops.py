@@ -27,6 +27,7 @@ REAL_BROKERS = [
     pytest.param("nats", id="nats", marks=pytest.mark.nats),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
     pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("bullmq", id="bullmq", marks=pytest.mark.bullmq),
 ]
 
 

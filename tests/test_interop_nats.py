@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import nats
 import pytest
 
-from orquestrador import Worker, WorkerOptions
 from orquestrador.brokers import connect
-from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, content_id
+from orquestrador.envelope import content_id
 from orquestrador.plugins import Plugin
+from tests.roundtrip import answer_of
 
 pytestmark = pytest.mark.nats
 
@@ -40,25 +39,9 @@ async def test_four_field_envelope_from_plain_nats_py_is_processed_and_answered(
     await nc.jetstream().publish(queue, body)
     await nc.close()
 
-    worker = Worker(broker, [Plugin("escavador", nome, dobro, "tests")], WorkerOptions())
-    task = asyncio.create_task(worker.run())
-    results = await broker.consume(DEFAULT_RESULTS_QUEUE, visibility_timeout=5)
-    answer = None
     try:
-        for _ in range(100):
-            for delivery in await results.fetch(50, timeout=0.5):
-                data = json.loads(delivery.body)
-                if data["correlation_id"] == correlation_id:
-                    answer = data
-                    await delivery.ack()
-                else:
-                    await delivery.nack()
-            if answer:
-                break
+        answer = await answer_of(broker, Plugin("escavador", nome, dobro, "tests"), correlation_id)
     finally:
-        worker.stop()
-        await task
-        await results.close()
         await broker.delete(queue)
         await broker.close()
 

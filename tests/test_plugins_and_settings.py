@@ -60,7 +60,8 @@ def test_bad_plugin_options_fail_at_declaration(option):  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize(
-    "url", ["kafka://127.0.0.1:9092", "nats://", "redis://host:notaport", "127.0.0.1:4222"]
+    "url", ["mqtt://127.0.0.1:1883", "nats://", "redis://host:notaport", "127.0.0.1:4222",
+            "kafka://127.0.0.1:9092,127.0.0.1:nope"]
 )
 def test_unusable_broker_urls_are_refused_with_a_hint(url: str):
     with pytest.raises(ConfigError) as info:

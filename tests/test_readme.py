@@ -40,3 +40,19 @@ def test_the_first_notebook_example_works_as_written(tmp_path: Path) -> None:
         detached.stop(home)
         embedded.stop(home)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_layout_section_is_a_few_lines_naming_directories_that_exist() -> None:
+    """The tree speaks for itself: the README only points at it, and must not point wrong."""
+    import re
+
+    section = README.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1].strip("\n").splitlines()
+    assert len(block) <= 8, block
+    root = README.parent
+    named = {m.group(1) for line in block for m in re.finditer(r"([a-z_]+)/", line)}
+    packages = {"brokers", "facade", "worker", "store", "cli", "notebook"}
+    missing = [n for n in sorted(named) if not ((root / n).is_dir() or (root / "orquestrador" / n).is_dir()
+                                              or (root / "tests" / n).is_dir())]  # fmt: skip
+    assert missing == [], missing
+    assert packages <= named, packages - named

@@ -83,8 +83,9 @@ async def test_dlq_without_caps_keeps_every_dead_letter(real_url, queue_name, cl
 
 
 async def test_dlq_with_a_max_age_drops_old_dead_letters(real_url, queue_name, cleanup, monkeypatch):
-    redis = real_url.startswith("redis")
-    # Redis trims by age when the next dead letter is written: give the new one time to be seen.
+    redis = real_url.startswith(("redis", "bullmq"))
+    # Redis (and BullMQ, for its failed jobs) trims by age when the next dead letter is written:
+    # give the new one time to be seen.
     monkeypatch.setenv("ORQ_DLQ_MAX_AGE", "3s" if redis else "1s")
     broker = await connect(real_url)
     try:
@@ -126,7 +127,7 @@ async def test_existing_dlq_gets_the_caps_on_nats_and_keeps_working_elsewhere(
             assert dead == [b"a-3", b"b-0"]
         elif real_url.startswith("amqp"):
             assert dead == [b"a-0", b"a-1", b"a-2", b"a-3", b"b-0"]  # documented: old arguments stay
-        else:  # Redis caps on every dead-letter write, old stream or not
+        else:  # Redis (BullMQ too) caps on every dead-letter write, old stream or not
             assert dead == [b"a-3", b"b-0"]
     finally:
         await new.close()

@@ -37,6 +37,10 @@ def url_forms(port: int) -> list[str]:
         f"rediss://:{SECRET}@127.0.0.1:{port}/0",
         f"amqp://guest:{SECRET}@127.0.0.1:{port}/%2F",
         f"amqps://guest:{SECRET}@127.0.0.1:{port}/%2F",
+        f"bullmq://worker:{SECRET}@127.0.0.1:{port}/0",
+        f"bullmqs://:{SECRET}@127.0.0.1:{port}/0",
+        f"kafka://coletor:{SECRET}@127.0.0.1:{port}",
+        f"kafkas://coletor:{SECRET}@127.0.0.1:{port},127.0.0.1:{port}?sasl_mechanism=SCRAM-SHA-512",
     ]
 
 
@@ -75,6 +79,9 @@ async def test_an_unreachable_broker_names_the_url_with_its_secret_masked(
         f"amqp://guest:{SECRET}@127.0.0.1:5672/%2F?no_such_option=1",
         f"redis://:{SECRET}@127.0.0.1:6379/0?tls_ca=/etc/ca.pem",
         f"redis://:{SECRET}@127.0.0.1:6379/0?no_such_option=1",
+        f"kafka://coletor:{SECRET}@127.0.0.1:9092?partitions=0",
+        f"kafka://coletor:{SECRET}@127.0.0.1:9092?sasl_mechanism=GSSAPI",
+        f"kafka://coletor:{SECRET}@127.0.0.1:9092,127.0.0.1:x",
     ],
 )
 async def test_config_errors_for_urls_never_contain_the_secret(url: str):

@@ -1,6 +1,6 @@
-"""TLS on every broker: ``tls://``, ``rediss://`` and ``amqps://`` against throwaway servers that
-use a CA generated for this session (tests/certs.py), with CA/cert/key paths from the URL
-(``?tls_ca=``) or the environment (``ORQ_TLS_CA`` ...).
+"""TLS on every broker: ``tls://``, ``rediss://``, ``amqps://`` and ``bullmqs://`` against
+throwaway servers that use a CA generated for this session (tests/certs.py), with CA/cert/key
+paths from the URL (``?tls_ca=``) or the environment (``ORQ_TLS_CA`` ...).
 
 A job goes the whole way (orchestrator, worker, result) over TLS; a client that does not trust
 the server's CA, or that lacks a client cert the server requires, is refused with a message
@@ -39,13 +39,15 @@ def redis_tls(tmp_path: Path, tls_files: TlsFiles) -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["nats", "redis", "rabbitmq"])
+@pytest.fixture(params=["nats", "redis", "rabbitmq", "bullmq"])
 def tls_url(request: pytest.FixtureRequest) -> str:
     """A TLS URL with no CA configured yet, on a throwaway server of each broker."""
     if request.param == "nats":
         return request.getfixturevalue("nats_tls").url
     if request.param == "redis":
         return request.getfixturevalue("redis_tls").url
+    if request.param == "bullmq":
+        return str(request.getfixturevalue("redis_tls").url).replace("rediss://", "bullmqs://", 1)
     server: RabbitServer = request.getfixturevalue("rabbit_server")
     return server.tls_url
 
@@ -99,7 +101,7 @@ async def test_a_server_requiring_a_client_cert_says_which_settings_provide_it(
         await broker.close()
 
 
-@pytest.mark.parametrize("scheme", ["tls", "rediss", "amqps"])
+@pytest.mark.parametrize("scheme", ["tls", "rediss", "amqps", "bullmqs"])
 async def test_a_missing_file_is_a_config_error_naming_the_setting(
     scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -109,7 +111,7 @@ async def test_a_missing_file_is_a_config_error_naming_the_setting(
         await broker.connect()
 
 
-@pytest.mark.parametrize("scheme", ["tls", "rediss", "amqps"])
+@pytest.mark.parametrize("scheme", ["tls", "rediss", "amqps", "bullmqs"])
 async def test_bad_files_are_config_errors_naming_the_setting_not_the_secret(
     scheme: str, tmp_path: Path, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ):

@@ -91,6 +91,9 @@ class Delivery(abc.ABC):
     # Why broker-level fields (headers, ids, counters) could not be read, if so: the runtime
     # dead-letters such a delivery with this reason instead of running it (see brokers.intake).
     problem: str | None = None
+    # The resultado envelope the runtime answered this job with, set before it acks: a broker that
+    # keeps a job's return value (BullMQ's ``returnvalue``) stores it with the ack.
+    reply: bytes | None = None
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -142,8 +145,9 @@ class Broker(abc.ABC):
 
     scheme: ClassVar[str]
     display_name: ClassVar[str] = ""  # "NATS", "Redis": how messages name the broker (else the scheme)
+    host_required: ClassVar[bool] = True  # False: the URL may omit the host (sqs:// takes the AWS region)
     # Declared by every adapter (see Capabilities); the registry refuses an adapter without one.
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities  # a class attribute; an instance may refine it from its URL
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
     reconnects: int = 0
     _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)

@@ -2,18 +2,22 @@
 
 A body goes through the envelope's intake (:func:`orquestrador.envelope.decode`). What a broker
 carries beside it (Redis entry fields, NATS headers, AMQP properties and headers, attempt
-counters) comes from the same publishers, so an adapter reads each through a
-:class:`FieldReader`: what can be read comes back cleaned (text, bounded), and what cannot
-becomes the delivery's ``problem``, which the worker and the orchestrator dead-letter with that
-reason, as they do a malformed body. Nothing here raises, so building a delivery never stops a
-``fetch``; the dead letter carries the cleaned headers, never the raw ones.
+counters) comes from the same publishers, so it is read through a :class:`FieldReader`: what can
+be read comes back cleaned (text, bounded), and what cannot becomes the delivery's ``problem``,
+which the worker and the orchestrator dead-letter with that reason, as they do a malformed body.
+Nothing here raises, so building a delivery never stops a ``fetch``; the dead letter carries the
+cleaned headers, never the raw ones.
+
+An adapter declares once where its broker keeps these fields (:class:`DeliveryFields`) and hands
+each delivery's raw values to :meth:`DeliveryFields.read`; the reading itself is written here only.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 MAX_HEADERS = 64
 MAX_KEY = 128
@@ -136,6 +140,58 @@ class FieldReader:
         return cast(str, value)
 
 
+class Target(Protocol):
+    """What :meth:`DeliveryFields.read` fills in: a :class:`~orquestrador.brokers.base.Delivery`."""
+
+    headers: dict[str, str]
+    message_id: str | None
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFields:
+    """Where one broker keeps what a publisher sets beside the body, and the names a dead-letter
+    reason gives those fields. Only the raw values differ between adapters; the reading is one.
+    """
+
+    headers: str  # e.g. "NATS headers"
+    message_id: str  # e.g. "Nats-Msg-Id header"
+    count: str = ""  # the attempt count a publisher may set, if the broker keeps one there
+    skip: tuple[str, ...] = ()  # header prefixes that steer the broker: never carried over
+    json_headers: bool = False  # the headers are one JSON object (the Redis entry field ``h``)
+
+    def read(
+        self,
+        delivery: Target,
+        headers: Any,
+        message_id: Any,
+        *,
+        count: Any = None,
+        problem: str | None = None,
+    ) -> int:
+        """Set ``delivery``'s ``headers``, ``message_id`` and ``problem`` from the raw fields;
+        returns the attempt count in ``count`` (0 when absent or unreadable). ``problem``: one
+        the adapter found itself, reported first."""
+        reader = FieldReader()
+        if problem:
+            reader.problems.append(problem)
+        delivery.headers = self._headers(headers, reader)
+        attempts = reader.count(count, self.count) if self.count else 0
+        delivery.message_id = reader.text(message_id, self.message_id)
+        delivery.problem = reader.problem
+        return attempts
+
+    def clean(self, headers: Any) -> dict[str, str]:
+        """Headers for a peek or a re-published copy: what can be read, the rest left out."""
+        return self._headers(headers, FieldReader())
+
+    def _headers(self, raw: Any, reader: FieldReader) -> dict[str, str]:
+        if self.json_headers:
+            return reader.headers_json(raw, self.headers)
+        items = raw.items() if isinstance(raw, dict) else ()
+        return reader.headers(items, self.headers, skip=self.skip)
+
+
 def _key(key: Any) -> str | None:
     if isinstance(key, bytes):
         try:
@@ -152,4 +208,4 @@ def clean_headers(items: Iterable[tuple[Any, Any]], *, skip: tuple[str, ...] = (
     return FieldReader().headers(items, "headers", skip=skip)
 
 
-__all__ = ["MAX_HEADERS", "MAX_VALUE", "FieldReader", "clean_headers"]
+__all__ = ["MAX_HEADERS", "MAX_VALUE", "DeliveryFields", "FieldReader", "clean_headers"]

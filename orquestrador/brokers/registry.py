@@ -30,6 +30,8 @@ from orquestrador.errors import ConfigError
 
 GROUP = "orquestrador.brokers"
 INSTALL_HINT = "pip install orquestrador"
+# Drivers of built-in adapters that come with an optional extra, not with the package itself.
+EXTRAS = {"aiokafka": "kafka"}
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,9 @@ def adapter_for(scheme: str) -> type[Broker]:
                 f"the {scheme}:// broker is registered by {registration.distribution} as "
                 f"{registration.target}, which is not importable: reinstall {registration.distribution}"
             ) from None
-        raise ConfigError(f"the {scheme}:// broker needs the '{exc.name}' package: {INSTALL_HINT}") from None
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        hint = f'pip install "orquestrador[{extra}]"' if extra else INSTALL_HINT
+        raise ConfigError(f"the {scheme}:// broker needs the '{exc.name}' package: {hint}") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Broker)):
         raise ConfigError(f"{registration.target} (for {scheme}://) is not a broker adapter class")

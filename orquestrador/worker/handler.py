@@ -35,7 +35,39 @@ def payload_for(plugin: Plugin, payload: dict[str, Any]) -> Any:
     try:
         return plugin.schema.model_validate(payload)
     except ValidationError as exc:
-        raise PermanentFailure(f"invalid payload for {plugin.nome}: {exc}") from None
+        problems = validation_problems(exc, payload)
+        raise PermanentFailure(
+            f"invalid payload for {plugin.kind} {plugin.nome!r} ({plugin.schema.__name__}): {problems}"
+        ) from None
+
+
+def validation_problems(exc: ValidationError, payload: Any) -> str:
+    """One short line per field of ``payload`` that the schema refused, never its value.
+
+    pydantic names each member of a union it tried (``headers.k.str``, ``headers.k.int``…):
+    those collapse into the field's path as the payload has it, with the first reason.
+    """
+    found: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        node, path = payload, []
+        for part in error["loc"]:
+            if not _holds(node, part):
+                if error["type"] == "missing":
+                    path.append(str(part))
+                break
+            node = node[part]
+            path.append(str(part))
+        found.setdefault(".".join(path) or "payload", []).append(error["msg"])
+    return "; ".join(
+        f"{where!r}: {reasons[0]}" + (" (nor any other type it accepts)" if len(reasons) > 1 else "")
+        for where, reasons in found.items()
+    )
+
+
+def _holds(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)
 
 
 async def invoke(

@@ -33,8 +33,13 @@ class NoMetrics:
     def retried(self, alvo: str) -> None: ...
     def dead_lettered(self, alvo: str) -> None: ...
     def fetch_recovered(self, broker: Any) -> None: ...
+    def queue_depth(self, alvo: str, depth: int) -> None: ...
     def watch(self, broker: Any) -> asyncio.Task[None] | None:
         return None
+
+    @property
+    def enabled(self) -> bool:
+        return False
 
 
 NO_METRICS = NoMetrics()
@@ -67,6 +72,17 @@ class PrometheusMetrics(NoMetrics):
         self._reconnects = Counter(
             "orq_broker_reconnects", "Times the connection to the broker was re-established.", registry=reg
         )
+        self._depth = Gauge(
+            "orq_queue_depth", "Jobs waiting in the plugin's queue (on Kafka: the group's lag).", ["alvo"],
+            multiprocess_mode="max", registry=reg,
+        )  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def queue_depth(self, alvo: str, depth: int) -> None:
+        self._depth.labels(alvo).set(depth)
 
     def received(self, alvo: str) -> None:
         self._received.labels(alvo).inc()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from orquestrador.envelope import Erro
     from orquestrador.plugins import Plugin
     from orquestrador.worker.metrics import NoMetrics
-    from orquestrador.worker.runtime import Job
+    from orquestrador.worker.settling import Job
 
 log = logging.getLogger("orquestrador.worker")
 
@@ -95,18 +95,42 @@ class Tracing(Observer):
 class Metrics(Observer):
     """Prometheus counters per alvo (only when a worker is scraped: see ``metrics.for_worker``)."""
 
-    def __init__(self, recorder: NoMetrics) -> None:
+    DEPTH_EVERY = 10.0  # seconds between readings of the queues' depth
+
+    def __init__(self, recorder: NoMetrics, plugins: Sequence[Plugin] = ()) -> None:
         self.recorder = recorder
+        self.plugins = list(plugins)
         self._broker: Broker | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._depths: asyncio.Task[None] | None = None
 
     def serving(self, broker: Broker) -> None:
         self._broker = broker
         self._watcher = self.recorder.watch(broker)
+        if self.recorder.enabled and self.plugins:
+            self._depths = asyncio.create_task(self._follow_depths())
 
     async def stopping(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._depths):
+            if task is not None:
+                task.cancel()
+
+    async def sample_depths(self) -> None:
+        """Each plugin queue's depth (``stats().depth``: on Kafka the consumer group's lag)."""
+        if self._broker is None:
+            return
+        for plugin in self.plugins:
+            try:
+                stats = await self._broker.stats(plugin.fila)
+            except BrokerError as exc:
+                log.debug("depth of %s not read: %s", plugin.fila, exc)
+                continue
+            self.recorder.queue_depth(plugin.nome, stats.depth)
+
+    async def _follow_depths(self) -> None:
+        while True:
+            await self.sample_depths()
+            await asyncio.sleep(self.DEPTH_EVERY)
 
     def received(self, plugin: Plugin) -> None:
         self.recorder.received(plugin.nome)

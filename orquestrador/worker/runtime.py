@@ -9,7 +9,7 @@ through the same steps:
    heartbeat task owned by the runtime (not the handler) renews the lease;
 3. **settle** — on success publish the ``resultado_*`` durably *then* ack; on failure nack with
    exponential backoff and jitter, or, after ``max_tentativas`` or a permanent failure, answer
-   with ``status: erro`` and dead-letter it.
+   with ``status: erro`` and dead-letter it (:mod:`~orquestrador.worker.settling`).
 
 What happens to each job is told to one list of observers (:mod:`~orquestrador.worker.observers`:
 tracing, lifecycle events, metrics, and any the caller adds); calling the handler itself is
@@ -26,7 +26,6 @@ import dataclasses
 import functools
 import logging
 import os
-import random
 import signal
 import socket
 import threading
@@ -34,66 +33,28 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from orquestrador import envelope as wire
 from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_results_queue
-from orquestrador.envelope import Envelope, Erro
 from orquestrador.errors import (
     BrokerError,
     ConfigError,
     EnvelopeError,
-    PayloadTooLarge,
     PermanentFailure,
-    Retry,
     WorkerLost,
 )
 from orquestrador.logs import job_fields
 from orquestrador.plugins import Plugin
 from orquestrador.worker import batching, handler
 from orquestrador.worker.context import Contexto, JobLogger
-from orquestrador.worker.handler import erro_of
 from orquestrador.worker.metrics import NO_METRICS, NoMetrics
 from orquestrador.worker.observers import Events, Metrics, Observer, Observers, Tracing
+from orquestrador.worker.options import WorkerOptions
+from orquestrador.worker.settling import Job, Settler
 
 log = logging.getLogger("orquestrador.worker")
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker runs; a plugin's own options (decorator) win over these defaults."""
-
-    concurrency: int = 8
-    max_tentativas: int = 5
-    visibility_timeout: float = 30.0
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    timeout: float | None = None
-    drain_timeout: float = 30.0
-    fetch_timeout: float = 1.0
-    max_message_bytes: int = wire.DEFAULT_MAX_BYTES
-    results_queue: str = wire.DEFAULT_RESULTS_QUEUE
-
-    def backoff(self, tentativa: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
-        # Capped exponent: an attempt count over 1,024 (a hostile or restamped one) would overflow.
-        ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** min(max(0, tentativa - 1), 64)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-@dataclass(frozen=True, eq=False)  # hashed by identity: a key of the heartbeat loop's table
-class Job:
-    """One delivery being handled: what the settling steps and the observers need of it."""
-
-    plugin: Plugin
-    delivery: Delivery
-    envelope: Envelope
-    log: JobLogger
-    span: tracing.Span
-    iniciado_em: float | None = None  # wall clock when this attempt started (epoch seconds)
-    inicio: float = 0.0  # perf_counter at the same moment: the run's duration is measured from it
 
 
 class Worker:
@@ -127,8 +88,10 @@ class Worker:
         self._beater: asyncio.Task[None] | None = None
         watching: list[Observer] = [Tracing(), Events(broker, self.worker_id)]
         if metrics is not None and metrics is not NO_METRICS:  # nobody scrapes: nothing to count
-            watching.append(Metrics(metrics))
+            watching.append(Metrics(metrics, self.plugins))
         self._watch = Observers([*watching, *observers])
+        self._settle = Settler(self.options, self.worker_id, broker.scheme, self._publisher, self._acker,
+                               self._watch, self._max_tentativas)  # fmt: skip
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -247,7 +210,7 @@ class Worker:
         if delivery.attempt > self._max_tentativas(plugin):
             # Earlier attempts never settled: the job killed its worker (e.g. out of memory) or
             # lost its lease each time. Running it again would only loop; dead-letter it instead.
-            await self._give_up(job, WorkerLost(
+            await self._settle.give_up(job, WorkerLost(
                 f"attempt {delivery.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
                 "earlier attempts never finished (the worker died or lost the job while running it)"
             ))  # fmt: skip
@@ -271,11 +234,11 @@ class Worker:
             for hook in self._watch.failed:
                 hook(job, exc)
             if isinstance(exc, PermanentFailure):
-                await self._give_up(job, exc)
+                await self._settle.give_up(job, exc)
             else:
-                await self._retry_or_give_up(job, exc)
+                await self._settle.retry_or_give_up(job, exc)
         else:
-            await self._succeed(job, result)
+            await self._settle.succeed(job, result)
         finally:
             for hook in self._watch.finished:
                 hook(job)
@@ -362,7 +325,7 @@ class Worker:
                 hook(job, time.perf_counter() - began)
 
     async def _part(self, job: Job, part: dict[str, Any], parte: int) -> None:
-        await self._answer(job, "ok", part, None, parte=parte)
+        await self._settle.answer(job, "ok", part, None, parte=parte)
 
     async def _respect_rate_limit(self, job: Job) -> None:
         plugin = job.plugin
@@ -394,103 +357,3 @@ class Worker:
     def _progress(self, job: Job, fraction: float, note: str | None) -> None:
         for hook in self._watch.progress:
             hook(job, fraction, note)
-
-    # -- settling --------------------------------------------------------------------------
-
-    async def _succeed(self, job: Job, result: dict[str, Any]) -> None:
-        try:
-            await self._answer(job, "ok", result, None)
-        except PayloadTooLarge as exc:
-            await self._give_up(job, PermanentFailure(f"result refused: {exc}"))
-            return
-        except BrokerError as exc:
-            job.log.warning("result not published (%s); job will be retried", exc)
-            await self._nack(job, self.options.backoff(job.delivery.attempt))
-            return
-        except Exception as exc:  # e.g. a name the broker refuses: retrying cannot help
-            await self._give_up(job, PermanentFailure(f"result cannot be published: {exc}"))
-            return
-        try:
-            await self._acker.ack(job.delivery)
-        except BrokerError as exc:  # the result is out; a redelivery only repeats it
-            job.log.warning("ack failed after the result was published: %s", exc)
-        for hook in self._watch.succeeded:
-            hook(job)
-        # No "concluido" event: the durable result already says so, one message less per job.
-
-    async def _retry_or_give_up(self, job: Job, exc: Exception) -> None:
-        attempt = job.delivery.attempt
-        if attempt >= self._max_tentativas(job.plugin):
-            await self._give_up(job, exc)
-            return
-        delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
-        delay = self.options.backoff(attempt) if delay is None else delay
-        job.log.info("attempt %d failed (%s: %s); retry in %.2fs", attempt,
-                     type(exc).__name__, exc, delay)  # fmt: skip
-        erro = erro_of(exc)
-        for hook in self._watch.retried:
-            hook(job, erro, delay)
-        await self._nack(job, delay)
-
-    async def _give_up(self, job: Job, exc: BaseException) -> None:
-        erro = erro_of(exc, fila_dlq=job.delivery.queue + ".dlq")
-        job.log.error("dead-lettered after %d attempt(s): %s: %s", job.delivery.attempt,
-                      erro.tipo, erro.mensagem)  # fmt: skip
-        try:
-            try:
-                await self._answer(job, "erro", {}, erro)
-            except (BrokerError, PayloadTooLarge):
-                raise
-            except Exception as err:  # cannot be answered at all: the dead letter still says why
-                job.log.error("the erro result cannot be published (%s); dead-lettering without it", err)
-            await job.delivery.dead_letter(f"{erro.tipo}: {erro.mensagem}", error_type=erro.tipo)
-        except BrokerError as err:
-            job.log.error("could not dead-letter (will be redelivered): %s", err)
-            await self._nack(job, self.options.backoff(job.delivery.attempt))
-            return
-        for hook in self._watch.dead_lettered:
-            hook(job, erro)
-
-    async def _nack(self, job: Job, delay: float) -> None:
-        try:
-            await job.delivery.nack(delay)
-        except BrokerError as exc:  # the lease will expire and the broker redelivers
-            job.log.warning("nack failed: %s", exc)
-
-    async def _answer(
-        self, job: Job, status: str, payload: dict[str, Any], erro: Erro | None, *, parte: int = 0
-    ) -> None:
-        env = job.envelope
-        extras: dict[str, Any] = {"worker": self.worker_id}
-        if job.iniciado_em is not None and not parte:
-            # The start and run time travel with the result: the best-effort "iniciado" event
-            # may be lost or arrive after it, the result never is.
-            extras["iniciado_em"] = wire.iso(job.iniciado_em)
-            extras["duracao"] = round(time.perf_counter() - job.inicio, 6)
-        if "responder_final" in env.extras:  # a pipeline step: where its runner forwards results
-            extras["responder_final"] = env.extras["responder_final"]
-        message_id = wire.new_id()
-        if parte:
-            # A retried job re-sends its parts with the same ids, so the store keeps each once.
-            extras |= {"parcial": True, "parte": parte}
-            message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{env.message_id}/{parte}"))
-        queue = env.responder_para or self.options.results_queue
-        attributes = tracing.messaging(self.broker.scheme, queue, message_id, env.correlation_id)
-        attributes |= {"orq.tentativa": job.delivery.attempt, "orq.status": status}
-        with job.span.child("orq.result", "producer", attributes) as span:
-            resultado = Envelope(
-                correlation_id=env.correlation_id,
-                tipo_evento=wire.RESULTADO_DE[env.tipo_evento],
-                payload=payload,
-                timestamp=wire.now(),
-                message_id=message_id,
-                causation_id=env.message_id,
-                alvo=job.plugin.nome,
-                tentativa=job.delivery.attempt,
-                headers=span.headers,  # the same trace, this result's own span id
-                status=status,
-                erro=erro,
-                **extras,
-            )
-            body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
-            await self._publisher.publish(queue, body, resultado.message_id)

@@ -16,7 +16,10 @@ from orquestrador.errors import ConfigError
 from tests.conftest import ADAPTERS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COLUMNS = {"NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq"}
+COLUMNS = {
+    "NATS": "nats", "Redis": "redis", "RabbitMQ": "rabbitmq", "BullMQ": "bullmq", "SQS": "sqs",
+    "Kafka": "kafka",
+}  # fmt: skip
 
 # README row -> (capability, a pattern a cell matches exactly when the broker has it (True) or lacks it).
 ROWS: dict[str, tuple[str, str, bool]] = {
@@ -38,7 +41,7 @@ NOT_IN_TABLE = {
 
 def _table() -> dict[str, dict[str, str]]:
     text = README.read_text(encoding="utf-8")
-    start = text.index("| | NATS | Redis | RabbitMQ |")
+    start = text.index("| | " + " | ".join(COLUMNS) + " |")
     lines = text[start:].split("\n\n", 1)[0].splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows: dict[str, dict[str, str]] = {}
@@ -68,7 +71,8 @@ def test_the_readme_table_says_what_the_adapters_declare(row: str):
 def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
     schemes = registry.registrations()
     assert {s for s, r in schemes.items() if r.distribution == "orquestrador"} == {
-        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps"
+        "memory", "nats", "tls", "redis", "rediss", "amqp", "amqps", "bullmq", "bullmqs", "sqs", "kafka",
+        "kafkas",
     }  # fmt: skip
     for scheme in schemes:
         assert isinstance(registry.adapter_for(scheme).capabilities, Capabilities)
@@ -76,6 +80,20 @@ def test_every_built_in_scheme_is_registered_through_the_entry_point_group():
 
 def test_an_unknown_scheme_names_the_known_ones_and_how_to_add_one():
     with pytest.raises(ConfigError) as caught:
-        registry.adapter_for("sqs")
+        registry.adapter_for("zeromq")
     message = str(caught.value)
     assert "nats://" in message and "amqp://" in message and "orquestrador.brokers" in message
+
+
+def test_without_aiokafka_a_kafka_url_says_which_extra_to_install(monkeypatch):  # type: ignore[no-untyped-def]
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # as if it were not installed
+    for name in [m for m in sys.modules if m.startswith("orquestrador.brokers.kafka")]:
+        monkeypatch.delitem(sys.modules, name)
+    registry.refresh()
+    try:
+        with pytest.raises(ConfigError, match=r'pip install "orquestrador\[kafka\]"'):
+            registry.adapter_for("kafka")
+    finally:
+        registry.refresh()

@@ -78,7 +78,7 @@ def test_no_broker_module_depends_on_the_store(path: Path):
     assert not {m for m in _imports(path) if m.split(".")[1] in ("store", "retention", "analysis")}
 
 
-PACKAGES = ("nats", "redis", "rabbitmq")  # one package per broker with a server
+PACKAGES = ("nats", "redis", "rabbitmq", "sqs")  # one package per broker with a server
 SAME_FILES = {"__init__.py", "broker.py", "consumer.py", "errors.py"}
 
 
@@ -96,7 +96,7 @@ def test_adapters_take_the_shared_pieces_from_the_base():
     """The redacted repr, the TLS split and the declare cache are the base's, written once."""
     from orquestrador.brokers import registry
 
-    for scheme in ("memory", "nats", "redis", "amqp"):
+    for scheme in ("memory", "nats", "redis", "amqp", "sqs"):
         cls = registry.adapter_for(scheme)
         assert "__repr__" not in vars(cls), f"{cls.__name__} writes its own __repr__"
         assert "_declared" not in vars(cls) and "forget" not in vars(cls), cls.__name__

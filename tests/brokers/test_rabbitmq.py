@@ -248,7 +248,7 @@ async def test_a_lost_connection_loses_nothing(broker: RabbitMQBroker, queue: st
     [held] = await consumer.fetch(1, timeout=2)
 
     # Like a network failure: the socket dies under the client (the server sees it close too).
-    broker._conn._transport._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    broker._link._conn._transport._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
     publishing = asyncio.gather(*(broker.publish(queue, f"during-{i}".encode()) for i in range(50)))
 
     await eventually(lambda: held.raw.channel.closed is not None, timeout=5)

@@ -51,3 +51,25 @@ def test_the_toy_lacks_what_the_fallbacks_supply():
     from tests.toybroker import ToyBroker
 
     assert set(ToyBroker.capabilities.lacks()) >= REDUCED
+
+
+def test_the_toy_uses_only_public_names_of_the_toolkit():
+    """A third party builds on what the toolkit exports, so the toy imports no ``_name`` and
+    reaches into no other object's ``_attribute``."""
+    import ast
+
+    tree = ast.parse((ROOT / "tests" / "toybroker" / "__init__.py").read_text())
+    private = [
+        f"line {node.lineno}: {alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    private += [
+        f"line {node.lineno}: .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__")
+        if not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert private == []

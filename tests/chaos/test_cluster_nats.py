@@ -10,26 +10,24 @@ reported in the chaos summary.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from orquestrador.brokers.nats import NatsBroker
 from orquestrador.brokers.nats.names import stream_name
-from tests.chaos.harness import Cenario, Linha, conferir_cluster, matar_no_meio
+from tests.chaos.cluster import JOBS, after_the_kill, launch_and_wait_for_a_quarter, report_and_check, running
+from tests.chaos.harness import Cenario, Linha
 from tests.servers.nats_cluster import NatsCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nats]
 
-JOBS = 2000
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> object:
-    started = NatsCluster(tmp_path / "nats-cluster")
-    started.start()
-    yield started
-    started.stop()
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    with running(NatsCluster(tmp_path / "nats-cluster")) as started:
+        yield started
 
 
 async def stream_leader(broker: NatsBroker, queue: str) -> str:
@@ -45,22 +43,25 @@ async def test_stream_leader_killed_mid_batch(cluster: NatsCluster, suffix: str,
         await c.worker(concurrency=16, visibility_timeout=5)
         broker = c.broker
         assert isinstance(broker, NatsBroker) and broker.replicas == 3
-        payloads = [{"i": i, "segundos": 0.005} for i in range(JOBS)]
-        ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
+        ids, done_before = await launch_and_wait_for_a_quarter(c)
         leader = await stream_leader(broker, c.fila)
-        done_before, counts = await matar_no_meio(c, ids, cluster.node(leader).kill)
+        cluster.node(leader).kill()
+        counts, dead = await after_the_kill(c, ids)
         new_leader = await stream_leader_after(broker, c.fila, leader)
-        dead = (await broker.stats(c.fila)).dead_letters
 
     nota = f"{JOBS - done_before} jobs not yet done; leader {leader} -> {new_leader}"
     linha = Linha("nats", "stream leader SIGKILLed (3-node cluster, R3)", nota=nota)
-    conferir_cluster(report, linha, c, ids, counts, run_log, dead=dead, done_before=done_before)
+    report_and_check(report, c, linha, ids, counts, dead, done_before, run_log)
 
 
 async def stream_leader_after(broker: NatsBroker, queue: str, old: str) -> str:
     """The leader elected after ``old`` died (the stream answers on the surviving servers)."""
-    for _ in range(100):
-        info = await broker.js.stream_info(stream_name(queue))
+    for _ in range(200):
+        try:
+            info = await asyncio.wait_for(broker.js.stream_info(stream_name(queue)), 3)
+        except (TimeoutError, nats.errors.Error):  # this client may still be failing over
+            await asyncio.sleep(0.1)
+            continue
         if info.cluster is not None and info.cluster.leader and info.cluster.leader != old:
             return info.cluster.leader
         await asyncio.sleep(0.1)

@@ -21,20 +21,16 @@ import pytest
 from orquestrador.brokers import connect
 from orquestrador.brokers.redis import RedisBroker
 from orquestrador.errors import BrokerUnavailable
-from tests.chaos.harness import Cenario, Linha, conferir_cluster, matar_no_meio
+from tests.chaos.cluster import JOBS, after_the_kill, launch_and_wait_for_a_quarter, report_and_check, running
+from tests.chaos.harness import Cenario, Linha
 from tests.servers.redis_cluster import RedisCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis]
 
-JOBS = 2000
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
-    started = RedisCluster(tmp_path / "redis-cluster")
-    started.start()
-    yield started
-    started.stop()
+    with running(RedisCluster(tmp_path / "redis-cluster")) as started:
+        yield started
 
 
 async def test_master_of_the_queue_killed_mid_batch(
@@ -44,16 +40,15 @@ async def test_master_of_the_queue_killed_mid_batch(
         await c.worker(concurrency=16, visibility_timeout=5)
         broker = c.broker
         assert isinstance(broker, RedisBroker) and broker.clustered and broker.replication.replicas == 1
-        payloads = [{"i": i, "segundos": 0.005} for i in range(JOBS)]
-        ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
+        ids, done_before = await launch_and_wait_for_a_quarter(c)
         master = cluster.master_of(broker.keys.stream(c.fila))
-        done_before, counts = await matar_no_meio(c, ids, master.kill)
+        master.kill()
+        counts, dead = await after_the_kill(c, ids)
         promoted = cluster.master_of(broker.keys.stream(c.fila))
-        dead = (await broker.stats(c.fila)).dead_letters
 
     nota = f"{JOBS - done_before} jobs not yet done; master :{master.port} -> replica :{promoted.port}"
     linha = Linha("redis", "master of the queue's slot SIGKILLed (3 masters + 3 replicas)", nota=nota)
-    conferir_cluster(report, linha, c, ids, counts, run_log, dead=dead, done_before=done_before)
+    report_and_check(report, c, linha, ids, counts, dead, done_before, run_log)
     assert promoted is not master and promoted.running, "its replica took the slot over"
 
 

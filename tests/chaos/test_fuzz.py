@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orquestrador import envelope as wire
 from orquestrador.errors import EnvelopeError
-from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, execucoes, fechar
+from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, execucoes, fechar, volume
 
 BAD = 10_000
 GOOD = 1_000
@@ -90,12 +90,13 @@ def bad_inputs(seed: int, n: int) -> list[bytes]:
 async def test_10000_fuzzed_inputs_mixed_with_good_ones(
     broker_name: str, url: str, suffix: str, run_log: Path, report
 ):
-    bad = bad_inputs(seed=7, n=BAD)
+    n_bad, n_good = volume(broker_name, BAD), volume(broker_name, GOOD)
+    bad = bad_inputs(seed=7, n=n_bad)
     async with Cenario(url, suffix) as c:
         worker = await c.worker(concurrency=32, visibility_timeout=30)
         good = [
             wire.nova("iniciar_coleta", {"i": i}, alvo=c.alvo, responder_para=c.orq.responder_para)
-            for i in range(GOOD)
+            for i in range(n_good)
         ]
         c.orq.store.record_sent(good, c.fila)
         items: list[tuple[bytes, str | None]] = [(body, None) for body in bad]
@@ -104,7 +105,7 @@ async def test_10000_fuzzed_inputs_mixed_with_good_ones(
         await c.broker.publish_many(c.fila, items, window=512)
         ids = [e.message_id or "" for e in good]
         counts = await esperar_finais(c.orq, ids, timeout=300)
-        mortos = await drenar_dlq(c.broker, c.fila, BAD, timeout=300)
+        mortos = await drenar_dlq(c.broker, c.fila, n_bad, timeout=300)
         alive = worker.proc.poll() is None
 
     linha = Linha(broker_name, "10,000 fuzzed inputs + 1,000 good")
@@ -114,7 +115,7 @@ async def test_10000_fuzzed_inputs_mixed_with_good_ones(
     linha.perdidos += sum((collections.Counter(bad) - dead_bodies).values())
 
     assert alive, "hostile input never crashes the worker"
-    assert counts == {"ok": GOOD}, "every good job next to the bad ones gets its result"
+    assert counts == {"ok": n_good}, "every good job next to the bad ones gets its result"
     assert dead_bodies == collections.Counter(bad), "each bad input is dead-lettered once, untouched"
     assert all(m.reason for m in mortos), "every dead letter says why"
     assert set(runs) == set(ids), "no bad input ever reached the handler"

@@ -7,19 +7,20 @@ import json
 
 from orquestrador import envelope as wire
 from orquestrador.brokers.base import DLQ_ERROR_TYPE
-from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, fechar
+from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, fechar, volume
 from tests.hostile_fields import inject
 
 GOOD = 1000
 
 
 async def test_hostile_broker_fields_among_1000_good_jobs(broker_name: str, url: str, suffix: str, report):
+    good = volume(broker_name, GOOD)
     async with Cenario(url, suffix) as c:
         worker = await c.worker(concurrency=16)
-        sent = await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(GOOD // 2)])
+        sent = await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(good // 2)])
         hostile = f"hostil-{suffix}"
         bad = await inject(broker_name, url, c.fila, hostile)  # in the middle of the backlog
-        sent += await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(GOOD // 2, GOOD)])
+        sent += await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(good // 2, good)])
         ids = [e.message_id or "" for e in sent]
         counts = await esperar_finais(c.orq, ids, timeout=180)
         mortos = await drenar_dlq(c.broker, c.fila, bad, timeout=60)
@@ -30,7 +31,7 @@ async def test_hostile_broker_fields_among_1000_good_jobs(broker_name: str, url:
 
     assert linha.perdidos == 0
     assert alive, "the worker survives every hostile delivery"
-    assert counts == {"ok": GOOD}
+    assert counts == {"ok": good}
     assert len(mortos) == bad, [m.reason for m in mortos]
     for morto in mortos:
         assert morto.reason.startswith("unreadable broker fields: "), morto.reason
@@ -56,13 +57,14 @@ def poison_results(correlation_id: str) -> list[bytes]:
 
 
 async def test_poison_results_among_1000_good_ones(broker_name: str, url: str, suffix: str, report):
+    good = volume(broker_name, GOOD)
     async with Cenario(url, suffix) as c:
         worker = await c.worker(concurrency=16)
-        sent = await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(GOOD // 2)])
+        sent = await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(good // 2)])
         poison = poison_results(f"veneno-{suffix}")
         for body in poison:  # among the results the worker is publishing
             await c.broker.publish(c.orq.responder_para, body)
-        sent += await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(GOOD // 2, GOOD)])
+        sent += await c.orq.iniciar_lote("iniciar_coleta", c.alvo, [{"i": i} for i in range(good // 2, good)])
         ids = [e.message_id or "" for e in sent]
         counts = await esperar_finais(c.orq, ids, timeout=180)
         mortos = await drenar_dlq(c.broker, c.orq.responder_para, len(poison), timeout=60)
@@ -74,7 +76,7 @@ async def test_poison_results_among_1000_good_ones(broker_name: str, url: str, s
 
     assert linha.perdidos == 0, "every later result is recorded"
     assert collecting and alive, "the collector and the worker are alive"
-    assert counts == {"ok": GOOD}
+    assert counts == {"ok": good}
     assert sorted(m.body for m in mortos) == sorted(poison)
     assert all(m.reason.startswith("cannot be recorded in the store: ") for m in mortos)
     assert all(m.headers[DLQ_ERROR_TYPE] == "StoreError" for m in mortos)

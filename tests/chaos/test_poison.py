@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from orquestrador.brokers.base import DLQ_ATTEMPTS
-from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, execucoes, fechar
+from tests.chaos.harness import Cenario, Linha, drenar_dlq, esperar_finais, execucoes, fechar, volume
 
 GOOD = 1000
 MAX_TENTATIVAS = 3
@@ -15,13 +15,14 @@ MAX_TENTATIVAS = 3
 async def test_poison_message_among_1000_good_ones(
     broker_name: str, url: str, suffix: str, run_log: Path, report
 ):
+    good = volume(broker_name, GOOD)
     async with Cenario(url, suffix) as c:
         worker = await c.worker("--max-tentativas", str(MAX_TENTATIVAS), concurrency=16)
-        payloads = [{"i": i} for i in range(GOOD)]
-        payloads.insert(GOOD // 2, {"i": -1, "veneno": True})
+        payloads = [{"i": i} for i in range(good)]
+        payloads.insert(good // 2, {"i": -1, "veneno": True})
         sent = await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)
         ids = [e.message_id or "" for e in sent]
-        poison = ids[GOOD // 2]
+        poison = ids[good // 2]
         counts = await esperar_finais(c.orq, ids, timeout=180)
         mortos = await drenar_dlq(c.broker, c.fila, 1, timeout=30)
         alive = worker.proc.poll() is None
@@ -32,7 +33,7 @@ async def test_poison_message_among_1000_good_ones(
 
     assert linha.perdidos == 0
     assert alive, "the worker survives the poison message"
-    assert counts == {"ok": GOOD, "dead-lettered": 1}
+    assert counts == {"ok": good, "dead-lettered": 1}
     assert c.orq.store.job(poison).estado == "dead-lettered"
     assert c.orq.store.job(poison).erro["tipo"] == "ValueError"
     [dead] = mortos

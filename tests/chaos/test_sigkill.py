@@ -6,17 +6,27 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.chaos.harness import Cenario, Linha, esperar_finais, execucoes, execucoes_por_pid, fechar
+from tests.chaos.harness import (
+    Cenario,
+    Linha,
+    esperar_finais,
+    execucoes,
+    execucoes_por_pid,
+    fechar,
+    job_seconds,
+    volume,
+)
 
 JOBS = 400
 
 
 async def test_worker_sigkill_mid_batch(broker_name: str, url: str, suffix: str, run_log: Path, report):
+    jobs, seconds = volume(broker_name, JOBS, at_least=200), job_seconds(broker_name, 0.1)
     async with Cenario(url, suffix) as c:
         victim, _ = await asyncio.gather(*(c.worker(visibility_timeout=3) for _ in range(2)))
-        payloads = [{"i": i, "segundos": 0.1} for i in range(JOBS)]
+        payloads = [{"i": i, "segundos": seconds} for i in range(jobs)]
         ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
-        while c.orq.store.count_by_state(ids).get("ok", 0) < JOBS // 5:
+        while c.orq.store.count_by_state(ids).get("ok", 0) < jobs // 5:
             await asyncio.sleep(0.05)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(10)
@@ -35,7 +45,7 @@ async def test_worker_sigkill_mid_batch(broker_name: str, url: str, suffix: str,
     linha.mortos = dead
 
     assert linha.perdidos == 0, counts
-    assert counts == {"ok": JOBS}, "one row per job, every one ok"
+    assert counts == {"ok": jobs}, "one row per job, every one ok"
     assert dead == 0
     assert abandoned, "the victim was killed while it held jobs"
     assert all(rows[m].tentativa >= 2 for m in abandoned), "redeliveries count as attempts"

@@ -66,7 +66,8 @@ def test_comando_runs_in_a_worker_process_and_refusals_are_dead_lettered(
             "comando",
             {"programa": "wc", "args": ["/nao/existe"], "falhar_se_codigo_diferente_de_zero": True},
         )
-        for job in (ok, capped, greedy, refused, failing):
+        typo = orq.iniciar_execucao("comando", {"programa": "echo", "arg": ["-n", "x"]})  # not 'args'
+        for job in (ok, capped, greedy, refused, failing, typo):
             job.wait(60)
     finally:
         assert worker.stop() == 0
@@ -94,6 +95,10 @@ def test_comando_runs_in_a_worker_process_and_refusals_are_dead_lettered(
     assert failing.erro["tipo"] == "ComandoFalhou"
     assert failing.tentativa == 2  # an ordinary failure: retried, then dead-lettered
     assert not marker.exists()
+
+    assert typo.status == "dead-lettered"  # the payload schema refused it before anything ran
+    assert typo.erro is not None and typo.tentativa == 1
+    assert typo.erro["mensagem"].startswith("invalid payload for executor 'comando' (PedidoComando): 'arg':")
 
 
 def test_salvar_in_a_worker_process_writes_one_file_per_job(orq: Orquestrador, nats_url: str, tmp_path: Path):

@@ -23,6 +23,7 @@ REAL = [
     pytest.param("nats", marks=pytest.mark.nats),
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("bullmq", marks=pytest.mark.bullmq),
 ]
 
 

@@ -9,8 +9,10 @@ cannot start calls :func:`unreachable` with what to install (a skip on a laptop,
 under ``CI=true``); one that starts but does not come up in time fails with its log's end.
 
 Session fixtures (:mod:`tests.servers.fixtures`, registered in tests/conftest.py):
-``nats_url``, ``redis_url``, ``rabbitmq_url`` and ``kafka_url`` (each ``ORQ_TEST_<BROKER>_URL``
-when set, else a server of this run), ``rabbit_server`` (the session's RabbitMQ node, with a
+``nats_url``, ``redis_url``, ``rabbitmq_url``, ``kafka_url`` and ``sqs_url`` (each
+``ORQ_TEST_<BROKER>_URL`` when set, else a server of this run; for SQS, moto from the
+``moto[server]`` dev dependency), ``bullmq_url`` (``ORQ_TEST_BULLMQ_URL``, else BullMQ on
+the session's Redis, database 1), ``rabbit_server`` (the session's RabbitMQ node, with a
 TLS listener; tests may ``restart()`` it, never leave it stopped) and ``tls_files``.
 
 Throwaway servers for tests that restart, kill or reconfigure a broker::
@@ -27,6 +29,7 @@ Throwaway servers for tests that restart, kill or reconfigure a broker::
     redis = RedisServer(tmp_path / "redis")      # appendonly yes, appendfsync always
     rabbit = RabbitServer(tmp_path / "rabbit")   # a RabbitMQ node of its own (~10 s to start)
     kafka = KafkaServer(tmp_path / "kafka")      # one KRaft node; kafka.bootstrap for clients
+    sqs = SqsServer(tmp_path / "sqs")            # moto, in memory (a restart empties it)
 
 Each class is also a context manager (start on enter, stop on exit).
 """
@@ -37,6 +40,7 @@ from tests.servers.nats_server import NatsServer
 from tests.servers.process import HOST, IN_CI, ServerProcess, free_port, port_open, unreachable
 from tests.servers.rabbitmq_node import RabbitServer
 from tests.servers.redis_server import RedisServer
+from tests.servers.sqs_server import SqsServer
 
 __all__ = [
     "HOST",
@@ -46,6 +50,7 @@ __all__ = [
     "RabbitServer",
     "RedisServer",
     "ServerProcess",
+    "SqsServer",
     "TlsFiles",
     "free_port",
     "port_open",

@@ -3,14 +3,14 @@
 Each ``<broker>_url`` fixture answers ``ORQ_TEST_<BROKER>_URL`` when it is set (an existing
 server; it must answer), and otherwise starts a throwaway server of this package on free
 loopback ports with its data under pytest's temporary directory, stopped when the session ends.
-Nothing on the machine's usual ports (4222, 5672, 6379, 9092) is touched.
+Nothing on the machine's usual ports (4222, 5672, 6379, 9092, 5000) is touched.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 
@@ -22,11 +22,17 @@ from tests.servers.process import port_open, unreachable
 from tests.servers.rabbitmq_node import RabbitServer
 from tests.servers.redis_cluster import RedisCluster
 from tests.servers.redis_server import RedisServer
+from tests.servers.sqs_server import TEST_ENVIRONMENT, SqsServer
 
 
 def reachable(url: str) -> bool:
-    """Whether the first host of ``url`` accepts TCP (``kafka://h1:9092,h2:9092`` too)."""
-    netloc = urlsplit(url).netloc.rpartition("@")[2].split(",")[0]
+    """Whether the first host of ``url`` accepts TCP (``kafka://h1:9092,h2:9092`` too; for
+    ``sqs://`` the ``endpoint_url`` it names, and a URL without one, real AWS, is taken as is)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqs":
+        endpoint = dict(parse_qsl(parts.query)).get("endpoint_url")
+        return endpoint is None or reachable(endpoint)
+    netloc = parts.netloc.rpartition("@")[2].split(",")[0]
     host, _, port = netloc.rpartition(":")
     if not port.isdigit():
         return False
@@ -101,6 +107,18 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
+def bullmq_url(request: pytest.FixtureRequest) -> str:
+    """``ORQ_TEST_BULLMQ_URL``, or BullMQ on the session's Redis (database 1, so its keys never
+    meet the Redis adapter's)."""
+    url = configured("ORQ_TEST_BULLMQ_URL")
+    if url:
+        return url
+    parts = urlsplit(str(request.getfixturevalue("redis_url")))
+    scheme = "bullmqs" if parts.scheme == "rediss" else "bullmq"
+    return urlunsplit(parts._replace(scheme=scheme, path="/1"))
+
+
+@pytest.fixture(scope="session")
 def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``ORQ_TEST_KAFKA_URL`` (``kafka://host:port``), or a one-node KRaft Kafka for this session."""
     url = configured("ORQ_TEST_KAFKA_URL")
@@ -125,3 +143,25 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         unreachable(f"the embedded nats-server did not start ({exc})")
     yield server.url
     embedded.stop(home)
+
+
+@pytest.fixture(scope="session")
+def sqs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``ORQ_TEST_SQS_URL`` (``sqs://REGION?endpoint_url=…``; credentials from the AWS chain), or
+    moto in server mode for this session, with dummy AWS credentials in this process's
+    environment (so the worker processes the tests start inherit them) for the session only."""
+    url = configured("ORQ_TEST_SQS_URL")
+    if url:
+        yield url
+        return
+    saved = {name: os.environ.get(name) for name in TEST_ENVIRONMENT}
+    os.environ.update(TEST_ENVIRONMENT)
+    try:
+        with SqsServer(tmp_path_factory.mktemp("sqs")) as server:
+            yield server.url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

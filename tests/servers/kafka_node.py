@@ -24,6 +24,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from tests.certs import TlsFiles
 from tests.servers.process import HOST, ServerProcess, free_port, port_open, unreachable
 
 KAFKA_VERSION = "4.1.1"
@@ -122,13 +123,16 @@ class KafkaServer(ServerProcess):
     install_hint = INSTALL_HINT
     start_timeout = 90.0
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, tls: TlsFiles | None = None) -> None:
         super().__init__(workdir, port)
+        self.tls = tls  # also an SSL listener on tls_port, its certificate signed by tls.ca
+        self.tls_port = free_port() if tls is not None else None
         self.controller_port = free_port()
         self.data_dir = self.workdir / "data"
         self.properties = self.workdir / "server.properties"
         self.log4j = self.workdir / "log4j2.properties"
         self.libs: Path | None = None
+        self.cluster = cluster_id()  # the nodes of one cluster share theirs
         self._log_start = 0  # where this start's lines begin in the (appended) log
 
     @property
@@ -139,15 +143,31 @@ class KafkaServer(ServerProcess):
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"kafkas://{HOST}:{self.tls_port}"
+
+    def _tls_config(self) -> dict[str, str]:
+        if self.tls is None:
+            return {}
+        keystore = self.workdir / "server-keystore.pem"  # Kafka's PEM keystore: key, then chain
+        keystore.write_text(self.tls.key.read_text() + self.tls.cert.read_text())
+        return {
+            "ssl.keystore.type": "PEM", "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.tls.ca),
+            "ssl.endpoint.identification.algorithm": "",
+        }  # fmt: skip
+
     def _config(self) -> str:
+        ssl = f",SSL://{HOST}:{self.tls_port}" if self.tls is not None else ""
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}" + ssl,
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}" + ssl,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
@@ -158,6 +178,7 @@ class KafkaServer(ServerProcess):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            **self._tls_config(),
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -171,7 +192,7 @@ class KafkaServer(ServerProcess):
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        command = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id(),
+        command = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster,
                              "-c", str(self.properties))  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:

@@ -49,14 +49,18 @@ class NatsCluster:
         asyncio.run(self._wait_for_meta_leader(timeout))
 
     async def _wait_for_meta_leader(self, timeout: float) -> None:
-        """Until the cluster has elected its JetStream meta leader (streams can be created)."""
+        """Until the cluster has a JetStream meta leader and every peer (an R3 stream can be placed)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
                 nc = await nats.connect(self.nodes[0].url, connect_timeout=2)
                 try:
-                    await nc.jetstream().account_info()
+                    # Every peer has joined when a three-replica stream can be placed.
+                    js = nc.jetstream()
+                    probe = "ORQ_CLUSTER_PROBE"
+                    await js.add_stream(name=probe, subjects=["orq.cluster.probe"], num_replicas=3)
+                    await js.delete_stream(probe)
                     return
                 finally:
                     await nc.close()

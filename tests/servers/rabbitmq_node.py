@@ -30,9 +30,17 @@ class RabbitServer(ServerProcess):
     install_hint = "apt-get install rabbitmq-server (or set ORQ_TEST_RABBITMQ_URL to a running RabbitMQ)"
     start_timeout = 90.0
 
-    def __init__(self, workdir: Path, port: int | None = None, *, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        tls: TlsFiles | None = None,
+        cookie: str | None = None,
+    ) -> None:
         super().__init__(workdir, port)
         self.node = f"orq-{uuid.uuid4().hex[:10]}@localhost"
+        self.cookie = cookie or uuid.uuid4().hex.upper()  # nodes of one cluster share theirs
         self.dist_port = free_port()
         self.tls = tls
         self.tls_port = free_port() if tls is not None else None
@@ -52,7 +60,7 @@ class RabbitServer(ServerProcess):
         self._home.mkdir(exist_ok=True)
         cookie = self._home / ".erlang.cookie"
         if not cookie.exists():
-            cookie.write_text(uuid.uuid4().hex.upper())
+            cookie.write_text(self.cookie)
             cookie.chmod(0o400)
         (base / "enabled_plugins").write_text("[].\n")  # no management listener on a shared port
         (base / "rabbitmq-env.conf").write_text("")  # not the shared node's env file

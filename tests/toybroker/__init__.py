@@ -1,6 +1,7 @@
 """A toy broker package, as a third party would write one: registered through the entry-point
 group ``orquestrador.brokers`` (``tests/brokers/test_toy_broker.py`` installs it for a run) and
-built on the memory broker's space with a reduced capability set.
+built on the memory broker's public :class:`~orquestrador.brokers.memory.Space` with a reduced
+capability set.
 
 Its store only keeps messages: it drops no duplicate ``message_id``, counts no deliveries (it
 tells, like AMQP, only whether a message was handed out before), never takes an unsettled
@@ -16,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery, Message, validate_queue_name
-from orquestrador.brokers.intake import FieldReader
-from orquestrador.brokers.memory import MemoryBroker, _Entry, _Space
+from orquestrador.brokers.intake import DeliveryFields
+from orquestrador.brokers.memory import Entry, MemoryBroker, Space
 from orquestrador.brokers.support import attempts as restamping
 from orquestrador.brokers.support.delays import bucket_name, bucket_of
 from orquestrador.brokers.support.lease import LeasedDelivery
@@ -31,14 +31,14 @@ _POLL = 0.005
 _NEVER = float("inf")  # no server-side lease: a taken message is held until settled or released
 
 
-def _public(headers: Mapping[str, Any], reader: FieldReader | None = None) -> dict[str, str]:
-    return (reader or FieldReader()).headers(headers.items(), "headers", skip=("x-",))
+# The stamped count is an ``x-`` header, as on RabbitMQ: never part of the public headers.
+FIELDS = DeliveryFields("headers", "message id", count=f"{restamping.ATTEMPTS_HEADER} header", skip=("x-",))
 
 
 class _Raw:
     """One taken message: the entry and the token of this hand-out (a :class:`~.attempts.Raw`)."""
 
-    def __init__(self, space: _Space, queue: str, entry: _Entry) -> None:
+    def __init__(self, space: Space, queue: str, entry: Entry) -> None:
         self.space, self.queue, self.entry, self.token = space, queue, entry, entry.token
 
     @property
@@ -70,12 +70,9 @@ class ToyDelivery(LeasedDelivery[_Raw]):
 
     def __init__(self, consumer: ToyConsumer, raw: _Raw) -> None:
         super().__init__(raw, consumer, consumer, consumer.broker)
-        reader = FieldReader()
-        self.headers = _public(raw.entry.headers, reader)
-        restamping.read_count(raw.entry.headers, reader)
-        self.message_id = raw.entry.message_id
+        table = raw.entry.headers
+        FIELDS.read(self, table, raw.entry.message_id, count=restamping.stamped_count(table))
         self.position = (raw.entry.seq,)
-        self.problem = reader.problem
 
 
 class ToyConsumer(Consumer):
@@ -104,24 +101,15 @@ class ToyConsumer(Consumer):
         return []
 
     def _take(self, max_messages: int) -> list[_Raw]:
-        space = self.broker._space
+        space = self.broker.space
         with space.lock:
             self.broker.move_due(self.queue)
-            q = space.queue(self.queue)
-            out: list[_Raw] = []
-            for seq in sorted(q.waiting)[:max_messages]:
-                entry = q.waiting.pop(seq)
-                entry.deliveries += 1
-                entry.token = next(space.tokens)
-                entry.deadline = _NEVER
-                q.in_flight[seq] = entry
-                out.append(_Raw(space, self.queue, entry))
-            return out
+            return [_Raw(space, self.queue, e) for e in space.hand_out(self.queue, max_messages, _NEVER)]
 
     async def send_copy(
         self, queue: str, raw: _Raw, *, attempts: int, headers: dict[str, str] | None = None
     ) -> None:
-        table = restamping.stamped(_public(raw.entry.headers) if headers is None else headers, attempts)
+        table = restamping.stamped(FIELDS.clean(raw.entry.headers) if headers is None else headers, attempts)
         self.broker.put(queue, raw.body, table, raw.entry.message_id)
 
     def done(self, delivery: LeasedDelivery[Any]) -> None:
@@ -137,8 +125,8 @@ class ToyConsumer(Consumer):
         for delivery in list(self.held):  # a consumer going away hands its messages back now
             delivery.raw.settle(ack=False)
             delivery.lose("its consumer was closed")
-        with self.broker._space.lock:
-            self.broker._space.queue(self.queue).consumers -= 1
+        with self.broker.space.lock:
+            self.broker.space.queue(self.queue).consumers -= 1
 
 
 class ToyBroker(MemoryBroker):
@@ -149,9 +137,8 @@ class ToyBroker(MemoryBroker):
 
     def put(self, queue: str, body: bytes, headers: dict[str, Any], message_id: str | None) -> None:
         """The store's one write: append, whatever was there before."""
-        with self._space.lock:
-            seq = next(self._space.seq)
-            self._space.queue(queue).waiting[seq] = _Entry(seq, bytes(body), dict(headers), message_id)
+        with self.space.lock:
+            self.space.append(queue, body, headers, message_id)
 
     async def publish(
         self,
@@ -170,40 +157,38 @@ class ToyBroker(MemoryBroker):
 
     async def retry_bucket(self, queue: str, delay: float) -> str:
         name = bucket_name(queue, delay)
-        with self._space.lock:
-            self._space.queue(name)
+        with self.space.lock:
+            self.space.queue(name)
         return name
 
     def move_due(self, queue: str) -> None:
         """Bucket messages whose time has come go to the back of ``queue`` (under the lock)."""
         now = time.time()
-        for name in list(self._space.queues):
+        for name in list(self.space.queues):
             if (found := bucket_of(name)) is None or found[0] != queue:
                 continue
-            bucket = self._space.queues[name]
+            bucket = self.space.queues[name]
             for seq, entry in sorted(bucket.waiting.items()):
                 if entry.published_at + found[1] / 1000 > now:
                     break
                 del bucket.waiting[seq]
-                moved = next(self._space.seq)
-                target = self._space.queue(queue)
-                target.waiting[moved] = _Entry(moved, entry.body, entry.headers, entry.message_id)
+                self.space.append(queue, entry.body, entry.headers, entry.message_id)
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         await self.declare(queue)
-        with self._space.lock:
-            self._space.queue(queue).consumers += 1
+        with self.space.lock:
+            self.space.queue(queue).consumers += 1
         return ToyConsumer(self, queue, visibility_timeout)
 
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
-        return [Message(m.body, _public(m.headers), m.id) for m in await super().peek(queue, limit)]
+        return [Message(m.body, FIELDS.clean(m.headers), m.id) for m in await super().peek(queue, limit)]
 
     async def queues(self) -> list[str]:
         return [name for name in await super().queues() if bucket_of(name) is None]
 
     async def delete(self, queue: str) -> None:
         await super().delete(queue)
-        with self._space.lock:
-            for name in [n for n in self._space.queues if (b := bucket_of(n)) is not None and b[0] == queue]:
-                del self._space.queues[name]
+        with self.space.lock:
+            for name in [n for n in self.space.queues if (b := bucket_of(n)) is not None and b[0] == queue]:
+                del self.space.queues[name]
         self.forget_ids(queue)

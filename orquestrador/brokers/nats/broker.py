@@ -30,7 +30,7 @@ from orquestrador.brokers.base import (
     dlq_of,
 )
 from orquestrador.brokers.nats import recovery
-from orquestrador.brokers.nats.consumer import NatsConsumer, NatsDelivery, public_headers
+from orquestrador.brokers.nats.consumer import FIELDS, NatsConsumer, NatsDelivery
 from orquestrador.brokers.nats.errors import (
     AlreadyAcked,
     BadRequest,
@@ -40,13 +40,13 @@ from orquestrador.brokers.nats.errors import (
     mapped,
     quietly,
 )
-from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, server_urls, stream_name
+from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, stream_name
 from orquestrador.brokers.nats.slots import NatsSlots
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
 from orquestrador.errors import BrokerUnavailable
-from orquestrador.settings import int_option, pop_url_options, redact_url
+from orquestrador.settings import int_option, pop_url_options, redact_url, server_urls
 
 log = logging.getLogger("orquestrador.brokers.nats")
 
@@ -86,6 +86,10 @@ class NatsBroker(Broker):
                 refused.set_result(exc)
             log.debug("nats client error: %s", exc)
 
+        async def on_disconnect() -> None:
+            if self._nc is not None and self._nc.is_reconnecting:  # not a close(): say it
+                log.warning("lost the connection to %s; reconnecting", redact_url(self.url))
+
         async def on_reconnect() -> None:
             self.reconnects += 1
             self._recovery.reconnected()
@@ -105,6 +109,7 @@ class NatsBroker(Broker):
                 allow_reconnect=True,
                 error_cb=on_error,
                 reconnected_cb=on_reconnect,
+                disconnected_cb=on_disconnect,
                 tls=tls,
             )
         )
@@ -290,7 +295,7 @@ class NatsBroker(Broker):
         with mapped(f"cannot peek {queue}"), contextlib.suppress(NotFound):  # NotFound: past the last
             while len(out) < limit:
                 raw = await self.js.get_msg(stream_name(queue), seq=seq, subject=queue, next=True)
-                out.append(Message(raw.data or b"", public_headers(raw.headers), str(raw.seq)))
+                out.append(Message(raw.data or b"", FIELDS.clean(raw.headers), str(raw.seq)))
                 seq = (raw.seq or seq) + 1
         return out
 
@@ -331,9 +336,12 @@ class NatsBroker(Broker):
             raise self.not_connected()
 
         async def handler(msg: Msg) -> None:
-            result = callback(msg.data)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = callback(msg.data)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # nats-py would only pass it to error_cb, logged at debug level
+                log.exception("event callback for %s failed", subject)
 
         sub = await self._nc.subscribe(subject, cb=handler)
 

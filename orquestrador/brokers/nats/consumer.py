@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Protocol
+from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from orquestrador.brokers.base import Consumer, Delivery
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.intake import DeliveryFields
 from orquestrador.brokers.nats.errors import FetchTimeout, NotFound, mapped, quietly
 from orquestrador.brokers.nats.names import DURABLE, MSG_ID, stream_name
 from orquestrador.errors import BrokerError
@@ -35,9 +35,8 @@ class Host(Protocol):
     ) -> None: ...
 
 
-def public_headers(headers: dict[str, Any] | None, reader: FieldReader | None = None) -> dict[str, str]:
-    # ``Nats-*`` headers steer the server (dedup, expected stream, TTL...): never carried over.
-    return (reader or FieldReader()).headers((headers or {}).items(), "NATS headers", skip=("nats-",))
+# ``Nats-*`` headers steer the server (dedup, expected stream, TTL...): never carried over.
+FIELDS = DeliveryFields("NATS headers", "Nats-Msg-Id header", skip=("nats-",))
 
 
 class NatsDelivery(Delivery):
@@ -45,12 +44,9 @@ class NatsDelivery(Delivery):
         self._broker = broker
         self._msg = msg
         self.body = msg.data
-        reader = FieldReader()  # headers come from whoever published: read like a body
-        self.headers = public_headers(msg.headers, reader)
         self.queue = queue
         self.attempt = msg.metadata.num_delivered or 1
-        self.message_id = reader.text((msg.headers or {}).get(MSG_ID), "Nats-Msg-Id header")
-        self.problem = reader.problem
+        FIELDS.read(self, msg.headers, (msg.headers or {}).get(MSG_ID))  # headers, message_id, problem
         self.position = (msg.metadata.sequence.stream,)
 
     async def ack(self) -> None:
@@ -133,5 +129,3 @@ class NatsConsumer(Consumer):
         for msg in extra:  # fetched for nobody: back to the queue now, not at AckWait
             await quietly(msg.nak())
         await self._drop_subscription()
-
-

@@ -16,8 +16,14 @@ sync facade gives it its own). One connection carries a confirm channel for publ
 channel for declares and stats, and one channel per consumer, so closing a consumer, or a worker
 dying, hands exactly its unacked messages back to the queue.
 
-Attempts. Classic queues keep no delivery count (quorum queues do, but there every peek adds
-one to it for good, and their counters lag right after a requeue), so the consumer restamps
+Quorum queues (``?queue_type=quorum``, for clusters): every queue is declared with
+``x-queue-type: quorum``, the attempt number is the broker's ``x-delivery-count`` (so nothing is
+restamped, and a peek or a message returned by a stopping consumer counts one delivery for
+good), a nacked publish is sent again on a fresh channel, and since their counts lag right after
+a requeue, ``peek`` and a closing consumer wait (at most a second) until the count shows what
+they returned.
+
+Attempts. Classic queues keep no delivery count, so the consumer restamps
 redelivered messages (:mod:`..support.attempts`: the ``x-orq-attempts`` header, a counted copy
 then an ack of the original). The broker marks every message it hands out again as redelivered
 (``nack()``, an expired lease, a consumer that died or lost its connection), so repeated crashes
@@ -53,10 +59,11 @@ the last 120 s is dropped (:mod:`..support.dedup`; RabbitMQ has no server-side d
 connection's copy is delivered); consumers subscribe again on their next fetch; event subscriptions are
 re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
 
-Files: :mod:`.broker` (connection, publishing, queues), :mod:`.consumer` (consumers and
-deliveries), :mod:`.errors` (the one mapping of failures), :mod:`.channel` (pika made awaitable;
-it imports nothing of the toolkit), :mod:`.events`, :mod:`.queue_registry`, and two patches of
-pika applied when the first connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
+Files: :mod:`.broker` (publishing, queues), :mod:`.connection` (the connection, its servers and
+reconnects), :mod:`.consumer` (consumers and deliveries), :mod:`.errors` (the one mapping of
+failures), :mod:`.channel` (pika made awaitable; it imports nothing of the toolkit),
+:mod:`.events`, :mod:`.queue_registry`, and two patches of pika applied when the first
+connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
 """
 
 from orquestrador.brokers.rabbitmq.broker import RabbitMQBroker

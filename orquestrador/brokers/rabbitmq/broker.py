@@ -1,17 +1,16 @@
-"""The RabbitMQ broker: the connection and its reconnects, publishing with confirms, queues,
-inspection and events (see :mod:`orquestrador.brokers.rabbitmq` for the mapping)."""
+"""The RabbitMQ broker: publishing with confirms, queues, inspection and events, over the
+connection of :mod:`.connection` (see :mod:`orquestrador.brokers.rabbitmq` for the mapping)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pika
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
@@ -26,7 +25,6 @@ from orquestrador.brokers.base import (
     dlq_of,
     validate_queue_name,
 )
-from orquestrador.brokers.rabbitmq import pika_reads, pika_writes
 from orquestrador.brokers.rabbitmq.channel import (
     NOT_FOUND,
     PRECONDITION_FAILED,
@@ -34,34 +32,26 @@ from orquestrador.brokers.rabbitmq.channel import (
     AsyncChannel,
     ChannelClosed,
     ConfirmPublisher,
+    Nacked,
     Returned,
     T,
-    open_connection,
-    short_reason,
 )
+from orquestrador.brokers.rabbitmq.connection import Connection
 from orquestrador.brokers.rabbitmq.consumer import RabbitMQConsumer, public_headers
-from orquestrador.brokers.rabbitmq.errors import CONNECT_ERRORS, mapped, unreachable
+from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.brokers.rabbitmq.queue_registry import QueueRegistry
 from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
-from orquestrador.brokers.tls import ssl_context
-from orquestrador.errors import BrokerError, BrokerUnavailable, ConfigError
-from orquestrador.settings import redact_url
+from orquestrador.errors import BrokerError, ConfigError
+from orquestrador.settings import pop_url_options, redact_url
 
 log = logging.getLogger(__name__)
 
 
-def prepare_pika() -> None:
-    """Once per process, before the first connection (idempotent): frames leave in one send()
-    (:mod:`.pika_writes`), undecodable properties end their message, not the connection
-    (:mod:`.pika_reads`), and pika, which logs each expected failure (a refused connection, a
-    406 handled here) at ERROR many lines deep, stays quiet unless configured: this adapter
-    reports each failure in one line."""
-    pika_writes.install()
-    pika_reads.install()
-    if logging.getLogger("pika").level == logging.NOTSET:
-        logging.getLogger("pika").setLevel(logging.CRITICAL)
+# ``?queue_type=``: classic queues (one node holds each) or quorum queues (Raft-replicated on the
+# cluster's nodes, with a broker-side delivery count).
+QUEUE_TYPES = ("classic", "quorum")
 
 
 class RabbitMQBroker(Broker):
@@ -78,22 +68,23 @@ class RabbitMQBroker(Broker):
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
         super().__init__(url)
+        self.plain_url, options = pop_url_options(self.plain_url, {"queue_type"})
+        self.queue_type = options.get("queue_type", "classic")
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigError(
+                f"?queue_type={self.queue_type[:20]!r} in broker URL {redact_url(url)!r}: use "
+                + " or ".join(QUEUE_TYPES)
+            )
+        if self.queue_type == "quorum":  # the broker counts deliveries itself (x-delivery-count)
+            self.capabilities = dataclasses.replace(type(self).capabilities, delivery_count=True)
+        # Classic queues are declared without the argument, as before and as plain pika does.
+        quorum = self.queue_type == "quorum"
+        self.queue_arguments: dict[str, Any] = {"x-queue-type": "quorum"} if quorum else {}
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
-        try:
-            self._params = pika.URLParameters(self.plain_url)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid RabbitMQ URL {redact_url(url)}: {type(exc).__name__}") from None
-        if self.tls is not None:
-            context = ssl_context(self.tls)
-            self._params.ssl_options = pika.SSLOptions(context, server_hostname=self._params.host)
-        self._params.client_properties = {"connection_name": "orquestrador"}
         self.consumers: set[RabbitMQConsumer] = set()
-        self._conn: AsyncioConnection | None = None
-        self._ready = asyncio.Event()
-        self._started = self._closing = False
-        self._reconnecting: asyncio.Task[None] | None = None
         self.reconnects = 0  # connections re-established (orq_broker_reconnects_total)
+        self._link = Connection(url, self.plain_url, self.tls, connect_timeout, self._lost, self._restored)
         self._publisher: ConfirmPublisher | None = None
         self._publisher_lock = asyncio.Lock()
         self._admin: AsyncChannel | None = None
@@ -111,91 +102,34 @@ class RabbitMQBroker(Broker):
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._conn.is_open
+        return self._link.open
 
-    # -- connection ------------------------------------------------------------------------
+    # -- connection (connection.py) ----------------------------------------------------------
 
     async def connect(self) -> None:
-        if self.connected:
-            return
-        self._closing = False
-        await self._open()
-        self._started = True
+        await self._link.start()
 
-    async def _open(self) -> None:
-        prepare_pika()
-        try:
-            conn = await open_connection(self._params, self._lost, self.connect_timeout)
-        except CONNECT_ERRORS as exc:
-            raise unreachable(exc, redact_url(self.url)) from None
-        if self._closing:
-            conn.close()
-            raise BrokerError("the RabbitMQ broker was closed while connecting")
-        self._conn = conn
-        self._ready.set()
+    def _lost(self) -> None:
+        self._publisher = self._admin = None
 
-    def _lost(self, conn: AsyncioConnection, reason: BaseException) -> None:
-        if conn is not self._conn:
-            return
-        self._conn = self._publisher = self._admin = None
-        self._ready.clear()
-        if self._closing:
-            return
-        log.warning("lost RabbitMQ at %s (%s); reconnecting", redact_url(self.url), short_reason(reason))
-        self._reconnecting = asyncio.ensure_future(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay, failures = 0.2, 0
-        while not self._closing:
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            try:
-                await self._open()
-            except BrokerError as exc:
-                failures += 1
-                if failures in (1, 5) or failures % 20 == 0:
-                    log.warning("%s (attempt %d); still retrying", exc, failures)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.reconnects += 1
-            log.warning("reconnected to RabbitMQ at %s", redact_url(self.url))
-            await self._events.restore()
-            return
+    async def _restored(self) -> None:
+        self.reconnects += 1
+        await self._events.restore()
 
     async def connection(self) -> AsyncioConnection:
         """The open connection, waiting for a reconnect in progress (up to ``connect_timeout``)."""
-        if self._conn is not None and self._conn.is_open:
-            return self._conn
-        if self._closing or not self._started:
-            raise self.not_connected()
-        try:
-            await asyncio.wait_for(self._ready.wait(), self.connect_timeout)
-        except TimeoutError:
-            raise BrokerUnavailable(
-                f"lost the connection to RabbitMQ at {redact_url(self.url)} and could not reconnect "
-                f"within {self.connect_timeout:.0f}s; is the server running?"
-            ) from None
-        return await self.connection()
+        return await self._link.current(self.not_connected())
 
     async def open_channel(self) -> AsyncChannel:
-        connection = await self.connection()
-        with mapped("cannot open a RabbitMQ channel"):
-            return await AsyncChannel.open(connection)
+        return await self._link.channel(self.not_connected())
 
     async def close(self) -> None:
-        self._closing = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        self._link.closing()
         for consumer in list(self.consumers):
             with contextlib.suppress(BrokerError, ChannelClosed):
                 await asyncio.wait_for(consumer.close(), 10)
-        conn, self._conn = self._conn, None
         self._publisher = self._admin = None
-        self._ready.clear()
-        if conn is not None and not (conn.is_closing or conn.is_closed):
-            conn.close()
-            for _ in range(100):  # pika has no awaitable close; the close-ok takes a round trip
-                if not conn.is_closed:
-                    await asyncio.sleep(0.02)
+        await self._link.close()
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -233,6 +167,22 @@ class RabbitMQBroker(Broker):
                         raise
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
+                except Nacked:
+                    # Not stored, so sending again is safe. A quorum queue nacks while it has no
+                    # leader, and a channel that published to it before a leader change may go on
+                    # nacking: the next attempt gets a fresh publish channel.
+                    if loop.time() > deadline:
+                        raise
+                    await self._drop_publisher(publisher)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    async def _drop_publisher(self, publisher: ConfirmPublisher) -> None:
+        async with self._publisher_lock:
+            if self._publisher is publisher:
+                self._publisher = None
+                with contextlib.suppress(ChannelClosed):
+                    await publisher.channel.close()  # its other publishes are sent again
 
     async def publish(
         self,
@@ -279,7 +229,8 @@ class RabbitMQBroker(Broker):
 
     async def _declare_new(self, names: list[str]) -> None:
         for name in names:
-            await self._declare_one(name, self._dlq_arguments if name.endswith(DLQ_SUFFIX) else None)
+            dlq = name.endswith(DLQ_SUFFIX) and self._dlq_arguments
+            await self._declare_one(name, {**self.queue_arguments, **(dlq or {})} or None)
         await self._registry.add("+", names)
 
     async def retry_bucket(self, queue: str, delay: float) -> str:
@@ -287,12 +238,28 @@ class RabbitMQBroker(Broker):
         ms = bucket_ms(delay)
         name = bucket_name(queue, delay)
         arguments = {"x-message-ttl": ms, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue,
-                     "x-expires": ms + BUCKET_GRACE_MS}  # fmt: skip
+                     "x-expires": ms + BUCKET_GRACE_MS, **self.queue_arguments}  # fmt: skip
         await self._declare_one(name, arguments)
         if name not in self._buckets:
             await self._registry.add("~", [name])
             self._buckets.add(name)
         return name
+
+    async def ready_count(self, queue: str) -> int:
+        """Messages ready for delivery in ``queue`` (not those a consumer holds)."""
+        return int((await self._count(queue)).message_count)
+
+    async def until_ready(self, queue: str, expected: int) -> None:
+        """A quorum queue takes returned messages back through its log, a moment after their
+        channel closed: wait (at most a second) until its count shows ``expected`` again, so
+        whoever returned them reads its own state."""
+        for _ in range(50):
+            try:
+                if await self.ready_count(queue) >= expected:
+                    return
+            except BrokerError:
+                return
+            await asyncio.sleep(0.02)
 
     async def _count(self, name: str) -> spec.Queue.DeclareOk:
         """A passive declare: message and consumer counts, or BrokerError if ``name`` is missing."""
@@ -327,6 +294,7 @@ class RabbitMQBroker(Broker):
     async def peek(self, queue: str, limit: int = 10) -> list[Message]:
         await self.declare(queue)
         await self.own_writes()
+        before = await self.ready_count(queue) if self.queue_type == "quorum" else 0
         channel = await self.open_channel()
         out: list[Message] = []
         try:
@@ -339,6 +307,8 @@ class RabbitMQBroker(Broker):
                     out.append(Message(body, public_headers(props), props.message_id or ""))
         finally:
             await channel.close()  # puts them back where they were (marked redelivered)
+        if out and before:
+            await self.until_ready(queue, before)
         return out
 
     async def purge(self, queue: str) -> int:
@@ -383,4 +353,4 @@ class RabbitMQBroker(Broker):
         return await self._events.subscribe(subject, callback)
 
 
-__all__ = ["RabbitMQBroker", "prepare_pika"]
+__all__ = ["RabbitMQBroker"]

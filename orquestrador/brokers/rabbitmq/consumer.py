@@ -18,14 +18,16 @@ from typing import Any, Protocol
 
 from pika import spec
 
-from orquestrador.brokers.base import DLQ_SUFFIX, Consumer, Delivery
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.base import DLQ_SUFFIX, Capabilities, Consumer, Delivery
+from orquestrador.brokers.intake import DeliveryFields, FieldReader
 from orquestrador.brokers.rabbitmq import pika_reads
 from orquestrador.brokers.rabbitmq.channel import NOT_FOUND, AsyncChannel, ChannelClosed
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.support import attempts as restamping
 from orquestrador.brokers.support.lease import LeasedDelivery
 from orquestrador.errors import BrokerError
+
+DELIVERY_COUNT = "x-delivery-count"  # set by quorum queues on every redelivery
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Host(Protocol):
     """What consumers and deliveries need of their broker, so this module never imports it."""
 
     consumers: set[RabbitMQConsumer]
+    capabilities: Capabilities  # delivery_count on quorum queues
 
     @property
     def connected(self) -> bool: ...
@@ -46,13 +49,28 @@ class Host(Protocol):
 
     async def retry_bucket(self, queue: str, delay: float) -> str: ...
 
+    async def ready_count(self, queue: str) -> int: ...
+
+    async def until_ready(self, queue: str, expected: int) -> None: ...
+
     async def send(self, routing_key: str, body: bytes, props: spec.BasicProperties) -> None: ...
 
 
-def public_headers(props: spec.BasicProperties, reader: FieldReader | None = None) -> dict[str, str]:
-    """The application's headers, as text; ``x-`` ones belong to RabbitMQ or to this adapter."""
-    headers = props.headers if isinstance(props.headers, dict) else {}
-    return (reader or FieldReader()).headers(headers.items(), "AMQP headers", skip=("x-",))
+# ``x-`` headers belong to RabbitMQ or to this adapter (the stamped count): never carried over.
+FIELDS = DeliveryFields(
+    "AMQP headers", "message_id property", count=f"{restamping.ATTEMPTS_HEADER} header", skip=("x-",)
+)
+
+
+def delivery_count(headers: Any) -> int:
+    """How many times a quorum queue handed this message out before (``x-delivery-count``)."""
+    table = headers if isinstance(headers, dict) else {}
+    return FieldReader().count(table.get(DELIVERY_COUNT), DELIVERY_COUNT)
+
+
+def public_headers(props: spec.BasicProperties) -> dict[str, str]:
+    """The application's headers, as text."""
+    return FIELDS.clean(props.headers)
 
 
 def copy_props(
@@ -77,10 +95,15 @@ class _Raw:
     redelivered: bool
     props: spec.BasicProperties
     body: bytes
+    counted: bool = False  # a quorum queue: the broker's x-delivery-count is trusted
 
     @property
     def previous(self) -> int:
-        """Attempts made before this copy was written (our header), plus the broker's flag."""
+        """Attempts made before this copy was written (our header), plus the broker's count on a
+        quorum queue, else its redelivered flag."""
+        if self.counted:
+            stamped = restamping.previous(self.props.headers, redelivered=False)
+            return stamped + delivery_count(self.props.headers)
         return restamping.previous(self.props.headers, self.redelivered)
 
     @property
@@ -102,13 +125,9 @@ class RabbitMQDelivery(LeasedDelivery[_Raw]):
     def __init__(self, consumer: RabbitMQConsumer, raw: _Raw) -> None:
         super().__init__(raw, consumer, consumer, consumer.broker)
         # Properties and headers come from whoever published: read like a body (brokers.intake).
-        reader = FieldReader()
-        if unreadable := pika_reads.unreadable(raw.props):
-            reader.problems.append(unreadable)
-        self.headers = public_headers(raw.props, reader)
-        restamping.read_count(raw.props.headers, reader)
-        self.message_id = reader.text(raw.props.message_id, "message_id property")
-        self.problem = reader.problem
+        props = raw.props
+        count = restamping.stamped_count(props.headers)
+        FIELDS.read(self, props.headers, props.message_id, count=count, problem=pika_reads.unreadable(props))
 
 
 class RabbitMQConsumer(Consumer):
@@ -124,7 +143,9 @@ class RabbitMQConsumer(Consumer):
         self.visibility = visibility
         self.prefetch = max(1, prefetch)
         self.held: set[LeasedDelivery[_Raw]] = set()
-        self._restamps = not queue.endswith(DLQ_SUFFIX)
+        # A quorum queue counts redeliveries itself: nothing to restamp.
+        self._counted = broker.capabilities.delivery_count
+        self._restamps = not queue.endswith(DLQ_SUFFIX) and not self._counted
         self._channel: AsyncChannel | None = None
         self._tag: str | None = None
         self._subscribing: asyncio.Task[None] | None = None
@@ -157,7 +178,7 @@ class RabbitMQConsumer(Consumer):
         ch = self._channel
 
         def on_message(_raw_ch: Any, method: Any, props: spec.BasicProperties, body: bytes) -> None:
-            self._on_message(_Raw(ch, method.delivery_tag, method.redelivered, props, body))
+            self._on_message(_Raw(ch, method.delivery_tag, method.redelivered, props, body, self._counted))
 
         with mapped(f"cannot consume from {self.queue}"):
             try:
@@ -261,7 +282,13 @@ class RabbitMQConsumer(Consumer):
                 await channel.cancel(tag)
         waiting = list(self._buffer)
         self._buffer.clear()
-        await restamping.hand_back(self, self.queue, waiting)
+        if self._counted:
+            # A quorum queue does not reliably apply acks of a cancelled consumer's messages
+            # (copies would double), so they go back as they are and count one delivery.
+            for raw in waiting:
+                raw.settle(ack=False)
+        else:
+            await restamping.hand_back(self, self.queue, waiting)
 
     async def close(self) -> None:
         if self._closed:
@@ -269,12 +296,20 @@ class RabbitMQConsumer(Consumer):
         self._closed = True
         if self._subscribing is not None and not self._subscribing.done():
             self._subscribing.cancel()
+        returning, before = 0, 0
+        if self._counted and self.broker.connected and self._channel is not None:
+            returning = len(self._buffer) + sum(1 for d in self.held if d.raw.channel is self._channel)
+            if returning:
+                with contextlib.suppress(BrokerError):
+                    before = await self.broker.ready_count(self.queue)
         if self.broker.connected:
             await self.pause()  # no new deliveries; the buffer goes back with its counts
         if self._tasks:  # restamps in progress: let them ack their originals
             await asyncio.wait(set(self._tasks), timeout=10)
         if self._channel is not None:
             await self._channel.close()  # fetched but unsettled deliveries go back now
+        if returning:  # a quorum queue counts them a moment later: read-your-own-state for the caller
+            await self.broker.until_ready(self.queue, before + returning)
         for delivery in list(self.held):
             delivery.lose("its consumer was closed")
         self.broker.consumers.discard(self)

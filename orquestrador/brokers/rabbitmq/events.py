@@ -63,7 +63,7 @@ class EventsChannel:
             if asyncio.iscoroutine(result):
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(lambda done: self._finished(done, subject))
 
         async def start() -> None:
             channel = await self.channel()
@@ -85,8 +85,19 @@ class EventsChannel:
         self._subscriptions.add(start)
         return stop
 
+    def _finished(self, task: asyncio.Future[Any], subject: str) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("event callback for %s failed", subject, exc_info=exc)
+
     async def restore(self) -> None:
-        """After a reconnect, bind every subscription again (their queues died with the old one)."""
+        """After a reconnect, bind every subscription again (their queues died with the old one).
+
+        One that cannot be bound is logged: the connection is likely lost again, and the next
+        reconnect restores it.
+        """
         for start in list(self._subscriptions):
-            with contextlib.suppress(BrokerError, ChannelClosed):
+            try:
                 await start()
+            except (BrokerError, ChannelClosed) as exc:
+                log.warning("events subscription not restored after the reconnect (%s)", exc)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pika import spec
 
-from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed, T
+from orquestrador.brokers.rabbitmq.channel import PRECONDITION_FAILED, AsyncChannel, ChannelClosed, T
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.errors import BrokerError
 
@@ -30,6 +30,8 @@ PERSISTENT = spec.BasicProperties(delivery_mode=2)
 
 class Admin(Protocol):
     """What the registry needs of its broker, so this module never imports it."""
+
+    queue_arguments: dict[str, Any]  # the queue type every queue of the broker is declared with
 
     async def admin(self, op: Callable[[AsyncChannel], Awaitable[T]]) -> T: ...
 
@@ -50,9 +52,16 @@ class QueueRegistry:
 
     async def _ensure(self) -> bool:
         if self.usable is None:
-            arguments = {"x-single-active-consumer": True}  # one reader (compacter) at a time
+            # One reader (compacter) at a time; replicated like every queue of the broker.
+            arguments = {"x-single-active-consumer": True, **self.broker.queue_arguments}
             try:
-                await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments=arguments))
+                try:
+                    await self.broker.admin(lambda ch: ch.declare(REGISTRY, arguments=arguments))
+                except ChannelClosed as exc:
+                    if exc.code != PRECONDITION_FAILED:
+                        raise
+                    # Declared by a user of the other queue type: one registry serves both.
+                    await self.broker.admin(lambda ch: ch.declare(REGISTRY, passive=True))
             except ChannelClosed as exc:
                 if not exc.code:
                     return False  # connection trouble: try again next time

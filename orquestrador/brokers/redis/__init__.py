@@ -26,7 +26,8 @@ script touches one slot; publishes wait for one replica (``WAIT``; ``?wait_repli
 
 Files: :mod:`.broker` (client, publishing, queues), :mod:`.cluster` (the cluster client and
 WAIT), :mod:`.consumer` (group consumers and deliveries), :mod:`.errors` (the one mapping of
-driver errors), :mod:`.names` (keys and entry fields), :mod:`.scripts` (the Lua run on the
+driver errors), :mod:`.events` (pub/sub events that reconnect), :mod:`.names` (keys and entry
+fields), :mod:`.scripts` (the Lua run on the
 server), :mod:`.slots` (shared rate limits).
 """
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -29,6 +28,7 @@ from orquestrador.brokers.base import (
     QueueStats,
     dlq_of,
 )
+from orquestrador.brokers.redis import events
 from orquestrador.brokers.redis.cluster import Replication, cluster_client, cluster_option, ride_out
 from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery
 from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, mapped, unreachable
@@ -341,43 +341,17 @@ class RedisBroker(Broker):
         if self._redis is None:
             return
         try:
-            await self._redis.publish("orq:ev:" + subject, body)
+            await self._redis.publish(events.PREFIX + subject, body)
         except DRIVER_ERRORS as exc:
             log.debug("event not sent: %s", exc)
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
-        """Redis pub/sub; NATS wildcards (``*``, ``>``) become a glob pattern."""
-        tokens = subject.split(".")
-        wildcard = "*" in tokens or ">" in tokens
-        channel = "orq:ev:" + ".".join("*" if t in ("*", ">") else t for t in tokens)
-        pubsub = self.redis.pubsub()
-        with mapped(f"cannot subscribe to {subject}"):
-            await (pubsub.psubscribe(channel) if wildcard else pubsub.subscribe(channel))
-            for _ in range(50):  # wait for the confirmation: no event sent after we return is lost
-                msg = await pubsub.get_message(timeout=0.1)
-                if msg and msg.get("type") in ("subscribe", "psubscribe"):
-                    break
-
-        async def pump() -> None:
-            async for msg in pubsub.listen():
-                if msg.get("type") not in ("message", "pmessage"):
-                    continue
-                try:
-                    result = callback(msg["data"])
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:
-                    log.exception("event callback for %s failed", subject)
-
-        task = asyncio.ensure_future(pump())
+        """Redis pub/sub; NATS wildcards (``*``, ``>``) become a glob pattern (see :mod:`.events`)."""
+        stop = await events.subscribe(self.redis, subject, callback, redact_url(self.url))
 
         async def unsubscribe() -> None:
             self._subscriptions.discard(unsubscribe)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *DRIVER_ERRORS):
-                await task
-            with contextlib.suppress(*DRIVER_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await stop()
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe

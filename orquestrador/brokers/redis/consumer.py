@@ -14,9 +14,15 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from orquestrador.brokers.base import Consumer, Delivery, dlq_of
-from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.redis.errors import is_nogroup, mapped
-from orquestrador.brokers.redis.names import GROUP, Keys, entry_body, entry_headers, entry_position, text
+from orquestrador.brokers.redis.names import (
+    FIELDS,
+    GROUP,
+    Keys,
+    entry_body,
+    entry_position,
+    text,
+)
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError
 
@@ -51,12 +57,7 @@ class RedisDelivery(Delivery):
         self._delivered = delivered
         self.queue = consumer.queue
         self.body = entry_body(entry)
-        # Entries can be XADDed by anyone: every field is read like a body (brokers.intake).
-        reader = FieldReader()
-        self.headers = entry_headers(entry, reader)
-        self.attempt = reader.count(entry.get(b"a"), "attempts field 'a'") + delivered
-        self.message_id = reader.text(entry.get(b"id"), "id field")
-        self.problem = reader.problem
+        self.attempt = FIELDS.read(self, entry.get(b"h"), entry.get(b"id"), count=entry.get(b"a")) + delivered
         self.position = entry_position(entry_id)
 
     async def _settle(self, what: str, script: str, keys: list[str], args: list[Any]) -> None:

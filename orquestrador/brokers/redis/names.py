@@ -9,7 +9,7 @@ from typing import Any
 from redis.typing import EncodableT, FieldT
 
 from orquestrador.brokers.base import validate_queue_name
-from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.intake import DeliveryFields
 from orquestrador.brokers.queues import origin_of
 
 GROUP = "workers"
@@ -73,8 +73,12 @@ def entry_body(fields: dict[bytes, bytes]) -> bytes:
     return fields[b"b"] if b"b" in fields else next(iter(fields.values()), b"")
 
 
-def entry_headers(fields: dict[bytes, bytes], reader: FieldReader | None = None) -> dict[str, str]:
-    return (reader or FieldReader()).headers_json(fields.get(b"h"), "headers field 'h'")
+# Entries can be XADDed by anyone: every field is read like a body (brokers.intake).
+FIELDS = DeliveryFields("headers field 'h'", "id field", count="attempts field 'a'", json_headers=True)
+
+
+def entry_headers(fields: dict[bytes, bytes]) -> dict[str, str]:
+    return FIELDS.clean(fields.get(b"h"))
 
 
 def entry_position(entry_id: str) -> tuple[int, int]:

@@ -59,15 +59,16 @@ class Copier(Protocol[R_contra]):
 def previous(table: Mapping[Any, Any] | None, redelivered: bool) -> int:
     """Attempts made before this copy: the stamped count, plus one if the broker redelivered it.
 
-    A forged count reads as 0 here; :func:`read_count` reports it as the delivery's problem.
+    A forged count reads as 0 here; reading the delivery's fields reports it as its problem.
     """
     stamped = FieldReader().count((table or {}).get(ATTEMPTS_HEADER), ATTEMPTS_HEADER)
     return stamped + (1 if redelivered else 0)
 
 
-def read_count(table: Mapping[Any, Any] | None, reader: FieldReader) -> None:
-    """Note a stamped count that is not one in ``reader`` (the delivery is dead-lettered)."""
-    reader.count((table or {}).get(ATTEMPTS_HEADER), f"{ATTEMPTS_HEADER} header")
+def stamped_count(table: Mapping[Any, Any] | None) -> Any:
+    """The raw stamped count, for :meth:`~orquestrador.brokers.intake.DeliveryFields.read` to
+    check (one that is not a count dead-letters the delivery)."""
+    return table.get(ATTEMPTS_HEADER) if isinstance(table, dict) else None
 
 
 def stamped(headers: dict[str, Any], attempts: int) -> dict[str, Any]:

@@ -1,0 +1,39 @@
+"""Names and fields of the Kafka mapping: topics, consumer groups, record headers and keys."""
+
+from __future__ import annotations
+
+import re
+
+from orquestrador.brokers.queues import DLQ_SUFFIX
+
+RETRY_SUFFIX = ".retry"  # <queue>.retry: copies waiting out a delayed retry (see .consumer)
+GROUP_PREFIX = "orq."  # the consumer group of <queue> is orq.<queue>
+EVENTS_TOPIC = "orq.eventos"  # lifecycle events, keyed by correlation_id
+MESSAGE_ID = "x-orq-message-id"  # the publisher's message id (Kafka records have none of their own)
+DUE = "x-orq-due"  # epoch milliseconds when a copy in <queue>.retry goes back to <queue>
+SUBJECT = "x-orq-subject"  # an event's subject (orq.eventos...)
+
+_CORRELATION = re.compile(rb'"correlation_id"\s*:\s*"([^"\\]{1,200})"')
+
+
+def group_of(queue: str) -> str:
+    return GROUP_PREFIX + queue
+
+
+def retry_topic(queue: str) -> str:
+    return queue + RETRY_SUFFIX
+
+
+def topics_of(queue: str) -> list[str]:
+    """What one consumer of ``queue`` subscribes to: the queue and, for a job queue, its retries."""
+    return [queue] if queue.endswith(DLQ_SUFFIX) else [queue, retry_topic(queue)]
+
+
+def key_of(body: bytes) -> bytes:
+    """The record key: the envelope's ``correlation_id``, so a chain stays in one partition.
+
+    Read from the first bytes without decoding the envelope (ours write it first). A body
+    without one gets the empty key: such bodies share one partition, so they keep their order.
+    """
+    found = _CORRELATION.search(body, 0, 1024)
+    return found.group(1) if found else b""
