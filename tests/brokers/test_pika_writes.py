@@ -66,7 +66,7 @@ def test_importing_the_adapter_patches_nothing_until_it_connects():
         "patched = lambda: (getattr(io._AsyncTransportBase._produce, '_orq_coalesced', False),"
         " getattr(spec.BasicProperties.decode, '_orq_guarded', False))\n"
         "print(patched())\n"
-        "rabbitmq.broker.prepare_pika(); rabbitmq.broker.prepare_pika()\n"
+        "rabbitmq.connection.prepare_pika(); rabbitmq.connection.prepare_pika()\n"
         "print(patched())\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
