@@ -38,16 +38,14 @@ def channel_of(subject: str) -> tuple[str, bool]:
 
 
 async def subscribe(
-    client: aioredis.Redis, subject: str, callback: EventCallback, where: str
+    client: Any, subject: str, callback: EventCallback, where: str
 ) -> Callable[[], Awaitable[None]]:
     """Start receiving ``subject``'s events; returns the async unsubscribe (``where``: the
     server, redacted, for the log)."""
     channel, wildcard = channel_of(subject)
-    pool = client.connection_pool
+    connection_class, kwargs = _source(client)
     own = aioredis.ConnectionPool(
-        connection_class=pool.connection_class,
-        max_connections=1,
-        **{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)},
+        connection_class=connection_class, max_connections=1, **{**kwargs, "retry": Retry(NoBackoff(), 0)}
     )
     pubsub = aioredis.Redis(connection_pool=own).pubsub()
     try:
@@ -69,6 +67,17 @@ async def subscribe(
         await _release(pubsub, own)
 
     return unsubscribe
+
+
+def _source(client: Any) -> tuple[Any, dict[str, Any]]:
+    """How to open a connection like ``client``'s. On a Redis Cluster, PUBLISH reaches the
+    subscribers of every node, so a subscription reads from the client's default node (and,
+    should that node die, keeps retrying it, logging, until it is back)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        return pool.connection_class, dict(pool.connection_kwargs)
+    node = client.get_default_node()
+    return node.connection_class, dict(node.connection_kwargs)
 
 
 async def _pump(pubsub: PubSub, subject: str, callback: EventCallback, where: str) -> None:
