@@ -8,7 +8,8 @@
     │   └── PayloadTooLarge         an envelope over the size limit, refused before publishing
     ├── BrokerError                 the broker failed or refused something
     │   ├── BrokerUnavailable       cannot reach the broker at all
-    │   └── EmbeddedServerError     the embedded nats-server could not start or be found
+    │   ├── EmbeddedServerError     the embedded nats-server could not start or be found
+    │   └── TopicError              a bad topic name or pattern, or a body that is no topic message
     ├── PluginError                 a plugin is missing, registered twice or badly declared
     ├── StoreError                  the local store could not be read or written
     ├── LaunchError                 a batch launch stopped part-way (carries the Lote so far)
@@ -58,6 +59,11 @@ class BrokerUnavailable(BrokerError):
 
 class EmbeddedServerError(BrokerError):
     """The embedded nats-server could not be started, found or attached to."""
+
+
+class TopicError(BrokerError, ValueError):
+    """A topic or pattern that is not valid, a body that is not a topic message, or a topic
+    feature (e.g. durable subscriptions) this broker does not offer."""
 
 
 class PluginError(OrquestradorError):
@@ -134,5 +140,6 @@ __all__ = [
     "PluginError",
     "Retry",
     "StoreError",
+    "TopicError",
     "WorkerLost",
 ]

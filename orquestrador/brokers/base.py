@@ -46,10 +46,14 @@ from orquestrador.brokers.queues import (  # re-exported: the names adapters and
 )
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
-from orquestrador.errors import BrokerError
+from orquestrador.errors import BrokerError, OrquestradorError
 from orquestrador.settings import TlsPaths, redact_url, split_tls
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
+# A topic subscription's callback: the concrete topic and the raw body (a
+# :class:`~orquestrador.topics.TopicMessage` in JSON, unchecked: decoding is the caller's).
+TopicCallback = Callable[[str, bytes], Awaitable[None]]
+Unsubscribe = Callable[[], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -364,12 +368,63 @@ class Broker(abc.ABC):
 
         return _noop
 
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        """Publish one message on ``topic`` (validated by the caller) for its subscribers.
+
+        Returns once the broker took it; adapters with durable subscriptions keep it for them.
+        Default: the live events path, so every adapter has live topics.
+        """
+        await self.publish_event(topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        """Call ``callback`` for each message on a topic ``pattern`` matches; returns the async
+        unsubscribe. Subscribed when it returns: nothing published afterwards is missed.
+
+        Live (``durable=None``): only what is published while subscribed. Durable: a named
+        subscription whose messages published while nobody listened under that name arrive
+        when it is back, each acked after ``callback`` returns (redelivered if it raised).
+        Delivers exactly what :func:`~orquestrador.topics.matches` accepts, whatever the
+        broker's own wildcards do. Default: live, on the events path.
+        """
+        from orquestrador.topics.patterns import matches
+
+        if durable is not None:
+            self.refuse_durable(pattern)
+
+        async def filtered(body: bytes) -> None:
+            topic = _topic_of(body)
+            if topic is not None and matches(pattern, topic):
+                await callback(topic, body)
+
+        return await self.subscribe_events(pattern, filtered)
+
+    def refuse_durable(self, pattern: str) -> None:
+        if not self.capabilities.durable_topics:
+            from orquestrador.errors import TopicError
+
+            raise TopicError(
+                f"{self.display_name or self.scheme} offers live topic subscriptions only; subscribe to "
+                f"{pattern!r} without durable=, or use a broker whose capabilities have durable_topics"
+            )
+
     async def __aenter__(self) -> Broker:
         await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _topic_of(body: bytes) -> str | None:
+    """The ``topico`` a body says it is on, for brokers whose events path does not carry it."""
+    from orquestrador.topics.message import TopicMessage
+
+    try:
+        return TopicMessage.decode(body).topico
+    except OrquestradorError:
+        return None
 
 
 def _newer(delivery: Delivery, last: Position | None) -> bool:

@@ -42,6 +42,9 @@ class Capabilities:
     # The adapter counts its reconnects in ``Broker.reconnects`` (else a fetch that works again
     # after failing is the only sign of one).
     counts_reconnects: bool
+    # ``subscribe_topic(..., durable=NAME)`` keeps what is published while the subscriber is away
+    # and delivers it, once per name, when it comes back (else: live subscriptions only).
+    durable_topics: bool
 
     @classmethod
     def lacking(cls, *names: str) -> Capabilities:

@@ -31,6 +31,7 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "replay skips letters dead-lettered while it runs": ("positions", "by count only", False),
     "`peek`": ("side_effect_free_peek", "no side effect", True),
     "shared rate limits": ("shared_slots", "^yes", True),
+    "topic subscriptions (see Topics)": ("durable_topics", "^live only", False),
     "same `message_id` published twice within 120 s": ("server_dedup", "once per connection", False),
 }
 NOT_IN_TABLE = {

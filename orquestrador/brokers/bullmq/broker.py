@@ -78,7 +78,7 @@ class BullMQBroker(Broker):
     scheme = "bullmq"
     display_name = "BullMQ"
     # Reconnects happen inside each Redis command: no count of its own.
-    capabilities = Capabilities.lacking("counts_reconnects")
+    capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

@@ -48,6 +48,7 @@ class KafkaBroker(Broker):
     display_name = "Kafka"
     # What Kafka lacks, this adapter supplies (see the package docstring).
     capabilities = Capabilities.lacking(
+        "durable_topics",
         "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "shared_slots",
         "oldest_age", "counts_reconnects",
     )  # fmt: skip

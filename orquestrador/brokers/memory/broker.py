@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 class MemoryBroker(Broker):
     scheme = "memory"
-    capabilities = Capabilities.lacking("shared_slots", "cross_process", "counts_reconnects")
+    capabilities = Capabilities.lacking(
+        "durable_topics", "shared_slots", "cross_process", "counts_reconnects"
+    )  # fmt: skip
 
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)

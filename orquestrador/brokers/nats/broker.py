@@ -54,7 +54,7 @@ log = logging.getLogger("orquestrador.brokers.nats")
 class NatsBroker(Broker):
     scheme = "nats"
     display_name = "NATS"
-    capabilities = Capabilities.everything()
+    capabilities = Capabilities.lacking("durable_topics")
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
         super().__init__(url)

@@ -62,7 +62,7 @@ class RabbitMQBroker(Broker):
     # What RabbitMQ lacks, this adapter supplies (see the module docstring); peek, in_flight,
     # oldest_age and slots stay as AMQP 0-9-1 allows.
     capabilities = Capabilities.lacking(
-        "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "positions",
+        "durable_topics", "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "positions",
         "side_effect_free_peek", "shared_slots", "global_in_flight", "oldest_age",
     )  # fmt: skip
 

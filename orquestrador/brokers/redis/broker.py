@@ -62,7 +62,7 @@ class RedisBroker(Broker):
     scheme = "redis"
     display_name = "Redis"
     # Redis reconnects inside each command: no count of its own.
-    capabilities = Capabilities.lacking("counts_reconnects")
+    capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         super().__init__(url)

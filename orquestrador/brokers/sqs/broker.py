@@ -69,6 +69,7 @@ class SqsBroker(Broker):
     host_required = False  # sqs:// takes its region from the AWS environment
     # Standard queues; a ?fifo=true broker drops duplicate ids on the server (see deduplicated).
     capabilities = Capabilities.lacking(
+        "durable_topics",
         "server_dedup", "positions", "side_effect_free_peek", "shared_slots", "oldest_age",
         "counts_reconnects",
     )  # fmt: skip
