@@ -53,7 +53,7 @@ class Scheduler:
 
     @property
     def leading(self) -> bool:
-        return time.monotonic() < self._valid_until
+        return time.monotonic() < self._valid_until and self.agendas.state.still_held(LEASE)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("scheduler %s started (lease ttl %.1f s)", self.owner, self.ttl)

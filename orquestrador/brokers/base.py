@@ -359,8 +359,8 @@ class Broker(abc.ABC):
         process on this broker (see :mod:`orquestrador.brokers.shared`)."""
         name = self.display_name or self.scheme
         raise ConfigError(
-            f"schedules are not available on {name} yet: run them on NATS, Redis, RabbitMQ or "
-            "BullMQ (or memory:// inside one process)"
+            f"schedules are not available on {name} yet: run them on NATS, Redis, RabbitMQ, "
+            "BullMQ or Kafka (or memory:// inside one process)"
         )
 
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027

@@ -47,6 +47,15 @@ class SharedState(abc.ABC):
     async def release(self, name: str, owner: str) -> None:
         """Give the lease up at once (a clean stop), if ``owner`` holds it."""
 
+    def still_held(self, name: str) -> bool:
+        """False once this process knows it lost lease ``name`` without asking the broker (a
+        connection-held lease whose connection dropped, a rebalance): its holder stops at once
+        instead of at the end of the time it counted on."""
+        return True
+
+    async def close(self) -> None:  # noqa: B027 - most keep nothing open of their own
+        """Close what the state opened beside the broker's own connection."""
+
 
 class LocalState(SharedState):
     """State inside this process, per namespace: for the in-memory broker."""

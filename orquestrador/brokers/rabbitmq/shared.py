@@ -134,6 +134,9 @@ class RabbitState(SharedState):
         await self._append(f"lease.{name}", owner.encode())
         return True
 
+    def still_held(self, name: str) -> bool:
+        return self._held.get(name) == self.broker.reconnects
+
     async def holder(self, name: str) -> str | None:
         with mapped(f"cannot read the lease {name}"):
             try:
