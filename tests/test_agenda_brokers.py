@@ -24,7 +24,7 @@ from tests.conftest import BROKERS, broker_url_for
 from tests.workers import start_worker, wait_for
 
 # Brokers whose adapters keep shared state (Broker.shared_state); the others refuse schedules.
-SCHEDULED = ("memory", "nats", "redis", "rabbitmq", "bullmq", "kafka")
+SCHEDULED = ("memory", "nats", "redis", "rabbitmq", "bullmq", "sqs", "kafka")
 PARAMS = [p for p in BROKERS if p.id in SCHEDULED]
 CROSS_PROCESS = [p for p in PARAMS if p.id != "memory"]
 CRASH_TEST = "test_two_schedulers_fire_each_occurrence_once_across_a_crash"

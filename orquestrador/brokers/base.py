@@ -358,10 +358,7 @@ class Broker(abc.ABC):
         """Where schedules keep their definitions and their scheduler's lease, shared by every
         process on this broker (see :mod:`orquestrador.brokers.shared`)."""
         name = self.display_name or self.scheme
-        raise ConfigError(
-            f"schedules are not available on {name} yet: run them on NATS, Redis, RabbitMQ, "
-            "BullMQ or Kafka (or memory:// inside one process)"
-        )
+        raise ConfigError(f"schedules are not available on {name}: its adapter keeps no shared state")
 
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
         """Best-effort lifecycle event (not durable). Default: dropped."""
