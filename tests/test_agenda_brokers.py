@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from orquestrador import Orquestrador, ScheduleError
 from orquestrador.agenda import make
 from orquestrador.cli import app
 from tests.agenda_scenarios import SchedulerProcess, drain, leader, occurrences, remove, run_scheduler, save
-from tests.conftest import BROKERS, broker_url_for
+from tests.conftest import BROKERS, broker_url_for, capabilities_of
 from tests.workers import start_worker, wait_for
 
 # Brokers whose adapters keep shared state (Broker.shared_state); the others refuse schedules.
@@ -49,16 +50,21 @@ def crash_scenario(url: str, outcome: Crash) -> None:
     """Two schedulers on a 1 s schedule; the leader is SIGKILLed at 7 s and restarted at 10 s."""
     suffix = uuid.uuid4().hex[:10]
     alvo = f"agenda_{suffix}"
-    agenda = make("escavador", alvo, {"n": 1}, responder_para=f"r_{suffix}", cada=1, id=f"t{suffix}")
     try:
-        asyncio.run(save(url, agenda))
-        outcome.created, outcome.agenda_id = agenda.criada_em, agenda.id
         first, second = SchedulerProcess(url), SchedulerProcess(url)
         outcome.processes += [first, second]
+
+        def leading() -> SchedulerProcess | None:
+            holder = asyncio.run(leader(url)) or ""
+            return next((p for p in outcome.processes if holder.endswith(f":{p.pid}")), None)
+
+        wait_for(leading, 60, interval=0.2)  # both started (a loaded machine takes a while)
+        agenda = make("escavador", alvo, {"n": 1}, responder_para=f"r_{suffix}", cada=1, id=f"t{suffix}")
+        asyncio.run(save(url, agenda))
+        outcome.created, outcome.agenda_id = agenda.criada_em, agenda.id
         time.sleep(max(0.0, agenda.criada_em + KILL_AT - time.time()))
-        holder = asyncio.run(leader(url)) or ""
-        victim = next((p for p in (first, second) if holder.endswith(f":{p.pid}")), None)
-        assert victim is not None, f"no scheduler leads after {KILL_AT} s (lease holder {holder!r})"
+        victim = leading()
+        assert victim is not None, f"no scheduler leads after {KILL_AT} s"
         victim.kill()
         outcome.victim = victim
         time.sleep(max(0.0, agenda.criada_em + RESTART_AT - time.time()))
@@ -67,12 +73,14 @@ def crash_scenario(url: str, outcome: Crash) -> None:
         for process in outcome.processes:
             process.stop()
         outcome.stopped = time.time()
-        asyncio.run(remove(url, agenda.id))
-        outcome.occurrences = occurrences(asyncio.run(drain(url, f"escavador_{alvo}")))
     except BaseException as exc:  # reported by the broker's test
         outcome.error = exc
         for process in outcome.processes:
             process.stop()
+    finally:
+        asyncio.run(remove(url, f"t{suffix}"))
+    if outcome.error is None:
+        outcome.occurrences = occurrences(asyncio.run(drain(url, f"escavador_{alvo}")))
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +91,11 @@ def crashes(request: pytest.FixtureRequest) -> dict[str, tuple[threading.Thread,
         for item in request.session.items
         if getattr(item, "originalname", "") == CRASH_TEST
     }
+    urls = {name: broker_url_for(name, request) for name in sorted(wanted)}  # every server up first
     started: dict[str, tuple[threading.Thread, Crash]] = {}
-    for name in sorted(wanted):
+    for name, url in urls.items():
         outcome = Crash()
-        thread = threading.Thread(target=crash_scenario, args=(broker_url_for(name, request), outcome))
+        thread = threading.Thread(target=crash_scenario, args=(url, outcome))
         thread.start()
         started[name] = (thread, outcome)
     yield started  # type: ignore[misc]
@@ -114,6 +123,15 @@ def test_two_schedulers_fire_each_occurrence_once_across_a_crash(
         raise outcome.error
     got = outcome.occurrences
     logs = "".join(line for p in outcome.processes for line in p.lines[-20:])
+    fired = [p.fired(outcome.agenda_id) for p in outcome.processes]
+    victim = outcome.processes.index(outcome.victim)  # type: ignore[arg-type]
+    if not capabilities_of(name).server_dedup and fired[victim]:
+        # Killed after publishing its last occurrence and before marking it fired, the victim
+        # leaves it to its successor, which publishes it again: without server-side dedup the
+        # same message_id arrives twice (README, Schedules). Only that one may.
+        last = datetime.fromisoformat(fired[victim][-1]).timestamp()
+        if got.count(last) == 2:
+            got.remove(last)
     # Every occurrence from the first on, one second apart: none missing, none twice.
     assert got, f"nothing fired:\n{logs}"
     assert abs(got[0] - (outcome.created + 1)) < 0.01, logs
@@ -123,8 +141,6 @@ def test_two_schedulers_fire_each_occurrence_once_across_a_crash(
     # The lease, not only the broker's dedup: no occurrence was fired by two schedulers. The one
     # exception allowed is the victim's last, if it died after publishing it and before marking
     # it fired (its successor then publishes the same message_id again, which dedup drops).
-    fired = [p.fired(outcome.agenda_id) for p in outcome.processes]
-    victim = outcome.processes.index(outcome.victim)  # type: ignore[arg-type]
     assert fired[victim], f"the killed scheduler was not leading:\n{logs}"
     seen = Counter(o for f in fired for o in set(f))
     twice = {o for o, n in seen.items() if n > 1}
@@ -144,8 +160,8 @@ def test_a_schedule_survives_a_restart_of_its_scheduler(url: str) -> None:
     finally:
         asyncio.run(remove(url, agenda.id))
     got = occurrences(asyncio.run(drain(url, f"escavador_agenda_{suffix}")))
-    assert first >= 2 and second >= 3
-    assert len(got) == first + second
+    assert first >= 2 and second >= 3  # both fired (this one's, or others' left by a failed test)
+    assert got[-1] - agenda.criada_em > 5.5  # the second fired what fell due while none ran
     assert [round(t - agenda.criada_em, 3) for t in got] == [float(n) for n in range(1, len(got) + 1)]
 
 
@@ -156,6 +172,10 @@ def cli(*args: str) -> Any:
 def test_pause_resume_remove_from_the_api_and_the_cli(url: str) -> None:
     suffix = uuid.uuid4().hex[:10]
     orq = Orquestrador(url)
+
+    def fired() -> list[float]:
+        return occurrences(asyncio.run(drain(url, f"escavador_agenda_{suffix}")))
+
     try:
         agenda = orq.agendar("escavador", f"agenda_{suffix}", {"x": 1}, cada="1s", id=f"p{suffix}")
         rows = orq.agendas().set_index("id")
@@ -164,18 +184,24 @@ def test_pause_resume_remove_from_the_api_and_the_cli(url: str) -> None:
         result = cli("agenda", "pause", agenda.id, "-b", url)
         assert result.exit_code == 0, result.output
         assert orq.agendas().set_index("id").loc[agenda.id, "pausada"]
-        assert asyncio.run(run_scheduler(url, 1.6)) == 0  # paused: nothing fires
+        asyncio.run(run_scheduler(url, 1.6))
+        assert fired() == []  # paused: nothing fires
 
+        resumed_at = time.time()
         orq.retomar_agenda(agenda.id)
         listed = json.loads(cli("agenda", "list", "--json", "-b", url).output)
         assert {r["id"]: r["pausada"] for r in listed}[agenda.id] is False
-        assert asyncio.run(run_scheduler(url, 1.6)) >= 1  # resumed: fires again, from now on
+        asyncio.run(run_scheduler(url, 1.6))
+        resumed = fired()
+        assert resumed and min(resumed) > resumed_at  # from now on, not what fell due while paused
 
         orq.pausar_agenda(agenda.id)
         assert "paused" in cli("agenda", "list", "-b", url).output
         result = cli("agenda", "remove", agenda.id, "-b", url)
         assert result.exit_code == 0, result.output
         assert agenda.id not in set(orq.agendas()["id"])
+        asyncio.run(run_scheduler(url, 1.2))
+        assert fired() == []  # removed: nothing fires
         with pytest.raises(ScheduleError, match="no schedule"):
             orq.remover_agenda(agenda.id)
         result = cli("agenda", "resume", agenda.id, "-b", url)
