@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime
 
 from orquestrador import envelope as wire
@@ -75,7 +76,8 @@ async def drain(url: str, queue: str) -> list[wire.Envelope]:
         await broker.declare(queue)
         consumer = await broker.consume(queue, visibility_timeout=60.0, prefetch=64)
         try:
-            while batch := await consumer.fetch(64, timeout=2.0):
+            # The first wait is long enough for a Kafka consumer to join its group.
+            while batch := await consumer.fetch(64, timeout=0.5 if found else 3.0):
                 for delivery in batch:
                     found.append(wire.decode(delivery.body))
                     await delivery.ack()
@@ -91,14 +93,24 @@ def occurrences(envelopes: list[wire.Envelope]) -> list[float]:
     return sorted(datetime.fromisoformat(e.extras["agendada_para"]).timestamp() for e in envelopes)
 
 
-async def run_scheduler(url: str, seconds: float, *, ttl: float = 3.0) -> int:
-    """An in-process scheduler on its own connection for ``seconds``, stopped cleanly; its firings."""
+async def run_scheduler(url: str, seconds: float, *, ttl: float = 3.0) -> Counter[str]:
+    """An in-process scheduler on its own connection for ``seconds``, stopped cleanly; its
+    firings per schedule id."""
     broker = await connect(url)
     try:
         scheduler = Scheduler(broker, owner=f"test-{time.monotonic_ns()}", ttl=ttl, tick=0.1)
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
         await scheduler.run(stop)
-        return scheduler.fired
+        return scheduler.fired_by
+    finally:
+        await broker.close()
+
+
+async def forget(url: str, queue: str) -> None:
+    """Delete ``queue`` (what a test's schedule fired there) without reading it."""
+    broker = await connect(url)
+    try:
+        await broker.delete(queue)
     finally:
         await broker.close()

@@ -20,7 +20,16 @@ from typer.testing import CliRunner
 from orquestrador import Orquestrador, ScheduleError
 from orquestrador.agenda import make
 from orquestrador.cli import app
-from tests.agenda_scenarios import SchedulerProcess, drain, leader, occurrences, remove, run_scheduler, save
+from tests.agenda_scenarios import (
+    SchedulerProcess,
+    drain,
+    forget,
+    leader,
+    occurrences,
+    remove,
+    run_scheduler,
+    save,
+)
 from tests.conftest import BROKERS, broker_url_for, capabilities_of
 from tests.workers import start_worker, wait_for
 
@@ -154,14 +163,14 @@ def test_a_schedule_survives_a_restart_of_its_scheduler(url: str) -> None:
     agenda = make("escavador", f"agenda_{suffix}", {}, responder_para=f"r_{suffix}", cada=1, id=f"s{suffix}")
     asyncio.run(save(url, agenda))
     try:
-        first = asyncio.run(run_scheduler(url, 2.5))
-        time.sleep(2.0)  # no scheduler: occurrences fall due
-        second = asyncio.run(run_scheduler(url, 2.5))
+        first = asyncio.run(run_scheduler(url, 1.8))[agenda.id]
+        time.sleep(1.5)  # no scheduler: occurrences fall due
+        second = asyncio.run(run_scheduler(url, 1.8))[agenda.id]
     finally:
         asyncio.run(remove(url, agenda.id))
     got = occurrences(asyncio.run(drain(url, f"escavador_agenda_{suffix}")))
-    assert first >= 2 and second >= 3  # both fired (this one's, or others' left by a failed test)
-    assert got[-1] - agenda.criada_em > 5.5  # the second fired what fell due while none ran
+    assert first >= 1 and second >= 3  # the second fired what fell due while none ran
+    assert len(got) == first + second
     assert [round(t - agenda.criada_em, 3) for t in got] == [float(n) for n in range(1, len(got) + 1)]
 
 
@@ -172,10 +181,6 @@ def cli(*args: str) -> Any:
 def test_pause_resume_remove_from_the_api_and_the_cli(url: str) -> None:
     suffix = uuid.uuid4().hex[:10]
     orq = Orquestrador(url)
-
-    def fired() -> list[float]:
-        return occurrences(asyncio.run(drain(url, f"escavador_agenda_{suffix}")))
-
     try:
         agenda = orq.agendar("escavador", f"agenda_{suffix}", {"x": 1}, cada="1s", id=f"p{suffix}")
         rows = orq.agendas().set_index("id")
@@ -184,24 +189,19 @@ def test_pause_resume_remove_from_the_api_and_the_cli(url: str) -> None:
         result = cli("agenda", "pause", agenda.id, "-b", url)
         assert result.exit_code == 0, result.output
         assert orq.agendas().set_index("id").loc[agenda.id, "pausada"]
-        asyncio.run(run_scheduler(url, 1.6))
-        assert fired() == []  # paused: nothing fires
+        assert asyncio.run(run_scheduler(url, 1.6))[agenda.id] == 0  # paused: nothing fires
 
-        resumed_at = time.time()
         orq.retomar_agenda(agenda.id)
         listed = json.loads(cli("agenda", "list", "--json", "-b", url).output)
         assert {r["id"]: r["pausada"] for r in listed}[agenda.id] is False
-        asyncio.run(run_scheduler(url, 1.6))
-        resumed = fired()
-        assert resumed and min(resumed) > resumed_at  # from now on, not what fell due while paused
+        # Resumed: it fires again from now on, not the seconds that fell due while paused.
+        assert 1 <= asyncio.run(run_scheduler(url, 1.6))[agenda.id] <= 2
 
         orq.pausar_agenda(agenda.id)
         assert "paused" in cli("agenda", "list", "-b", url).output
         result = cli("agenda", "remove", agenda.id, "-b", url)
         assert result.exit_code == 0, result.output
         assert agenda.id not in set(orq.agendas()["id"])
-        asyncio.run(run_scheduler(url, 1.2))
-        assert fired() == []  # removed: nothing fires
         with pytest.raises(ScheduleError, match="no schedule"):
             orq.remover_agenda(agenda.id)
         result = cli("agenda", "resume", agenda.id, "-b", url)
@@ -209,7 +209,7 @@ def test_pause_resume_remove_from_the_api_and_the_cli(url: str) -> None:
     finally:
         orq.close()
         asyncio.run(remove(url, f"p{suffix}"))
-        asyncio.run(drain(url, f"escavador_agenda_{suffix}"))
+        asyncio.run(forget(url, f"escavador_agenda_{suffix}"))
 
 
 @pytest.mark.parametrize("name", CROSS_PROCESS, indirect=True)

@@ -7,6 +7,7 @@ the scheduler holding the lease ``agenda-lider``), so a pause never races a firi
 
 from __future__ import annotations
 
+import logging
 import time
 
 from orquestrador.agenda.model import Agenda
@@ -16,6 +17,8 @@ from orquestrador.errors import ScheduleError
 DEFINITION = "agenda."
 FIRED = "disparo."
 LEASE = "agenda-lider"
+
+log = logging.getLogger("orquestrador.agenda")
 
 
 class Agendas:
@@ -35,8 +38,15 @@ class Agendas:
         return Agenda.from_json(data)
 
     async def all(self) -> list[Agenda]:
-        items = await self.state.items(DEFINITION)
-        return sorted((Agenda.from_json(v) for v in items.values()), key=lambda a: a.criada_em)
+        """Every readable schedule; one that cannot be read (written by hand, or by a newer
+        version) is skipped with a warning, so it never stops the others."""
+        agendas: list[Agenda] = []
+        for key, value in (await self.state.items(DEFINITION)).items():
+            try:
+                agendas.append(Agenda.from_json(value))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("schedule %s skipped: its definition cannot be read (%s)", key, exc)
+        return sorted(agendas, key=lambda a: a.criada_em)
 
     async def pause(self, agenda_id: str) -> Agenda:
         return await self.save((await self.get(agenda_id)).with_changes(pausada=True))
@@ -55,8 +65,13 @@ class Agendas:
 
     async def fired(self) -> dict[str, float]:
         """The last occurrence fired, per schedule id."""
-        items = await self.state.items(FIRED)
-        return {key[len(FIRED) :]: float(value) for key, value in items.items()}
+        fired: dict[str, float] = {}
+        for key, value in (await self.state.items(FIRED)).items():
+            try:
+                fired[key[len(FIRED) :]] = float(value)
+            except ValueError:
+                log.warning("last firing of %s unreadable (%r): counted from its definition", key, value[:40])
+        return fired
 
     async def mark_fired(self, agenda_id: str, occurrence: float) -> None:
         await self.state.put(FIRED + agenda_id, repr(occurrence).encode())

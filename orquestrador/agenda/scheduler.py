@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 
 from orquestrador import envelope as wire
 from orquestrador.agenda.model import Agenda, iso, occurrence_id
@@ -48,6 +49,7 @@ class Scheduler:
         self.ttl = ttl
         self.tick = tick
         self.fired = 0  # firings published by this scheduler
+        self.fired_by: Counter[str] = Counter()  # the same, per schedule id
         self._valid_until = 0.0  # monotonic: until when this one surely holds the lease
         self._last: dict[str, float] | None = None  # last firings, read when leadership starts
 
@@ -122,4 +124,5 @@ class Scheduler:
         )
         await self.broker.publish(fila, wire.encode(env), message_id=env.message_id)
         self.fired += 1
+        self.fired_by[agenda.id] += 1
         log.info("schedule %s fired its %s occurrence as %s", agenda.id, iso(occurrence), env.message_id)
