@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from orquestrador.agenda import Agendas, Scheduler, make
+from orquestrador.agenda import Agendas, Scheduler, listing, make
 from orquestrador.brokers import connect
 from orquestrador.brokers.shared import LocalState
 from tests.agenda_scenarios import drain, occurrences
@@ -52,3 +52,23 @@ async def test_an_unreadable_definition_is_skipped_with_a_warning(caplog: pytest
         assert [a.id for a in await agendas.all()] == [good.id]
         assert await agendas.fired() == {}
     assert "agenda.broken" in caplog.text and "disparo.broken" in caplog.text
+
+
+async def test_a_schedule_that_cannot_be_computed_is_logged_once_and_the_others_fire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"memory://{uuid.uuid4().hex}"
+    broker = await connect(url)
+    agendas = Agendas(broker.shared_state())
+    good = await agendas.save(make("escavador", "eco", {}, responder_para="r", cada=1))
+    bad = make("escavador", "eco", {}, responder_para="r", cron="0 6 * * *").with_changes(fuso="Mars/Base")
+    await agendas.save(bad)
+    scheduler = Scheduler(broker, owner="a", tick=0.05)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(1.5, stop.set)
+    with caplog.at_level(logging.ERROR, "orquestrador.agenda"):
+        await scheduler.run(stop)
+    assert scheduler.fired_by[good.id] == 1 and scheduler.fired_by[bad.id] == 0
+    assert caplog.text.count(f"schedule {bad.id} skipped") == 1 and "Mars/Base" in caplog.text
+    rows = {row["id"]: row for row in await listing(agendas)}
+    assert rows[bad.id]["proxima"] is None and rows[good.id]["proxima"] is not None

@@ -88,6 +88,10 @@ async def listing(agendas: Agendas, now: float | None = None) -> list[dict[str, 
     rows: list[dict[str, object]] = []
     for agenda in await agendas.all():
         last = fired.get(agenda.id)
+        try:
+            nxt = None if agenda.pausada else agenda.next_after(max(now, last or 0.0, agenda.desde))
+        except (ScheduleError, ValueError):  # edited by hand: listed, never fired (the scheduler says why)
+            nxt = None
         rows.append({
             "id": agenda.id,
             "tipo_evento": agenda.tipo_evento,
@@ -96,7 +100,7 @@ async def listing(agendas: Agendas, now: float | None = None) -> list[dict[str, 
             "pausada": agenda.pausada,
             "perdidas": agenda.perdidas,
             "ultima": last,
-            "proxima": None if agenda.pausada else agenda.next_after(max(now, last or 0.0, agenda.desde)),
+            "proxima": nxt,
             "responder_para": agenda.responder_para,
             "payload": agenda.payload,
         })  # fmt: skip

@@ -23,7 +23,7 @@ from orquestrador import envelope as wire
 from orquestrador.agenda.model import Agenda, iso, occurrence_id
 from orquestrador.agenda.registry import LEASE, Agendas
 from orquestrador.brokers import Broker
-from orquestrador.errors import OrquestradorError
+from orquestrador.errors import OrquestradorError, ScheduleError
 from orquestrador.plugins import queue_for
 from orquestrador.vocabulary import KIND_OF
 
@@ -52,6 +52,7 @@ class Scheduler:
         self.fired_by: Counter[str] = Counter()  # the same, per schedule id
         self._valid_until = 0.0  # monotonic: until when this one surely holds the lease
         self._last: dict[str, float] | None = None  # last firings, read when leadership starts
+        self._broken: set[str] = set()  # schedules whose next occurrence cannot be computed (logged once)
 
     @property
     def leading(self) -> bool:
@@ -104,7 +105,14 @@ class Scheduler:
         for agenda in agendas:
             if agenda.pausada:
                 continue
-            for occurrence in agenda.due(self._last.get(agenda.id, agenda.desde), now):
+            try:
+                due = agenda.due(self._last.get(agenda.id, agenda.desde), now)
+            except (ScheduleError, ValueError, TypeError) as exc:  # edited by hand, or a newer version's
+                if agenda.id not in self._broken:
+                    log.error("schedule %s skipped: %s", agenda.id, exc)
+                    self._broken.add(agenda.id)
+                continue
+            for occurrence in due:
                 if not self.leading:
                     return  # the lease may have passed on: the next leader fires the rest
                 await self.fire(agenda, occurrence)
