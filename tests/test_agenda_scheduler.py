@@ -54,7 +54,7 @@ async def test_an_unreadable_definition_is_skipped_with_a_warning(caplog: pytest
     assert "agenda.broken" in caplog.text and "disparo.broken" in caplog.text
 
 
-async def test_a_schedule_that_cannot_be_computed_is_logged_once_and_the_others_fire(
+async def test_a_schedule_that_cannot_fire_is_logged_once_and_the_others_fire(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = f"memory://{uuid.uuid4().hex}"
@@ -63,12 +63,14 @@ async def test_a_schedule_that_cannot_be_computed_is_logged_once_and_the_others_
     good = await agendas.save(make("escavador", "eco", {}, responder_para="r", cada=1))
     bad = make("escavador", "eco", {}, responder_para="r", cron="0 6 * * *").with_changes(fuso="Mars/Base")
     await agendas.save(bad)
+    huge = await agendas.save(make("escavador", "eco", {"x": "y" * 2_000_000}, responder_para="r", cada=1))
     scheduler = Scheduler(broker, owner="a", tick=0.05)
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(1.5, stop.set)
     with caplog.at_level(logging.ERROR, "orquestrador.agenda"):
         await scheduler.run(stop)
-    assert scheduler.fired_by[good.id] == 1 and scheduler.fired_by[bad.id] == 0
+    assert scheduler.fired_by[good.id] == 1 and scheduler.fired_by[bad.id] == scheduler.fired_by[huge.id] == 0
     assert caplog.text.count(f"schedule {bad.id} skipped") == 1 and "Mars/Base" in caplog.text
+    assert caplog.text.count(f"schedule {huge.id} skipped") == 1
     rows = {row["id"]: row for row in await listing(agendas)}
     assert rows[bad.id]["proxima"] is None and rows[good.id]["proxima"] is not None

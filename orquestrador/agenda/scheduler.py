@@ -23,7 +23,7 @@ from orquestrador import envelope as wire
 from orquestrador.agenda.model import Agenda, iso, occurrence_id
 from orquestrador.agenda.registry import LEASE, Agendas
 from orquestrador.brokers import Broker
-from orquestrador.errors import OrquestradorError, ScheduleError
+from orquestrador.errors import EnvelopeError, OrquestradorError, ScheduleError
 from orquestrador.plugins import queue_for
 from orquestrador.vocabulary import KIND_OF
 
@@ -115,7 +115,13 @@ class Scheduler:
             for occurrence in due:
                 if not self.leading:
                     return  # the lease may have passed on: the next leader fires the rest
-                await self.fire(agenda, occurrence)
+                try:
+                    await self.fire(agenda, occurrence)
+                except EnvelopeError as exc:  # this schedule's job cannot be sent (too large): skip it
+                    if agenda.id not in self._broken:
+                        log.error("schedule %s skipped: its job cannot be sent (%s)", agenda.id, exc)
+                        self._broken.add(agenda.id)
+                    break
                 await self.agendas.mark_fired(agenda.id, occurrence)
                 self._last[agenda.id] = occurrence
 
