@@ -23,6 +23,7 @@ from orquestrador.errors import (
     PermanentFailure,
     PluginError,
     Retry,
+    ScheduleError,
     StoreError,
 )
 from orquestrador.plugins import Plugin, escavador, executor, registry
@@ -90,6 +91,7 @@ __all__ = [
     "PluginError",
     "Retencao",
     "Retry",
+    "ScheduleError",
     "StoreError",
     "Worker",
     "WorkerOptions",

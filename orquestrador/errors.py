@@ -4,6 +4,7 @@
 
     OrquestradorError
     ├── ConfigError                 bad URL, option or setting: fix the configuration
+    │   └── ScheduleError           a bad schedule (cron, interval, zone) or an unknown one
     ├── EnvelopeError               bytes that are not a valid v1 envelope (carries the reason)
     │   └── PayloadTooLarge         an envelope over the size limit, refused before publishing
     ├── BrokerError                 the broker failed or refused something
@@ -35,6 +36,10 @@ class OrquestradorError(Exception):
 
 class ConfigError(OrquestradorError, ValueError):
     """A URL, option or setting is invalid; the message says which and how to fix it."""
+
+
+class ScheduleError(ConfigError):
+    """A schedule cannot be made as given (bad cron, interval or zone), or no schedule has that id."""
 
 
 class EnvelopeError(OrquestradorError, ValueError):
@@ -139,6 +144,7 @@ __all__ = [
     "PermanentFailure",
     "PluginError",
     "Retry",
+    "ScheduleError",
     "StoreError",
     "TopicError",
     "WorkerLost",

@@ -44,9 +44,10 @@ from orquestrador.brokers.queues import (  # re-exported: the names adapters and
     validate_queue_name,
     validate_results_queue,
 )
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
-from orquestrador.errors import BrokerError, OrquestradorError
+from orquestrador.errors import BrokerError, ConfigError, OrquestradorError
 from orquestrador.settings import TlsPaths, redact_url, split_tls
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
@@ -356,6 +357,12 @@ class Broker(abc.ABC):
         return a store on the server.
         """
         return LocalSlots()
+
+    def shared_state(self) -> SharedState:
+        """Where schedules keep their definitions and their scheduler's lease, shared by every
+        process on this broker (see :mod:`orquestrador.brokers.shared`)."""
+        name = self.display_name or self.scheme
+        raise ConfigError(f"schedules are not available on {name}: its adapter keeps no shared state")
 
     async def publish_event(self, subject: str, body: bytes) -> None:  # noqa: B027
         """Best-effort lifecycle event (not durable). Default: dropped."""

@@ -241,3 +241,34 @@ def worker_pipeline(
     with _logged_errors(fmt):
         import_modules(module or [])
         asyncio.run(serve(get_pipeline(name), resolve_url(broker)))
+
+
+@app.command("agenda")
+def worker_agenda(
+    broker: BrokerOpt = None,
+    ttl: Annotated[float, typer.Option(
+        help="Seconds the leader's lease lasts unrenewed: the longest gap when a scheduler dies.")] = 5.0,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Fire the broker's schedules until SIGINT/SIGTERM. Run two or more for availability: one
+    leads (a lease on the broker), the others take over if it stops."""  # fmt: skip
+    from orquestrador import logs
+    from orquestrador.agenda import Scheduler
+    from orquestrador.brokers import connect, resolve_url
+
+    fmt = logs.setup(log_level, log_format)
+
+    async def serve(url: str) -> None:
+        connection = await connect(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Scheduler(connection, ttl=ttl).run(stop)
+        finally:
+            await connection.close()
+
+    with _logged_errors(fmt):
+        asyncio.run(serve(resolve_url(broker)))

@@ -16,6 +16,7 @@ from orquestrador import envelope as wire
 from orquestrador.collector import Saude
 from orquestrador.envelope import TipoEvento
 from orquestrador.errors import JobTimeout, LaunchError
+from orquestrador.facade.agendas import AgendaMethods
 from orquestrador.facade.handles import Job, Lote
 from orquestrador.facade.reads import Reads
 from orquestrador.orchestrator import AsyncOrquestrador
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class Orquestrador(Reads):
+class Orquestrador(Reads, AgendaMethods):
     """Launch jobs and read their results, from a script or a notebook.
 
     ``url`` picks the broker (``nats://``, ``redis://``, ``amqp://``, ``memory://``); without one,

@@ -37,13 +37,18 @@ class Reads(Session):
         status: str | list[str] | None = None,
         desde: datetime | None = None,
         ate: datetime | None = None,
+        agenda: str | None = None,
     ) -> pd.DataFrame:
-        """One row per job, payload and result flattened into columns; typed times."""
+        """One row per job, payload and result flattened into columns; typed times.
+
+        ``agenda`` keeps the jobs one schedule fired (its history, as their results arrive).
+        """
         return self._frame(
             alvo=alvo,
             estado=status,
             desde=desde.timestamp() if desde else None,
             ate=ate.timestamp() if ate else None,
+            agenda=agenda,
         )
 
     def _frame(self, **filters: Any) -> pd.DataFrame:

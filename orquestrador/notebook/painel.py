@@ -1,4 +1,4 @@
-"""``painel(orq)``: launch jobs, watch them, see queue stats and replay dead letters."""
+"""``painel(orq)``: launch jobs, watch them, see queue stats, replay dead letters, see schedules."""
 
 from __future__ import annotations
 
@@ -61,12 +61,13 @@ class Painel:
         self.replay_message = w.HTML()
         self.dead_letters = w.HTML()
         self.replay_button.on_click(lambda _: self.replay())
+        self.agendas = w.HTML()  # the broker's schedules and their next firing
 
         jobs = w.VBox([w.HBox([self.janela, self.bar]), self.status, self.avisos, self.erros])
         replay = w.HBox([self.dlq, self.replay_button])
         dead = w.VBox([self.filas, replay, self.replay_message, self.dead_letters])
-        tabs = w.Tab(children=[self.lancador.widget, dead])
-        for i, title in enumerate(["launch", "queues"]):
+        tabs = w.Tab(children=[self.lancador.widget, dead, self.agendas])
+        for i, title in enumerate(["launch", "queues", "schedules"]):
             tabs.set_title(i, title)
         # The jobs view stays in sight: it is what one watches while the launcher is open.
         self.title = w.HTML("<b>orquestrador</b> · jobs")
@@ -138,6 +139,7 @@ class Painel:
         if time.monotonic() - self._stats_at >= STATS_EVERY:
             self._stats_at = time.monotonic()
             self._refresh_stats()
+            self._refresh_agendas()
         self.avisos.value = self._unserved_html() if everything.get("queued") else ""
 
     def _unserved_html(self) -> str:
@@ -179,6 +181,28 @@ class Painel:
                 self.dlq.value = with_dead[0]
         self.dead_letters.value = self._peek_html(self.dlq.value) if self.dlq.value else ""
 
+    def _refresh_agendas(self) -> None:
+        if self.orq.closed:
+            return
+        try:
+            frame = self.orq.agendas()
+        except Exception as exc:  # a slow or lost broker: said here, the rest stays right
+            self.agendas.value = f"<span style='color:#b00'>schedules unavailable: {esc(repr(exc))}</span>"
+            return
+        if frame.empty:
+            self.agendas.value = "no schedules: <code>orq.agendar(...)</code> makes one"
+            return
+        rows = "".join(
+            f"<tr><td><code>{esc(r.id)}</code></td><td>{esc(r.alvo)}</td><td>{esc(r.quando)}</td>"
+            f"<td>{'paused' if r.pausada else 'active'}</td><td>{_when(r.ultima)}</td>"
+            f"<td>{_when(r.proxima)}</td></tr>"
+            for r in frame.itertuples()
+        )
+        self.agendas.value = (
+            "<table class='orq-agendas'><tr><th>schedule</th><th>alvo</th><th>when</th><th>state</th>"
+            f"<th>last firing</th><th>next firing</th></tr>{rows}</table>"
+        )
+
     def _peek_html(self, fila: str) -> str:
         try:
             messages = self.orq.dead_letters(fila, 5)
@@ -193,6 +217,11 @@ class Painel:
     def close(self) -> None:
         ticker(self.orq).remove(self)
         self.widget.close()
+
+
+def _when(moment: Any) -> str:
+    """A firing time in UTC, or '-' (never fired; paused)."""
+    return "-" if moment is None or moment != moment else esc(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 def painel(

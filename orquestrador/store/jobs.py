@@ -135,12 +135,13 @@ class Store:
                     estado, env.timestamp.timestamp(), env.tentativa,
                     (env.extras.get("worker")), json.dumps(env.payload),
                     env.erro.model_dump_json() if env.erro else None, env.message_id,
-                    iniciado_em, execucao,
+                    iniciado_em, execucao, _agenda_of(env),
                 )  # fmt: skip
                 cur = conn.execute(
                     "UPDATE jobs SET estado = ?, concluido_em = ?, tentativa = ?, worker = ?,"
                     " resultado = ?, erro = ?, result_id = ?, iniciado_em = COALESCE(?, iniciado_em),"
-                    " execucao = ? WHERE message_id = ? AND estado NOT IN ('ok', 'erro', 'dead-lettered')",
+                    " execucao = ?, agenda = COALESCE(agenda, ?)"
+                    " WHERE message_id = ? AND estado NOT IN ('ok', 'erro', 'dead-lettered')",
                     (*values, env.causation_id),
                 )
                 if cur.rowcount:
@@ -149,8 +150,8 @@ class Store:
                 # A job we did not launch (published by hand, or by another tool): keep it too.
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO jobs (estado, concluido_em, tentativa, worker, resultado,"
-                    " erro, result_id, iniciado_em, execucao, message_id, correlation_id, tipo_evento,"
-                    " alvo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " erro, result_id, iniciado_em, execucao, agenda, message_id, correlation_id,"
+                    " tipo_evento, alvo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, env.causation_id, env.correlation_id,
                      request_of(env.tipo_evento), env.alvo),
                 )  # fmt: skip
@@ -412,3 +413,9 @@ class Store:
 
 class _Probe(Exception):
     """Ends :meth:`Store.check_writable`'s transaction with a rollback."""
+
+
+def _agenda_of(env: Envelope) -> str | None:
+    """The schedule that fired this result's job (the worker copies it onto the result)."""
+    agenda = env.extras.get("agenda")
+    return agenda if isinstance(agenda, str) else None

@@ -39,6 +39,7 @@ def jobs_filter(
     ate: float | None = None,
     correlation_id: str | None = None,
     lote: str | None = None,
+    agenda: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause of a jobs query, shared by row reads and the columnar reader."""
     where: list[str] = []
@@ -62,6 +63,9 @@ def jobs_filter(
     if lote is not None:
         where.append("lote = ?")
         args.append(lote)
+    if agenda is not None:
+        where.append("agenda = ?")
+        args.append(agenda)
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_id TEXT,
     causation_id TEXT,
     lote TEXT,
-    execucao REAL
+    execucao REAL,
+    agenda TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_correlation ON jobs(correlation_id);
 CREATE INDEX IF NOT EXISTS jobs_alvo_estado ON jobs(alvo, estado);
@@ -77,10 +78,12 @@ _ADDED_COLUMNS = (
     ("causation_id", "TEXT"),  # before pipelines existed
     ("lote", "TEXT"),  # before batches were tagged
     ("execucao", "REAL"),  # before results carried their run time
+    ("agenda", "TEXT"),  # before schedules: the schedule a job was fired by
 )
 _LATER_INDEXES = (
     "CREATE INDEX IF NOT EXISTS jobs_causation ON jobs(causation_id)",
     "CREATE INDEX IF NOT EXISTS jobs_lote ON jobs(lote) WHERE lote IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS jobs_agenda ON jobs(agenda) WHERE agenda IS NOT NULL",
 )
 
 

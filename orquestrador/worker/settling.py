@@ -127,6 +127,8 @@ class Settler:
             extras["duracao"] = round(time.perf_counter() - job.inicio, 6)
         if "responder_final" in env.extras:  # a pipeline step: where its runner forwards results
             extras["responder_final"] = env.extras["responder_final"]
+        if isinstance(env.extras.get("agenda"), str):  # fired by a schedule: its history finds it
+            extras["agenda"] = env.extras["agenda"]
         message_id = wire.new_id()
         if parte:
             # A retried job re-sends its parts with the same ids, so the store keeps each once.

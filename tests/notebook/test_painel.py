@@ -202,3 +202,25 @@ def test_the_payload_editor_says_what_is_wrong_before_launch(env) -> None:  # ty
     assert "ready: 1000 valid payload(s)" in form.mensagem.value
     assert orq._core.store.count_by_state() == {}, "checking sends nothing"
     board.close()
+
+
+def test_the_schedules_tab_shows_each_schedule_and_its_next_firing(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, plugin = env
+    board = Painel(orq, [plugin])
+    board._stats_at = 0.0
+    board.refresh()
+    assert "no schedules" in board.agendas.value
+    hourly = orq.agendar("escavador", nome, {"url": EVIL}, cada="1h", id="de-hora-em-hora")
+    daily = orq.agendar("escavador", nome, {}, cron="0 6 * * *", fuso="America/Sao_Paulo", id="diaria")
+    orq.pausar_agenda(daily.id)
+    board._stats_at = 0.0
+    board.refresh()
+    shown = board.agendas.value
+    rows = {row.split("</code>")[0]: row for row in shown.split("<tr><td><code>")[1:]}
+    nxt = time.strftime("%Y-%m-%d %H:%M", time.gmtime(hourly.criada_em + 3600))
+    assert "cada 1h" in rows[hourly.id] and "active" in rows[hourly.id] and nxt in rows[hourly.id]
+    assert "cron 0 6 * * * America/Sao_Paulo" in rows[daily.id] and "paused" in rows[daily.id]
+    assert "<img" not in shown
+    board.close()
+    orq.remover_agenda(hourly.id)
+    orq.remover_agenda(daily.id)

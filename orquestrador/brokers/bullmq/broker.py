@@ -38,6 +38,8 @@ from orquestrador.brokers.bullmq.jobs import (
     job_headers,
 )
 from orquestrador.brokers.redis import RedisBroker
+from orquestrador.brokers.redis.shared import RedisState
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError, ConfigError
@@ -329,6 +331,9 @@ class BullMQBroker(Broker):
 
     def slots(self) -> Slots:
         return self._side.slots()
+
+    def shared_state(self) -> SharedState:
+        return RedisState(self._side, namespace=f"orq:bullmq:{self.prefix}:")
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         await self._side.publish_event(subject, body)

@@ -33,6 +33,8 @@ from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, TopicExists, mapped
 from orquestrador.brokers.kafka.events import EventsTopic
 from orquestrador.brokers.kafka.ledger import Committed
 from orquestrador.brokers.kafka.names import MESSAGE_ID, RETRY_SUFFIX, group_of, key_of, retry_topic
+from orquestrador.brokers.kafka.shared import KafkaState
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.support.delays import bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError
@@ -68,6 +70,7 @@ class KafkaBroker(Broker):
         self._inspecting = asyncio.Lock()
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self._events = EventsTopic(self)
+        self._state: KafkaState | None = None
 
     def client_options(self) -> dict[str, Any]:
         """Connection settings shared by every aiokafka client of this broker (credentials too:
@@ -131,7 +134,15 @@ class KafkaBroker(Broker):
         writer.close()
         return None
 
+    def shared_state(self) -> SharedState:
+        if self._state is None:
+            self._state = KafkaState(self)
+        return self._state
+
     async def close(self) -> None:
+        if self._state is not None:
+            state, self._state = self._state, None
+            await state.close()
         for consumer in list(self.consumers):
             with contextlib.suppress(BrokerError, TimeoutError):
                 await asyncio.wait_for(consumer.close(), 15)

@@ -20,6 +20,7 @@ from orquestrador.brokers.base import (
 )
 from orquestrador.brokers.memory.consumer import MemoryConsumer
 from orquestrador.brokers.memory.space import space
+from orquestrador.brokers.shared import LocalState, SharedState
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ class MemoryBroker(Broker):
 
     async def connect(self) -> None:
         return None
+
+    def shared_state(self) -> SharedState:
+        return LocalState(urlsplit(self.url).netloc or "default")
 
     async def close(self) -> None:
         return None

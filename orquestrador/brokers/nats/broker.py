@@ -41,7 +41,9 @@ from orquestrador.brokers.nats.errors import (
     quietly,
 )
 from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, stream_name
+from orquestrador.brokers.nats.shared import NatsState
 from orquestrador.brokers.nats.slots import NatsSlots
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
@@ -68,6 +70,7 @@ class NatsBroker(Broker):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._slots: NatsSlots | None = None
+        self._state: NatsState | None = None
         self._dlq = DlqLimits.from_env()
 
     @property
@@ -317,6 +320,11 @@ class NatsBroker(Broker):
             infos = await self.js.streams_info()
         names = (queue_name(i.config.name) for i in infos if i.config.name)
         return sorted(n for n in names if n)
+
+    def shared_state(self) -> SharedState:
+        if self._state is None:
+            self._state = NatsState(lambda: self.js, replicas=self.replicas)
+        return self._state
 
     def slots(self) -> Slots:
         if self._slots is None:

@@ -41,6 +41,8 @@ from orquestrador.brokers.rabbitmq.consumer import RabbitMQConsumer, public_head
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.brokers.rabbitmq.queue_registry import QueueRegistry
+from orquestrador.brokers.rabbitmq.shared import RabbitState
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError, ConfigError
@@ -99,6 +101,7 @@ class RabbitMQBroker(Broker):
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
         self._registry = QueueRegistry(self)
+        self._state: RabbitState | None = None
 
     @property
     def connected(self) -> bool:
@@ -331,6 +334,11 @@ class RabbitMQBroker(Broker):
     async def queues(self) -> list[str]:
         names = {n for n, op in (await self._registry.snapshot()).items() if op == "+"}
         return sorted(names | {n for n in self._declared if await self.exists(n)})
+
+    def shared_state(self) -> SharedState:
+        if self._state is None:
+            self._state = RabbitState(self)
+        return self._state
 
     async def exists(self, name: str) -> bool:
         """A passive declare: the only way AMQP 0-9-1 tells whether a queue exists."""

@@ -43,7 +43,9 @@ from orquestrador.brokers.redis.names import (
     text,
 )
 from orquestrador.brokers.redis.scripts import bind
+from orquestrador.brokers.redis.shared import RedisState
 from orquestrador.brokers.redis.slots import RedisSlots
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
@@ -336,6 +338,9 @@ class RedisBroker(Broker):
 
     def slots(self) -> Slots:
         return RedisSlots(self)
+
+    def shared_state(self) -> SharedState:
+        return RedisState(self)
 
     async def publish_event(self, subject: str, body: bytes) -> None:
         if self._redis is None:

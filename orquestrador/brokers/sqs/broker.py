@@ -27,6 +27,7 @@ from orquestrador.brokers.base import (
     dlq_of,
 )
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.sqs.consumer import SYSTEM_ATTRIBUTES, SqsConsumer, SqsDelivery
 from orquestrador.brokers.sqs.errors import (
     DRIVER_ERRORS,
@@ -47,6 +48,7 @@ from orquestrador.brokers.sqs.names import (
     sqs_name,
 )
 from orquestrador.brokers.sqs.sender import Sender
+from orquestrador.brokers.sqs.shared import SqsState
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError, ConfigError
 from orquestrador.settings import redact_url
@@ -105,6 +107,7 @@ class SqsBroker(Broker):
         self._urls: dict[str, str] = {}
         self._sender = Sender(self._send_batch)
         self._events = SnsEvents(self)
+        self._state: SqsState | None = None
 
     @property
     def where(self) -> str:
@@ -369,6 +372,11 @@ class SqsBroker(Broker):
                 except ClientError as exc:
                     if not is_missing_queue(exc):
                         raise
+
+    def shared_state(self) -> SharedState:
+        if self._state is None:
+            self._state = SqsState(self)
+        return self._state
 
     async def queues(self) -> list[str]:
         """Queues carrying the toolkit's name tag (one ListQueueTags per queue of the account)."""
