@@ -108,8 +108,15 @@ def ensure_kafka(home: Path | None = None) -> Path:
 
 
 def cluster_id() -> str:
-    """A fresh KRaft cluster id: a random UUID, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A fresh KRaft cluster id: a random UUID, base64url without padding (22 characters).
+
+    Never one starting with '-' (one in 64): the storage tool would read it as an option and
+    the node would not start, as Kafka's own ``Uuid.randomUuid`` avoids too.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class KafkaServer(ServerProcess):
