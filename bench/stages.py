@@ -135,6 +135,8 @@ async def lone(url: str, alvo: str, results: str, home: Path, n: int) -> dict[st
             env = await orq.iniciar("iniciar_coleta", alvo, job_payload(i))
             published = time.time()
             await orq.esperar(env.message_id or "", timeout=30)
+            while env.message_id not in recorded:  # a result stored before esperar() looked
+                await asyncio.sleep(0.001)
             await asyncio.sleep(0.02)
             if i < 0:
                 continue
