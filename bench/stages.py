@@ -8,6 +8,12 @@ CPU time per job (user + system of that process only):
 1. launch: ``AsyncOrquestrador.iniciar_lote`` of N jobs, no worker running (store + publish);
 2. worker: an ``orq worker`` process started on the N waiting jobs, until N results wait;
 3. collect: an orchestrator started on the N waiting results, until all are recorded.
+
+``--lone N`` instead follows N jobs launched one at a time (each after the previous result is
+recorded) through a running worker, and prints the median and p90 of each leg of one job's trip
+in ms (wall clocks of the two processes on one machine): the launch's store write and publish,
+publish → handler start, handler start → result built, result → the collector's fetch, and the
+collector's fetch → recorded.
 Not part of ``python -m bench``; used for the profile findings in BENCHMARKS.md.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +104,57 @@ async def collect(url: str, results: str, home: Path, n: int, timeout: float) ->
     return {"rate": n / seconds, "cpu_ms_per_job": cpu / n * 1000}
 
 
+async def lone(url: str, alvo: str, results: str, home: Path, n: int) -> dict[str, list[float]]:
+    """The legs of N lone jobs' trips (seconds each); a worker must be serving ``alvo``."""
+    orq = AsyncOrquestrador(url, responder_para=results, home=home)
+    recorded: dict[str, float] = {}
+    arrived: dict[str, tuple[float, dict[str, Any]]] = {}
+    stored_at: list[float] = []
+    orq.listeners.append(lambda ids: recorded.update(dict.fromkeys(ids, time.time())))
+    record_sent, record = orq.store.record_sent, orq._record
+
+    def timed_record_sent(*a: Any, **k: Any) -> Any:
+        out = record_sent(*a, **k)
+        stored_at.append(time.time())
+        return out
+
+    async def timed_record(batch: list[Any]) -> None:
+        now = time.time()
+        for d in batch:
+            body = json.loads(d.body)
+            arrived[body["causation_id"]] = (now, body)
+        await record(batch)
+
+    orq.store.record_sent = timed_record_sent  # type: ignore[method-assign]
+    orq._record = timed_record  # type: ignore[method-assign]
+    await orq.start()
+    legs: dict[str, list[float]] = {k: [] for k in LEGS}
+    try:
+        for i in range(-20, n):  # 20 warm-up jobs
+            t0 = time.time()
+            env = await orq.iniciar("iniciar_coleta", alvo, job_payload(i))
+            published = time.time()
+            await orq.esperar(env.message_id or "", timeout=30)
+            while env.message_id not in recorded:  # a result stored before esperar() looked
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.02)
+            if i < 0:
+                continue
+            got, body = arrived[env.message_id or ""]
+            started = datetime.fromisoformat(body["iniciado_em"]).timestamp()
+            built = datetime.fromisoformat(body["timestamp"]).timestamp()
+            for leg, value in zip(LEGS, (stored_at[-1] - t0, published - stored_at[-1], started - published,
+                                         built - started, got - built, recorded[env.message_id or ""] - got,
+                                         recorded[env.message_id or ""] - t0), strict=True):  # fmt: skip
+                legs[leg].append(value)
+    finally:
+        await orq.close()
+    return legs
+
+
+LEGS = ("store write", "publish", "to handler", "handler+build", "to collector", "record", "total")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stages")
     parser.add_argument("--broker", choices=["nats", "redis", "rabbitmq", "kafka"], required=True)
@@ -103,6 +162,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--lone", type=int, default=0, help="follow N lone jobs instead (see above)")
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="orq-stages-"))
     with broker_urls([args.broker], {args.broker: args.url}, work_dir) as urls:
@@ -113,6 +173,9 @@ def main() -> None:
 def measure(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     run = uuid.uuid4().hex[:8]
     alvo, results = f"stage{run}", f"stage_res_{run}"
+    if args.lone:
+        measure_lone(args, url, alvo, results, work_dir)
+        return
     try:
         out = {"launch": asyncio.run(launch(url, alvo, results, work_dir / "orq", args.n))}
         out["worker"] = work(url, alvo, results, args.n, args.concurrency, args.timeout)
@@ -128,6 +191,21 @@ def measure(args: argparse.Namespace, url: str, work_dir: Path) -> None:
             await broker.close()
 
         asyncio.run(cleanup())
+
+
+def measure_lone(args: argparse.Namespace, url: str, alvo: str, results: str, work_dir: Path) -> None:
+    env = dict(os.environ, ORQ_BENCH_PLUGIN=alvo, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "orquestrador.cli", "worker", "escavador", alvo, "--module", "bench.plugins",
+           "--broker", url, "--concurrency", str(args.concurrency), "--log-level", "WARNING"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        legs = asyncio.run(lone(url, alvo, results, work_dir / "orq", args.lone))
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    for leg, values in legs.items():
+        ms = sorted(v * 1000 for v in values)
+        print(f"{args.broker:8} {leg:14} p50 {ms[len(ms) // 2]:7.2f} ms  p90 {ms[len(ms) * 9 // 10]:7.2f} ms")
 
 
 if __name__ == "__main__":

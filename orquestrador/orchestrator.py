@@ -154,14 +154,17 @@ class AsyncOrquestrador:
             env, body = self._envelope(
                 tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span
             )
-            # In a thread: the collector may hold the store's write lock; the loop goes on meanwhile.
-            await asyncio.to_thread(self.store.record_sent, [env], fila, bodies=[body])
+            # On the loop if the store is free, else in a thread (the collector may be writing).
+            await collector.write(self.store, self._record_sent, env, fila, body)
             try:
                 await self._broker().publish(fila, body, message_id=env.message_id)
             except BaseException:
                 self.store.forget([env.message_id or ""])
                 raise
         return env
+
+    def _record_sent(self, env: Envelope, fila: str, body: bytes) -> None:
+        self.store.record_sent([env], fila, bodies=[body])
 
     async def iniciar_lote(
         self,

@@ -14,5 +14,6 @@ Pandas frames are built from what it returns in :mod:`orquestrador.analysis`.
 
 from orquestrador.store.jobs import Store
 from orquestrador.store.rows import JobRow, jobs_filter
+from orquestrador.store.schema import StoreBusy
 
-__all__ = ["JobRow", "Store", "jobs_filter"]
+__all__ = ["JobRow", "Store", "StoreBusy", "jobs_filter"]

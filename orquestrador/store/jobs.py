@@ -11,11 +11,12 @@ runs it. The schema is :mod:`.schema`, row values :mod:`.rows`, pruning :mod:`.r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,19 @@ class Store:
         connection holds the write lock (the collector writes from a thread while launches
         write from the loop); a Python lock hands over the moment the other writer is done.
         """
-        return Transaction(self._conn(), self._write_lock)
+        at_once = getattr(self._local, "at_once", False)
+        return Transaction(self._conn(), self._write_lock, wait=not at_once, timeout=self.timeout)
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Writes inside raise :class:`StoreBusy` instead of waiting for another writer: an event
+        loop writes a few rows itself when the store is free (a thread hop costs more than they
+        do), and hands them to a thread when it is not."""
+        self._local.at_once = True
+        try:
+            yield
+        finally:
+            self._local.at_once = False
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

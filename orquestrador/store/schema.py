@@ -123,21 +123,47 @@ def unusable(path: Path, exc: sqlite3.Error) -> ConfigError:
     )
 
 
-class Transaction:
-    """``with Transaction(conn, lock) as conn:`` — BEGIN IMMEDIATE under the process's writer lock."""
+class StoreBusy(Exception):
+    """Another writer holds the store this instant (a write inside :meth:`Store.at_once`)."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+
+class Transaction:
+    """``with Transaction(conn, lock) as conn:`` — BEGIN IMMEDIATE under the process's writer lock.
+
+    ``wait=False``: raise :class:`StoreBusy` at once, instead of waiting, when another thread of
+    this process or another process is writing (the caller writes in a thread then).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, *, wait: bool = True,
+                 timeout: float = 0.0) -> None:  # fmt: skip
         self.conn = conn
         self.lock = lock
+        self.wait = wait
+        self.timeout = timeout  # the connection's busy timeout, restored after a BEGIN that did not wait
 
     def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
+        if not self.lock.acquire(blocking=self.wait):
+            raise StoreBusy
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.wait:
+                self.conn.execute("BEGIN IMMEDIATE")
+            else:
+                self._begin_at_once()
         except BaseException:
             self.lock.release()
             raise
         return self.conn
+
+    def _begin_at_once(self) -> None:
+        self.conn.execute("PRAGMA busy_timeout = 0")  # SQLite's busy handler would sleep instead
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy from exc
+            raise
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -54,3 +55,21 @@ async def test_ids_are_forgotten_after_the_window_and_beyond_the_limit():
     for mid in ("b", "c", "d"):
         await recent.once("q", mid, publish)
     assert await recent.once("q", "a", publish) is True, "the oldest id was dropped past the limit"
+
+
+async def test_an_id_is_remembered_for_the_whole_window_and_each_spelling_is_its_own_id():
+    recent, sent = RecentIds(window=0.3), []
+
+    async def publish() -> None:
+        sent.append(1)
+
+    uid = str(uuid.uuid4())
+    assert await recent.once("q", uid, publish) is True
+    for _ in range(5):  # later slices of time come and go meanwhile
+        await asyncio.sleep(0.04)
+        await recent.once("q", str(uuid.uuid4()), publish)
+    assert await recent.once("q", uid, publish) is False, "0.2 s into a 0.3 s window"
+    assert await recent.once("q", uid.upper(), publish) is True, "another spelling is another id"
+    assert await recent.once("other", uid, publish) is True, "the same id on another queue"
+    recent.forget_queue("q")
+    assert await recent.once("q", uid, publish) is True, "a deleted queue starts afresh"

@@ -291,6 +291,24 @@ async def test_publish_is_idempotent_by_message_id_but_replays_are_kept(
     assert await raw.keys(f"orq:dedup:{queue}:*") == []
 
 
+async def test_a_batch_publish_costs_no_script_check_and_survives_a_server_that_forgot_its_scripts(
+    broker: RedisBroker, queue: str, raw: aioredis.Redis
+):
+    await broker.publish_many(queue, [(b"a", "m1"), (b"b", "m2")])
+    await raw.config_resetstat()
+    await broker.publish_many(queue, [(b"c", "m3"), (b"d", "m4")])
+    stats = await raw.info("commandstats")
+    assert "cmdstat_script|exists" not in stats  # redis-py's own way asks before every pipeline
+
+    await raw.script_flush()  # what a restarted server without persistence has forgotten
+    await broker.publish_many(queue, [(b"e", "m5"), (b"f", None), (b"a", "m1")])  # m1: a repeat
+    consumer = await broker.consume(queue, visibility_timeout=5.0)
+    got = await consumer.fetch(10, timeout=1)
+    assert sorted(d.body for d in got) == [b"a", b"b", b"c", b"d", b"e", b"f"]  # each once
+    await broker.ack_many(got)
+    await consumer.close()
+
+
 async def test_purge_keeps_entries_in_flight(broker: RedisBroker, queue: str):
     await broker.publish_many(queue, ((f"m{i}".encode(), None) for i in range(3)))
     consumer = await broker.consume(queue, visibility_timeout=5.0)

@@ -71,6 +71,28 @@ async def test_fetch_on_an_empty_queue_is_an_empty_batch(broker: Broker, queue: 
     await consumer.close()
 
 
+async def test_a_message_reaching_a_waiting_fetch_is_returned_at_once(broker: Broker, queue: str):
+    """A lone job must not wait for the rest of a batch, nor for the fetch's timeout."""
+    consumer = await broker.consume(queue, prefetch=32)
+    await consumer.fetch(32, timeout=0.1)  # subscribed and idle, as a worker between jobs
+    for i in range(8):
+
+        async def later(i: int = i) -> None:
+            await asyncio.sleep(0.02 * (i % 4 + 1))  # after the fetch is waiting
+            await broker.publish(queue, f"m{i}".encode())
+
+        publishing = asyncio.create_task(later())
+        started = time.monotonic()
+        got = await consumer.fetch(32, timeout=3.0)
+        waited = time.monotonic() - started
+        await publishing
+        assert [d.body for d in got] == [f"m{i}".encode()]
+        assert waited < 1.5, f"fetch {i} returned {waited:.2f}s after it started, for one message"
+        for delivery in got:
+            await delivery.ack()
+    await consumer.close()
+
+
 async def test_unacked_message_returns_after_visibility_timeout(broker: Broker, queue: str):
     await broker.publish(queue, b"job")
     first = await broker.consume(queue, visibility_timeout=1.0)

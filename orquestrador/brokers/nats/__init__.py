@@ -12,9 +12,13 @@ duplicate window are dropped by the server; that makes it safe to re-send such a
 through a server restart (:mod:`.recovery`).
 """
 
-from orquestrador.brokers.nats.broker import NatsBroker
-from orquestrador.brokers.nats.consumer import NatsConsumer, NatsDelivery
-from orquestrador.brokers.nats.names import DURABLE, STREAM_PREFIX, queue_name, stream_name
+from orquestrador.brokers.support.imports import import_without
+
+import_without("nats.aio.transport", "aiohttp")  # a WebSocket transport the toolkit never uses
+
+from orquestrador.brokers.nats.broker import NatsBroker  # noqa: E402
+from orquestrador.brokers.nats.consumer import NatsConsumer, NatsDelivery  # noqa: E402
+from orquestrador.brokers.nats.names import DURABLE, STREAM_PREFIX, queue_name, stream_name  # noqa: E402
 
 __all__ = [
     "DURABLE",

@@ -14,7 +14,8 @@ from nats.js import JetStreamContext
 
 from orquestrador.brokers.base import Consumer, Delivery
 from orquestrador.brokers.intake import DeliveryFields
-from orquestrador.brokers.nats.errors import FetchTimeout, NotFound, mapped, quietly
+from orquestrador.brokers.nats import pull
+from orquestrador.brokers.nats.errors import NotFound, mapped, quietly
 from orquestrador.brokers.nats.names import DURABLE, MSG_ID, stream_name
 from orquestrador.errors import BrokerError
 
@@ -73,7 +74,6 @@ class NatsConsumer(Consumer):
         self._prefetch = prefetch
         self._sub: JetStreamContext.PullSubscription | None = None
         self._generation = -1
-        self._extra: list[Msg] = []  # nats-py's fetch(n) may return more than n: kept for later
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         # After a reconnect the server may have lost the consumer (or the stream); re-create it.
@@ -88,25 +88,16 @@ class NatsConsumer(Consumer):
         return self._sub
 
     async def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._extra:
-            msgs, self._extra = self._extra[:max_messages], self._extra[max_messages:]
-            return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
         try:
-            with mapped(f"fetch from {self._queue} failed", passing=(*FetchTimeout, NotFound)):
+            with mapped(f"fetch from {self._queue} failed", passing=(NotFound,)):
                 sub = await self._subscription()
-                # One pull request: nats-py returns as soon as messages are there (measured: an
-                # idle round trip 2.4 ms; a first fetch(1) plus a top-up fetch cost 5-45 ms).
-                msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
-        except FetchTimeout:
-            return []  # nothing arrived: an empty batch, not an error
+                msgs = await pull.fetch(sub, max(1, max_messages), max(timeout, 0.01))
         except NotFound:
             await self._drop_subscription()
             return []
         except BrokerError:
             await self._drop_subscription()
             raise
-        # nats-py hands over everything its subscription already holds, whatever the batch size.
-        msgs, self._extra = msgs[: max(1, max_messages)], msgs[max(1, max_messages) :]
         return [NatsDelivery(self._broker, self._queue, m) for m in msgs]
 
     async def _drop_subscription(self) -> None:
@@ -125,7 +116,4 @@ class NatsConsumer(Consumer):
         await quietly(sub.unsubscribe())
 
     async def close(self) -> None:
-        extra, self._extra = self._extra, []
-        for msg in extra:  # fetched for nobody: back to the queue now, not at AckWait
-            await quietly(msg.nak())
         await self._drop_subscription()

@@ -31,9 +31,13 @@ fields), :mod:`.scripts` (the Lua run on the
 server), :mod:`.slots` (shared rate limits).
 """
 
-from orquestrador.brokers.redis.broker import DEFAULT_MAXLEN, RedisBroker
-from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery
-from orquestrador.brokers.redis.names import GROUP, QUEUES_KEY, delayed_key, stream_key
+from orquestrador.brokers.support.imports import import_without
+
+import_without("redis", "opentelemetry.sdk.metrics")  # redis-py's own metrics, never turned on
+
+from orquestrador.brokers.redis.broker import DEFAULT_MAXLEN, RedisBroker  # noqa: E402
+from orquestrador.brokers.redis.consumer import RedisConsumer, RedisDelivery  # noqa: E402
+from orquestrador.brokers.redis.names import GROUP, QUEUES_KEY, delayed_key, stream_key  # noqa: E402
 
 __all__ = [
     "DEFAULT_MAXLEN",

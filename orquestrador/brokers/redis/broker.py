@@ -42,7 +42,7 @@ from orquestrador.brokers.redis.names import (
     entry_position,
     text,
 )
-from orquestrador.brokers.redis.scripts import bind
+from orquestrador.brokers.redis.scripts import bind, run_pipeline
 from orquestrador.brokers.redis.shared import RedisState
 from orquestrador.brokers.redis.slots import RedisSlots
 from orquestrador.brokers.shared import SharedState
@@ -204,7 +204,7 @@ class RedisBroker(Broker):
                 await self._xadd(pipe, queue, body, message_id, headers)
             if wait:
                 self.replication.add(pipe, node)
-            replies = await pipe.execute()
+            replies = await run_pipeline(pipe)
         if wait:
             self.replication.check(replies[-1], name, queue)
 

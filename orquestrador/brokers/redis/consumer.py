@@ -23,6 +23,7 @@ from orquestrador.brokers.redis.names import (
     entry_position,
     text,
 )
+from orquestrador.brokers.redis.scripts import run_pipeline
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError
 
@@ -159,7 +160,7 @@ class RedisConsumer(Consumer):
                 keys=[dkey, dkey + ":msgs", key], args=[self.broker.maxlen, 100], client=pipe
             )
             pipe.xautoclaim(key, GROUP, self.name, self._visibility_ms, self._cursor, count=count)
-            (_, next_due_ms), claimed = await pipe.execute()
+            (_, next_due_ms), claimed = await run_pipeline(pipe)
         self._cursor = text(claimed[0])
         entries = [(text(i), f) for i, f in claimed[1] if f is not None]
         if not entries:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 _RESERVE_SLOT = """
 local t = redis.call('TIME')
@@ -136,7 +138,41 @@ class ClusterScript(AsyncScript):
         return await super().__call__(keys, args, client)
 
 
+_Calls = dict[int, tuple[AsyncScript, list[Any], list[Any]]]  # a pipeline's scripts by position
+
+
+class ServerScript(AsyncScript):
+    """A script on one Redis server. In a pipeline it is queued as a bare EVALSHA: redis-py's own
+    way asks the server ``SCRIPT EXISTS`` before every such pipeline, one round trip more per
+    batch of results. A script the server lost (it restarted) is loaded by :func:`run_pipeline`."""
+
+    async def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if not isinstance(client, Pipeline) or isinstance(client, ClusterPipeline):
+            return await super().__call__(keys, args, client)
+        keys, args = list(keys or []), list(args or [])
+        calls: _Calls = client.__dict__.setdefault("_orq_scripts", {})
+        calls[len(client.command_stack)] = (self, keys, args)
+        return client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def run_pipeline(pipe: Any) -> list[Any]:
+    """``pipe.execute()``; each of its scripts the server did not know (NOSCRIPT) is then run alone
+    (which loads it), and only that one: the pipeline's other commands ran already. The first
+    other error is raised, as ``execute()`` does."""
+    calls: _Calls = pipe.__dict__.pop("_orq_scripts", {})
+    if not calls:
+        return cast(list[Any], await pipe.execute())
+    replies = list(await pipe.execute(raise_on_error=False))
+    for i, (script, keys, args) in calls.items():
+        if isinstance(replies[i], NoScriptError):
+            replies[i] = await script(keys=keys, args=args)  # EVALSHA, SCRIPT LOAD, EVALSHA
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def bind(client: Any, clustered: bool) -> dict[str, AsyncScript]:
-    """The scripts, callable on ``client`` (or a pipeline of it)."""
-    kind = ClusterScript if clustered else AsyncScript
+    """The scripts, callable on ``client`` (or a pipeline of it: then run it with :func:`run_pipeline`)."""
+    kind = ClusterScript if clustered else ServerScript
     return {name: kind(client, source) for name, source in SCRIPTS.items()}
