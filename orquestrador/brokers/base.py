@@ -47,6 +47,7 @@ from orquestrador.brokers.queues import (  # re-exported: the names adapters and
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.errors import BrokerError
+from orquestrador.job_options import JobOptions
 from orquestrador.settings import TlsPaths, redact_url, split_tls
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
@@ -107,6 +108,11 @@ class Delivery(abc.ABC):
     async def heartbeat(self) -> None:
         """Still working: push the visibility timeout forward."""
 
+    def underlying(self) -> Delivery:
+        """The adapter's own delivery, for its batched ``ack_many``: this one, unless it wraps
+        another (a priority lane's, :mod:`.support.lanes`)."""
+        return self
+
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         """Move the message to ``<queue>.dlq`` (durably) and then remove it from ``queue``.
 
@@ -151,6 +157,10 @@ class Broker(abc.ABC):
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
     reconnects: int = 0
     _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)
+    # Job timing (orquestrador.job_options) the broker does itself; the rest is emulated the same
+    # way everywhere: priority lanes (support.lanes) and the worker's check at intake (worker.gate).
+    native_priority: ClassVar[bool] = False
+    delays_at_publish: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         """Adapters take the URL as their only positional argument (the registry calls them so)
@@ -218,6 +228,21 @@ class Broker(abc.ABC):
         headers: dict[str, str] | None = None,
     ) -> None:
         """Return once the broker holds the message durably."""
+
+    async def job_queue(self, queue: str, options: JobOptions) -> str:
+        """The queue a job with ``options`` goes to: ``queue``, or its priority lane (declared).
+
+        Brokers without ``native_priority`` keep urgent jobs in lanes beside the queue, which
+        workers read first (:mod:`.support.lanes`).
+        """
+        from orquestrador.brokers.support.lanes import lane_of  # it builds on this module
+
+        if self.native_priority:
+            return queue
+        lane = lane_of(queue, options.prioridade)
+        if lane != queue:
+            await self.declare(lane)
+        return lane
 
     async def publish_many(
         self, queue: str, items: Iterable[tuple[bytes, str | None]], *, window: int = 256
