@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from orquestrador import AsyncOrquestrador, Contexto, Worker, WorkerOptions
 from orquestrador.brokers import Broker
@@ -21,14 +18,6 @@ from orquestrador.brokers.base import DLQ_REASON, dlq_of
 from orquestrador.brokers.support.lanes import lanes_of
 from orquestrador.plugins import Plugin
 from tests.conftest import eventually
-
-
-@pytest.fixture
-async def orq(broker_url: str) -> AsyncIterator[AsyncOrquestrador]:
-    o = AsyncOrquestrador(broker_url, responder_para=f"res_{uuid.uuid4().hex[:10]}")
-    await o.start()
-    yield o
-    await o.close()
 
 
 class Record:

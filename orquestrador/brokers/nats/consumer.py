@@ -94,6 +94,8 @@ class NatsConsumer(Consumer):
         try:
             with mapped(f"fetch from {self._queue} failed", passing=(*FetchTimeout, NotFound)):
                 sub = await self._subscription()
+                if timeout <= 0 and await _idle(sub):
+                    return []  # a look without waiting (priority lanes): one round trip, not 10 ms
                 # One pull request: nats-py returns as soon as messages are there (measured: an
                 # idle round trip 2.4 ms; a first fetch(1) plus a top-up fetch cost 5-45 ms).
                 msgs = await sub.fetch(batch=max(1, max_messages), timeout=max(timeout, 0.01))
@@ -129,3 +131,9 @@ class NatsConsumer(Consumer):
         for msg in extra:  # fetched for nobody: back to the queue now, not at AckWait
             await quietly(msg.nak())
         await self._drop_subscription()
+
+
+async def _idle(sub: JetStreamContext.PullSubscription) -> bool:
+    """Nothing to deliver and nothing out with anyone (which could come back any moment)."""
+    info = await sub.consumer_info()
+    return not info.num_pending and not info.num_ack_pending
