@@ -180,4 +180,4 @@ def test_the_cli_bounds_prioridade() -> None:
     from tests.test_cli import orq
 
     result = orq("publish", "iniciar_coleta", "-a", "x", "--prioridade", "10", "--broker", "memory://")
-    assert result.returncode == 2 and "--prioridade" in result.stderr
+    assert result.returncode == 2 and "Invalid value for '--prioridade'" in result.stderr, result.stderr

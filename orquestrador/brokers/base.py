@@ -161,6 +161,7 @@ class Broker(abc.ABC):
     # way everywhere: priority lanes (support.lanes) and the worker's check at intake (worker.gate).
     native_priority: ClassVar[bool] = False
     delays_at_publish: ClassVar[bool] = False
+    lane_poll: ClassVar[float] = 0.1  # seconds between a worker's looks at empty lanes
 
     def __init__(self, url: str) -> None:
         """Adapters take the URL as their only positional argument (the registry calls them so)

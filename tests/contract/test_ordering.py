@@ -125,3 +125,29 @@ async def test_an_expired_job_is_never_run(broker: Broker, orq: AsyncOrquestrado
         assert row is not None and row.estado == "dead-lettered"
         assert row.erro is not None and row.erro["tipo"] == "JobExpired"
     assert reasons == ["expired", "expired"]
+
+
+async def test_a_lone_job_is_not_slowed_by_the_lanes(broker: Broker, orq: AsyncOrquestrador) -> None:
+    """An idle worker waits long on its queue (fetch_timeout 3 s here), and looks at the lanes
+    in between: a lone job of either priority starts about as fast as on a queue without lanes."""
+    record = Record()
+    plugin = _plugin(record, "so")
+    worker = Worker(broker, [plugin], WorkerOptions(fetch_timeout=3.0, visibility_timeout=30))
+    running = asyncio.create_task(worker.run())
+    waits: list[float] = []
+    try:
+        warm = await orq.iniciar("iniciar_coleta", plugin.nome, {"k": "warm"})  # consumers ready
+        await orq.esperar(warm.message_id or "", 60)
+        for prioridade in (0, 9):
+            await asyncio.sleep(1.2)  # idle: the worker is inside a long wait
+            sent = time.time()
+            env = await orq.iniciar("iniciar_coleta", plugin.nome, {"k": "x"}, prioridade=prioridade)
+            await orq.esperar(env.message_id or "", 30)
+            waits.append(record.started[env.message_id or ""] - sent)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        await _cleanup(broker, plugin, orq)
+
+    limit = 1.0 + broker.lane_poll  # a broker's own delivery latency, plus one look at the lanes
+    assert max(waits) < limit, f"lone jobs waited {[round(w, 3) for w in waits]}s to start"

@@ -7,11 +7,12 @@ backlog a more urgent job starts before every less urgent one waiting; within a 
 their queue's order. Three levels, not ten: every lane is one more queue for each worker to look
 at, and three are enough to let urgent work overtake a backlog.
 
-The cost stays off the hot path: a worker looks at empty lanes at most every :data:`LANE_POLL`
-seconds (a quick read that does not wait), and otherwise waits on ``<fila>`` as it always did,
-so a lone job there starts as fast as without lanes, and an urgent job reaches an idle worker
-within :data:`LANE_POLL`. A lane's deliveries settle in the lane (a retry keeps its priority);
-their dead letters go to ``<fila>.dlq`` beside every other dead letter of the queue.
+The cost stays off the hot path: a worker looks at empty lanes at most every
+``Broker.lane_poll`` seconds (0.1; SQS 1) with a quick read that does not wait, and otherwise
+waits on ``<fila>`` as it always did, so a lone job there starts as fast as without lanes, and
+an urgent job reaches an idle worker within ``lane_poll``. A lane's deliveries settle in the
+lane (a retry keeps its priority); their dead letters go to ``<fila>.dlq`` beside every other
+dead letter of the queue.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from orquestrador.brokers.base import Broker, Consumer, Delivery
 from orquestrador.brokers.queues import JOB_QUEUE_PREFIXES
 
 LANES = ((5, "__p9"), (1, "__p4"))  # (lowest prioridade, suffix), the most urgent first
-LANE_POLL = 0.1  # seconds between looks at lanes that were empty
 HOT_WAIT = 0.05  # seconds to wait on a lane that gave jobs at the last look
 
 
@@ -79,7 +79,7 @@ class LaneConsumer(Consumer):
                         self._hot = i
                         return [LaneDelivery(self._broker, self._queue, d) for d in urgent]
                 self._hot = -1
-                self._next_look = loop.time() + LANE_POLL
+                self._next_look = loop.time() + self._broker.lane_poll
             wait = max(0.0, min(deadline, self._next_look) - loop.time())
             batch = await self._base.fetch(max_messages, wait)
             if batch or loop.time() >= deadline:
@@ -126,4 +126,4 @@ class LaneDelivery(Delivery):
         await self._broker.publish(dlq, self.body, headers=headers)
 
 
-__all__ = ["HOT_WAIT", "LANES", "LANE_POLL", "LaneConsumer", "LaneDelivery", "consume", "lane_of", "lanes_of"]
+__all__ = ["HOT_WAIT", "LANES", "LaneConsumer", "LaneDelivery", "consume", "lane_of", "lanes_of"]
