@@ -181,3 +181,13 @@ def test_the_cli_bounds_prioridade() -> None:
 
     result = orq("publish", "iniciar_coleta", "-a", "x", "--prioridade", "10", "--broker", "memory://")
     assert result.returncode == 2 and "Invalid value for '--prioridade'" in result.stderr, result.stderr
+
+
+def test_asyncapi_documents_the_fields_on_jobs_only() -> None:
+    from orquestrador import asyncapi
+
+    schemas = asyncapi.document("nats://127.0.0.1:4222")["components"]["schemas"]
+    job = schemas["iniciar_coleta"]["properties"]
+    assert {"prioridade", "executar_em", "expira_em"} <= set(job)
+    assert job["prioridade"]["anyOf"][0]["maximum"] == 9 and "expired" in job["expira_em"]["description"]
+    assert not {"prioridade", "executar_em", "expira_em"} & set(schemas["resultado_coleta"]["properties"])
