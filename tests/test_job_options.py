@@ -191,3 +191,19 @@ def test_asyncapi_documents_the_fields_on_jobs_only() -> None:
     assert {"prioridade", "executar_em", "expira_em"} <= set(job)
     assert job["prioridade"]["anyOf"][0]["maximum"] == 9 and "expired" in job["expira_em"]["description"]
     assert not {"prioridade", "executar_em", "expira_em"} & set(schemas["resultado_coleta"]["properties"])
+
+
+@pytest.mark.parametrize("wait", [0.0123, 2.487, 59.9, 10_834.567, 86_399.999])
+def test_held_back_in_buckets_a_job_comes_back_early_never_late_and_closes_in(wait: float) -> None:
+    """Delay buckets round up (retries share a few); holding back a job uses the bucket at or
+    below its wait instead, then again for the rest: a few steps, and never past its time."""
+    from orquestrador.brokers.support.delays import bucket_ms, bucket_ms_below
+
+    remaining, steps = wait, 0
+    while remaining > gate.EARLY_SLACK:
+        step = bucket_ms_below(remaining) / 1000
+        assert bucket_ms(step) / 1000 == pytest.approx(step, abs=0.0015)  # the bucket it lands in
+        assert step <= remaining
+        remaining -= step
+        steps += 1
+    assert steps <= 5

@@ -108,6 +108,17 @@ class Delivery(abc.ABC):
     async def heartbeat(self) -> None:
         """Still working: push the visibility timeout forward."""
 
+    # defer() leaves the attempt count as it was (else the broker counts it: see worker.gate).
+    defer_is_free: bool = False
+
+    async def defer(self, delay: float) -> None:
+        """Hold back a job that may not start yet for ``delay`` seconds, without blocking.
+
+        This default is ``nack(delay)``, which most brokers count as a delivery; adapters whose
+        delayed copy carries the count set it back instead (``defer_is_free``).
+        """
+        await self.nack(delay)
+
     def underlying(self) -> Delivery:
         """The adapter's own delivery, for its batched ``ack_many``: this one, unless it wraps
         another (a priority lane's, :mod:`.support.lanes`)."""

@@ -2,7 +2,7 @@
 
 Checked at intake on every broker, whatever the broker did at publish (clocks differ, and a
 message published by hand carries the fields without any broker option). An early job is held
-back with ``nack(delay)`` — the same mechanism retries use (NATS ``nak(delay)``, Redis's delayed
+back with ``Delivery.defer`` — the mechanism retries use (NATS ``nak(delay)``, Redis's delayed
 set, RabbitMQ and Kafka delay buckets, SQS visibility, BullMQ's delayed set) — and an expired one
 is answered with ``status: erro`` and dead-lettered with reason :data:`EXPIRED`.
 """
@@ -51,6 +51,8 @@ def spent(env: Envelope, delivery: Delivery, broker: Broker) -> int:
     after its time (its workers were down) gets one run more, never one less.
     """
     if env.executar_em is None or delivery.attempt <= 1 or broker.delays_at_publish:
+        return 0
+    if delivery.defer_is_free:  # its delayed copy kept the count (Redis, RabbitMQ, Kafka)
         return 0
     return 1 if _was_delayed(env.executar_em, env.timestamp) else 0
 

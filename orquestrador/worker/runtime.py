@@ -295,7 +295,7 @@ class Worker:
         if early > 0:
             job.log.debug("held back %.3fs until its executar_em", early)
             try:
-                await delivery.nack(early)
+                await delivery.defer(early)
             except BrokerError as exc:  # it comes back at its visibility timeout, still early
                 job.log.warning("could not hold the job back until its executar_em: %s", exc)
             return True

@@ -108,6 +108,7 @@ class LaneDelivery(Delivery):
         self.message_id = inner.message_id
         self.problem = inner.problem
         self.position = None  # a lane's positions do not order against the queue's
+        self.defer_is_free = inner.defer_is_free
 
     def underlying(self) -> Delivery:
         self.inner.reply = self.reply
@@ -118,6 +119,9 @@ class LaneDelivery(Delivery):
 
     async def nack(self, delay: float = 0.0) -> None:
         await self.inner.nack(delay)
+
+    async def defer(self, delay: float) -> None:
+        await self.inner.defer(delay)
 
     async def heartbeat(self) -> None:
         await self.inner.heartbeat()
