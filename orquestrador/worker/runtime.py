@@ -260,8 +260,10 @@ class Worker:
         except EnvelopeError as exc:
             await self._dead_letter_raw(delivery, exc.reason, type(exc).__name__)
             return None
+        spent = gate.spent(env, delivery, self.broker)
+        tentativa = max(1, delivery.attempt - spent)
         fields = {"correlation_id": env.correlation_id, "message_id": env.message_id,
-                  "alvo": plugin.nome, "tentativa": delivery.attempt}  # fmt: skip
+                  "alvo": plugin.nome, "tentativa": tentativa}  # fmt: skip
         job_fields.set({**fields, "worker": self.worker_id})  # for the handler's own loggers too
         if env.tipo_evento != plugin.tipo_evento:
             await self._dead_letter_raw(
@@ -279,9 +281,9 @@ class Worker:
                 return None
         bound = JobLogger(log, fields)
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
-        attributes["orq.tentativa"] = delivery.attempt
+        attributes["orq.tentativa"] = tentativa
         span = tracing.start(f"orq.handle {plugin.nome}", "consumer", env.headers, attributes)
-        return Job(plugin, delivery, env, bound, span, spent=gate.spent(env, delivery, self.broker))
+        return Job(plugin, delivery, env, bound, span, spent=spent)
 
     async def _not_now(self, job: Job) -> bool:
         """Settle a job that may not start now: expired (answered erro, dead-lettered as
