@@ -135,7 +135,9 @@ async def test_the_api_checks_options_before_sending() -> None:
             await orq.iniciar("iniciar_coleta", "x", {}, prioridade=10)
         with pytest.raises(ConfigError, match="naive"):
             await orq.lancar_lote("iniciar_coleta", "x", [{}], executar_em=datetime(2030, 1, 1))
-        assert orq.store.chain  # nothing was recorded for either
+        with pytest.raises(TypeError, match="prioridad"):  # a misspelt option is not silently dropped
+            await orq.iniciar("iniciar_coleta", "x", {}, prioridad=9)  # type: ignore[call-arg]
+        assert not orq.store.count_by_state(), "nothing was recorded"
         assert (await orq._broker().stats("escavador_x")).depth == 0
     finally:
         await orq.close()
