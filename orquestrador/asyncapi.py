@@ -54,9 +54,10 @@ def _schemas(plugins: list[Plugin]) -> tuple[dict[str, Any], dict[str, str]]:
         specific["title"] = tipo
         specific["description"] = DESCRIPTIONS[tipo]
         specific["properties"]["tipo_evento"] = {"const": tipo, "title": "Tipo Evento"}
-        if tipo in RESULTADO_DE:  # a request carries no status or erro
-            for field in ("status", "erro"):
-                specific["properties"].pop(field, None)
+        # A request carries no status or erro; a result no priority, start or deadline.
+        dropped = ("status", "erro") if tipo in RESULTADO_DE else ("prioridade", "executar_em", "expira_em")
+        for field in dropped:
+            specific["properties"].pop(field, None)
         schemas[tipo] = specific
     event = TypeAdapter(EventoJob).json_schema(ref_template=REF)
     schemas["EventoJob"] = event

@@ -54,11 +54,26 @@ class Envelope(BaseModel):
     versao: int = VERSAO
     status: Literal["ok", "erro"] | None = None
     erro: Erro | None = None
+    # When and in what order (orquestrador.job_options): absent unless a launch set them.
+    prioridade: int | None = Field(
+        default=None, ge=0, le=9, strict=True,
+        description="0 (default) to 9, 9 the most urgent: under a backlog higher priorities start first",
+    )  # fmt: skip
+    executar_em: datetime | None = Field(
+        default=None, description="the job is not started before this time (UTC)"
+    )
+    expira_em: datetime | None = Field(
+        default=None,
+        description="a job not started by this time (UTC) is never run: dead-lettered with reason "
+        "'expired' and answered with status erro",
+    )
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", "executar_em", "expira_em")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        # A naive timestamp is ambiguous across machines; the contract is UTC.
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A naive time is ambiguous across machines; the contract is UTC.
+        if value is None:
+            return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @property

@@ -19,6 +19,8 @@
     └── HandlerSignal               control flow raised by handlers, never an error to report
         ├── Retry                   try again later, optionally after `delay` seconds
         └── PermanentFailure        do not retry: dead-letter now
+            ├── WorkerLost          every attempt died with its worker
+            └── JobExpired          not started by its expira_em: never run
 
 Adapters translate driver exceptions at their boundary (``raise BrokerError(...) from exc``),
 so users catch one family whatever broker they run on. Messages say what happened and what to
@@ -129,6 +131,10 @@ class WorkerLost(PermanentFailure):
     """Every attempt so far died with its worker (a crash, the OOM killer): stop re-running the job."""
 
 
+class JobExpired(PermanentFailure):
+    """The job reached a worker after its ``expira_em``: it is answered with erro, never run."""
+
+
 __all__ = [
     "BrokerError",
     "BrokerUnavailable",
@@ -137,6 +143,7 @@ __all__ = [
     "EmbeddedServerError",
     "EnvelopeError",
     "HandlerSignal",
+    "JobExpired",
     "JobTimeout",
     "LaunchError",
     "OrquestradorError",

@@ -33,8 +33,12 @@ async def launch(
     lote: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_sent: Callable[[list[Envelope]], None] | None = None,
+    target: str | None = None,
 ) -> int:
     """Publish ``jobs`` to ``fila`` in chunks; returns how many were published.
+
+    ``target``: the queue they are published to when not ``fila`` itself (a priority lane,
+    :mod:`orquestrador.brokers.support.lanes`); the store records them under ``fila``.
 
     ``jobs`` is read lazily, so memory stays flat however many. One that stops part-way (a bad
     payload, the broker refusing a chunk) raises :class:`LaunchError` with ``lote`` and
@@ -58,7 +62,7 @@ async def launch(
             except BaseException:
                 store.forget([e.message_id or "" for e in envelopes])  # never sent
                 raise
-        sending = asyncio.create_task(_publish_chunk(broker, fila, batch, on_progress, on_sent))
+        sending = asyncio.create_task(_publish_chunk(broker, target or fila, batch, on_progress, on_sent))
 
     batch: list[Job] = []
     try:

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from orquestrador import collector, launching, settings, tracing
 from orquestrador import envelope as wire
@@ -23,6 +23,7 @@ from orquestrador.envelope import Envelope, TipoEvento
 from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
+from orquestrador.job_options import NO_OPTIONS, JobOptions, Timing
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
 from orquestrador.store import JobRow, Store
@@ -116,6 +117,7 @@ class AsyncOrquestrador:
         headers: dict[str, str] | None,
         pipeline: str | None = None,
         span: tracing.Span | None = None,
+        options: JobOptions = NO_OPTIONS,
     ) -> tuple[Envelope, bytes]:
         if not isinstance(payload, dict):
             raise EnvelopeError(f"payload must be a dict (JSON object), got {type(payload).__name__}")
@@ -125,6 +127,8 @@ class AsyncOrquestrador:
             tipo, payload, alvo=alvo, correlation_id=correlation_id, causation_id=causation_id,
             responder_para=self.responder_para, headers=headers,
         )  # fmt: skip
+        if not options.empty:
+            env = env.with_changes(**options.fields())
         if pipeline is not None:
             # The pipeline's runner reads the result first, then forwards it to us.
             env = env.with_changes(responder_para=f"pipeline_{pipeline}", responder_final=self.responder_para)
@@ -147,17 +151,25 @@ class AsyncOrquestrador:
         causation_id: str | None = None,
         headers: dict[str, str] | None = None,
         pipeline: str | None = None,
+        options: JobOptions | None = None,
+        **timing: Unpack[Timing],
     ) -> Envelope:
-        """Publish one ``iniciar_*`` envelope; returns once the broker holds it durably."""
+        """Publish one ``iniciar_*`` envelope; returns once the broker holds it durably.
+
+        ``timing`` (``prioridade``, ``atraso``/``executar_em``, ``ttl``/``expira_em``): see
+        :mod:`orquestrador.job_options`; ``options`` passes them already checked.
+        """
         fila = queue_for(KIND_OF[tipo], alvo)
+        options = options or JobOptions.of(**timing)
+        target = fila if options.empty else await self._broker().job_queue(fila, options)
         with self._publish_span(fila, headers) as span:
             env, body = self._envelope(
-                tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span
+                tipo, alvo, payload, correlation_id, causation_id, headers, pipeline, span, options
             )
             # On the loop if the store is free, else in a thread (the collector may be writing).
             await collector.write(self.store, self._record_sent, env, fila, body)
             try:
-                await self._broker().publish(fila, body, message_id=env.message_id)
+                await self._broker().publish(target, body, message_id=env.message_id)
             except BaseException:
                 self.store.forget([env.message_id or ""])
                 raise
@@ -176,11 +188,12 @@ class AsyncOrquestrador:
         chunk: int = 500,
         pipeline: str | None = None,
         lote: str | None = None,
+        **timing: Unpack[Timing],
     ) -> list[Envelope]:
         """Publish many jobs, pipelined; each chunk is recorded before it is sent."""
         sent: list[Envelope] = []
         await self.lancar_lote(tipo, alvo, payloads, on_progress=on_progress, chunk=chunk,
-                               pipeline=pipeline, lote=lote, on_sent=sent.extend)  # fmt: skip
+                               pipeline=pipeline, lote=lote, on_sent=sent.extend, **timing)  # fmt: skip
         return sent
 
     async def lancar_lote(
@@ -194,6 +207,8 @@ class AsyncOrquestrador:
         pipeline: str | None = None,
         lote: str | None = None,
         on_sent: Callable[[list[Envelope]], None] | None = None,
+        options: JobOptions | None = None,
+        **timing: Unpack[Timing],
     ) -> int:
         """Like :meth:`iniciar_lote`, without keeping the envelopes: memory stays flat however many.
 
@@ -201,19 +216,22 @@ class AsyncOrquestrador:
         Returns how many jobs were published. A launch that stops part-way (a bad payload, the
         broker refusing a chunk) raises :class:`LaunchError` with ``lote`` and ``enviados``:
         every job sent is recorded; the rows of a chunk whose publish failed stay too, since
-        some of it may have reached the broker.
+        some of it may have reached the broker. ``timing``/``options``: as :meth:`iniciar`, the
+        same for every job of the batch (``atraso`` and ``ttl`` count from this call).
         """
         fila = queue_for(KIND_OF[tipo], alvo)
+        options = options or JobOptions.of(**timing)
+        target = fila if options.empty else await self._broker().job_queue(fila, options)
 
         def jobs() -> Iterator[tuple[Envelope, bytes, tracing.Span]]:
             for payload in payloads:  # each job starts its own trace; its span ends once confirmed
                 span = self._publish_span(fila, None)
-                env, body = self._envelope(tipo, alvo, payload, None, None, None, pipeline, span)
+                env, body = self._envelope(tipo, alvo, payload, None, None, None, pipeline, span, options)
                 yield env, body, span
 
         return await launching.launch(
             self.store, self._broker(), fila, jobs(), what=f"{tipo} for {alvo}", chunk=chunk, lote=lote,
-            on_progress=on_progress, on_sent=on_sent,
+            on_progress=on_progress, on_sent=on_sent, target=target,
         )  # fmt: skip
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:

@@ -48,6 +48,7 @@ from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
 from orquestrador.errors import BrokerError, ConfigError, OrquestradorError
+from orquestrador.job_options import JobOptions
 from orquestrador.settings import TlsPaths, redact_url, split_tls
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
@@ -112,6 +113,22 @@ class Delivery(abc.ABC):
     async def heartbeat(self) -> None:
         """Still working: push the visibility timeout forward."""
 
+    # defer() leaves the attempt count as it was (else the broker counts it: see worker.gate).
+    defer_is_free: bool = False
+
+    async def defer(self, delay: float) -> None:
+        """Hold back a job that may not start yet for ``delay`` seconds, without blocking.
+
+        This default is ``nack(delay)``, which most brokers count as a delivery; adapters whose
+        delayed copy carries the count set it back instead (``defer_is_free``).
+        """
+        await self.nack(delay)
+
+    def underlying(self) -> Delivery:
+        """The adapter's own delivery, for its batched ``ack_many``: this one, unless it wraps
+        another (a priority lane's, :mod:`.support.lanes`)."""
+        return self
+
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         """Move the message to ``<queue>.dlq`` (durably) and then remove it from ``queue``.
 
@@ -156,6 +173,11 @@ class Broker(abc.ABC):
     # Connections re-established so far, where ``capabilities.counts_reconnects``.
     reconnects: int = 0
     _recent_ids: RecentIds | None = None  # ids this connection published (without server_dedup)
+    # Job timing (orquestrador.job_options) the broker does itself; the rest is emulated the same
+    # way everywhere: priority lanes (support.lanes) and the worker's check at intake (worker.gate).
+    native_priority: ClassVar[bool] = False
+    delays_at_publish: ClassVar[bool] = False
+    lane_poll: ClassVar[float] = 0.1  # seconds between a worker's looks at empty lanes
 
     def __init__(self, url: str) -> None:
         """Adapters take the URL as their only positional argument (the registry calls them so)
@@ -223,6 +245,21 @@ class Broker(abc.ABC):
         headers: dict[str, str] | None = None,
     ) -> None:
         """Return once the broker holds the message durably."""
+
+    async def job_queue(self, queue: str, options: JobOptions) -> str:
+        """The queue a job with ``options`` goes to: ``queue``, or its priority lane (declared).
+
+        Brokers without ``native_priority`` keep urgent jobs in lanes beside the queue, which
+        workers read first (:mod:`.support.lanes`).
+        """
+        from orquestrador.brokers.support.lanes import lane_of  # it builds on this module
+
+        if self.native_priority:
+            return queue
+        lane = lane_of(queue, options.prioridade)
+        if lane != queue:
+            await self.declare(lane)
+        return lane
 
     async def publish_many(
         self, queue: str, items: Iterable[tuple[bytes, str | None]], *, window: int = 256

@@ -13,7 +13,15 @@ import typer
 
 from orquestrador import display
 from orquestrador.cli import console
-from orquestrador.cli.options import BrokerOpt
+from orquestrador.cli.options import (
+    AtrasoOpt,
+    BrokerOpt,
+    ExecutarEmOpt,
+    ExpiraEmOpt,
+    PrioridadeOpt,
+    TtlOpt,
+    timing,
+)
 from orquestrador.cli.publish import json_object, publish_file
 from orquestrador.errors import JobTimeout, OrquestradorError
 from orquestrador.plugins import registry
@@ -56,21 +64,30 @@ def publish(
     as_json: Annotated[
         bool, typer.Option("--json", help="With --from-file: one JSON object per job, no progress bar.")
     ] = False,
+    prioridade: PrioridadeOpt = None,
+    atraso: AtrasoOpt = None,
+    executar_em: ExecutarEmOpt = None,
+    ttl: TtlOpt = None,
+    expira_em: ExpiraEmOpt = None,
 ) -> None:
-    """Publish one job and print its correlation_id (and its result with --wait), or a batch from a file."""
+    """Publish one job and print its correlation_id (and its result with --wait), or a batch from a file.
+
+    --prioridade, --atraso/--executar-em and --ttl/--expira-em: when and in what order it runs
+    (for a batch, every job of it)."""
     from orquestrador.facade import Orquestrador
 
+    when = timing(prioridade, atraso, executar_em, ttl, expira_em)
     if from_file is not None:
         if wait or correlation_id:
             raise OrquestradorError("--wait and --correlation-id are for one job, not a --from-file batch")
-        publish_file(tipo_evento.value, alvo, from_file, broker, as_json=as_json)
+        publish_file(tipo_evento.value, alvo, from_file, broker, as_json=as_json, timing=when)
         return
     data = json_object(payload, "--payload", 'e.g. \'{"url": "https://…"}\'')
     with Orquestrador(broker) as orq:
         if tipo_evento.value == "iniciar_coleta":
-            job = orq.iniciar_coleta(alvo, data, correlation_id=correlation_id)
+            job = orq.iniciar_coleta(alvo, data, correlation_id=correlation_id, **when)
         else:
-            job = orq.iniciar_execucao(alvo, data, correlation_id=correlation_id)
+            job = orq.iniciar_execucao(alvo, data, correlation_id=correlation_id, **when)
         print(job.correlation_id)
         if not wait:
             return

@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -20,6 +21,7 @@ from orquestrador.errors import ConfigError, OrquestradorError
 
 if TYPE_CHECKING:
     from orquestrador.brokers.base import Broker
+    from orquestrador.job_options import Timing
 
 T = TypeVar("T")
 
@@ -49,6 +51,55 @@ LogFormatOpt = Annotated[
         "--log-format", help="text, or json: one object per line (default: $ORQ_LOG_FORMAT, else text)"
     ),
 ]
+
+# When and in what order a launched job runs (orquestrador.job_options), the same on every
+# command that launches: ``timing(...)`` turns them into the API's keywords.
+PrioridadeOpt = Annotated[
+    int | None, typer.Option("--prioridade", min=0, max=9, help="0 (default) to 9, 9 the most urgent.")
+]
+AtrasoOpt = Annotated[float | None, typer.Option("--atraso", help="Seconds to wait before starting it.")]
+ExecutarEmOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executar-em", help="Not before this ISO 8601 time with its offset, e.g. 2026-01-02T06:00-03:00."
+    ),
+]
+TtlOpt = Annotated[float | None, typer.Option("--ttl", help="Seconds it may wait; never run after that.")]
+ExpiraEmOpt = Annotated[
+    str | None, typer.Option("--expira-em", help="Never run after this ISO 8601 time with its offset.")
+]
+
+
+def timing(
+    prioridade: int | None,
+    atraso: float | None,
+    executar_em: str | None,
+    ttl: float | None,
+    expira_em: str | None,
+) -> Timing:
+    """The launch keywords from the command line's options, checked as the API checks them."""
+    from orquestrador.job_options import JobOptions
+
+    out: Timing = {
+        "prioridade": prioridade, "atraso": atraso, "ttl": ttl,
+        "executar_em": _moment(executar_em, "--executar-em"), "expira_em": _moment(expira_em, "--expira-em"),
+    }  # fmt: skip
+    JobOptions.of(**out)  # a bad combination fails before connecting
+    return out
+
+
+def _moment(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text!r} is not an ISO 8601 time, e.g. 2026-01-02T06:00:00-03:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"{flag} {text!r} has no UTC offset: add one, e.g. {text}-03:00 or {text}Z")
+    return moment
 
 
 def print_json(data: Any) -> None:

@@ -13,10 +13,13 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orquestrador.cli.progress import bar
 from orquestrador.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orquestrador.job_options import Timing
 
 
 def json_object(text: str, where: str, hint: str) -> dict[str, Any]:
@@ -56,7 +59,9 @@ def _payloads(path: str) -> tuple[Any, int]:
     return Lines(), count
 
 
-def publish_file(tipo: str, alvo: str, path: str, broker: str | None, *, as_json: bool) -> int:
+def publish_file(
+    tipo: str, alvo: str, path: str, broker: str | None, *, as_json: bool, timing: Timing | None = None
+) -> int:
     """Publish every payload of ``path``; returns how many jobs went out."""
     from orquestrador import envelope as wire
     from orquestrador.orchestrator import AsyncOrquestrador
@@ -79,7 +84,13 @@ def publish_file(tipo: str, alvo: str, path: str, broker: str | None, *, as_json
         try:
             with bar(f"publishing to {alvo}", total, quiet=as_json) as advance:
                 return await core.lancar_lote(
-                    tipo, alvo, payloads, on_progress=advance, on_sent=emit, lote=lote  # type: ignore[arg-type]
+                    tipo,  # type: ignore[arg-type]
+                    alvo,
+                    payloads,
+                    on_progress=advance,
+                    on_sent=emit,
+                    lote=lote,
+                    **(timing or {}),
                 )
         finally:
             await core.close()

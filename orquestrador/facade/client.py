@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sized
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from orquestrador import consumers
 from orquestrador import envelope as wire
@@ -19,6 +19,7 @@ from orquestrador.errors import JobTimeout, LaunchError
 from orquestrador.facade.agendas import AgendaMethods
 from orquestrador.facade.handles import Job, Lote
 from orquestrador.facade.reads import Reads
+from orquestrador.job_options import JobOptions, Timing
 from orquestrador.orchestrator import AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
 from orquestrador.plugins import queue_for
@@ -97,12 +98,16 @@ class Orquestrador(Reads, AgendaMethods):
         *,
         correlation_id: str | None = None,
         pipeline: Pipeline | str | None = None,
+        **timing: Unpack[Timing],
     ) -> Job:
         """Ask escavador ``escavador`` to collect; returns at once with a Job to watch.
 
         With ``pipeline``, its rules launch the next jobs of the chain when this one is ok.
+        ``prioridade`` (0-9, 9 the most urgent), ``atraso`` (seconds) or ``executar_em`` (an
+        aware datetime), ``ttl`` (seconds) or ``expira_em``: when and in what order it runs; a
+        job not started by its deadline is never run and ends as ``erro`` (see the README).
         """
-        return self._iniciar("iniciar_coleta", escavador, payload, correlation_id, pipeline)
+        return self._iniciar("iniciar_coleta", escavador, payload, correlation_id, pipeline, timing)
 
     def iniciar_execucao(
         self,
@@ -111,9 +116,12 @@ class Orquestrador(Reads, AgendaMethods):
         correlation_id: str | None = None,
         *,
         pipeline: Pipeline | str | None = None,
+        **timing: Unpack[Timing],
     ) -> Job:
-        """Ask executor ``executor`` to act; pass a coleta's correlation_id to chain them."""
-        return self._iniciar("iniciar_execucao", executor, payload, correlation_id, pipeline)
+        """Ask executor ``executor`` to act; pass a coleta's correlation_id to chain them.
+
+        ``timing``: as :meth:`iniciar_coleta`."""
+        return self._iniciar("iniciar_execucao", executor, payload, correlation_id, pipeline, timing)
 
     def _iniciar(
         self,
@@ -122,9 +130,13 @@ class Orquestrador(Reads, AgendaMethods):
         payload: dict[str, Any],
         correlation_id: str | None,
         pipeline: Pipeline | str | None,
+        timing: Timing,
     ) -> Job:
+        options = JobOptions.of(**timing)  # checked here: a bad option fails in the caller's cell
         env = self._run(
-            self._core.iniciar(tipo, alvo, payload, correlation_id=correlation_id, pipeline=_name(pipeline))
+            self._core.iniciar(
+                tipo, alvo, payload, correlation_id=correlation_id, pipeline=_name(pipeline), options=options
+            )
         )
         return Job.of(self, env)
 
@@ -158,9 +170,13 @@ class Orquestrador(Reads, AgendaMethods):
         *,
         progress: bool = True,
         pipeline: Pipeline | str | None = None,
+        **timing: Unpack[Timing],
     ) -> Lote:
-        """Launch many coletas (a list, a generator, or a DataFrame column of dicts)."""
-        return self._lote("iniciar_coleta", escavador, payloads, progress, _name(pipeline))
+        """Launch many coletas (a list, a generator, or a DataFrame column of dicts).
+
+        ``timing`` (as :meth:`iniciar_coleta`) applies to every job; ``atraso`` and ``ttl``
+        count from this call."""
+        return self._lote("iniciar_coleta", escavador, payloads, progress, _name(pipeline), timing)
 
     def iniciar_execucoes(
         self,
@@ -169,8 +185,9 @@ class Orquestrador(Reads, AgendaMethods):
         *,
         progress: bool = True,
         pipeline: Pipeline | str | None = None,
+        **timing: Unpack[Timing],
     ) -> Lote:
-        return self._lote("iniciar_execucao", executor, payloads, progress, _name(pipeline))
+        return self._lote("iniciar_execucao", executor, payloads, progress, _name(pipeline), timing)
 
     def _lote(
         self,
@@ -179,10 +196,12 @@ class Orquestrador(Reads, AgendaMethods):
         payloads: Iterable[dict[str, Any]],
         progress: bool,
         pipeline: str | None,
+        timing: Timing,
     ) -> Lote:
+        options = JobOptions.of(**timing)  # before anything is sent
         lote = wire.new_id()
         try:
-            return Lote(self, lote, self._launch(tipo, alvo, payloads, progress, pipeline, lote))
+            return Lote(self, lote, self._launch(tipo, alvo, payloads, progress, pipeline, lote, options))
         except LaunchError as exc:
             exc.lote = self.lote(lote) or Lote(self, lote, 0)  # what got recorded, to wait for
             raise
@@ -199,10 +218,13 @@ class Orquestrador(Reads, AgendaMethods):
         progress: bool,
         pipeline: str | None,
         lote: str,
+        options: JobOptions,
     ) -> int:
         """Publish the batch, behind a progress bar unless ``progress`` is False; how many went out."""
         if not progress:
-            return self._run(self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote))
+            return self._run(
+                self._core.lancar_lote(tipo, alvo, payloads, pipeline=pipeline, lote=lote, options=options)
+            )
         from rich.progress import Progress
 
         items = payloads if isinstance(payloads, Sized) else list(payloads)
@@ -210,7 +232,9 @@ class Orquestrador(Reads, AgendaMethods):
             task = bar.add_task(f"launching {tipo} for {alvo}", total=len(items))
             advance = lambda n: bar.advance(task, n)  # noqa: E731
             return self._run(
-                self._core.lancar_lote(tipo, alvo, items, on_progress=advance, pipeline=pipeline, lote=lote)
+                self._core.lancar_lote(
+                    tipo, alvo, items, on_progress=advance, pipeline=pipeline, lote=lote, options=options
+                )
             )
 
     def job(self, message_id: str) -> Job | None:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 from pydantic import ValidationError
 
-from orquestrador.errors import OrquestradorError
+from orquestrador.errors import ConfigError, OrquestradorError
+from orquestrador.job_options import MAX_SECONDS, JobOptions, Timing
 from orquestrador.notebook._live import esc
 from orquestrador.notebook.jobs import lote_widget
 from orquestrador.plugins import Plugin
@@ -49,6 +50,10 @@ class Lancador:
             options=[("the payload, N copies", -1), *columns], value=-1, description="launch"
         )
         self.copias = w.BoundedIntText(value=1, min=1, max=1_000_000, description="copies")
+        # When and in what order (orquestrador.job_options); 0 seconds: no delay, no deadline.
+        self.prioridade = w.BoundedIntText(value=0, min=0, max=9, description="prioridade")
+        self.atraso = w.BoundedFloatText(value=0.0, min=0.0, max=MAX_SECONDS, description="atraso (s)")
+        self.ttl = w.BoundedFloatText(value=0.0, min=0.0, max=MAX_SECONDS, description="ttl (s)")
         self.lancar = w.Button(description="Launch", button_style="primary")
         self.esquema = w.HTML()
         self.mensagem = w.HTML()
@@ -59,11 +64,12 @@ class Lancador:
         self.alvo.observe(lambda _: self._show_schema(), names="value")
         self.alvo.observe(lambda _: self.check_consumers(), names="value")
         self.fonte.observe(lambda _: self._sync_copies(), names="value")
-        for field in (self.alvo, self.fonte, self.copias, self.payload):
+        for field in (self.alvo, self.fonte, self.copias, self.payload, self.atraso, self.ttl):
             field.observe(lambda _: self.check(), names="value")
         self.widget = w.VBox(
             [
                 w.HBox([self.alvo, self.fonte, self.copias, self.lancar]),
+                w.HBox([self.prioridade, self.atraso, self.ttl]),
                 self.payload,
                 self.esquema,
                 self.mensagem,
@@ -83,7 +89,8 @@ class Lancador:
         """Say whether Launch would go, and why not, before anything is sent."""
         try:
             count = len(self.payloads(copies=1)) if self.fonte.value < 0 else len(self.payloads())
-        except PayloadError as exc:
+            JobOptions.of(**self.timing())
+        except (PayloadError, ConfigError) as exc:
             self._error(str(exc))
             return False
         plugin = self.plugin
@@ -121,6 +128,12 @@ class Lancador:
                 _validate(plugin, item, row)
         return items
 
+    def timing(self) -> Timing:
+        """The launch keywords the form's prioridade, atraso and ttl stand for."""
+        # As in the API, both count from the launch.
+        atraso, ttl = float(self.atraso.value), float(self.ttl.value)
+        return {"prioridade": int(self.prioridade.value), "atraso": atraso or None, "ttl": ttl or None}
+
     def check_consumers(self) -> str | None:
         """Warn, before anything is sent, when no worker consumes the plugin's queue."""
         plugin = self.plugin
@@ -140,7 +153,9 @@ class Lancador:
         """
         try:
             items = self.payloads()
-        except PayloadError as exc:
+            timing = self.timing()
+            JobOptions.of(**timing)
+        except (PayloadError, ConfigError) as exc:
             self._error(str(exc))
             return None
         plugin = self.plugin
@@ -148,7 +163,7 @@ class Lancador:
         self.check_consumers()
         start: Any = self.orq.iniciar_coletas if plugin.kind == "escavador" else self.orq.iniciar_execucoes
         try:
-            lote: Lote = start(plugin.nome, items, progress=False)
+            lote: Lote = start(plugin.nome, items, progress=False, **timing)
         except Exception as exc:  # a broker error, a closed orchestrator: shown where the user clicked
             self._error(f"{type(exc).__name__}: {exc}")
             return None

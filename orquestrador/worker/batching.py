@@ -108,6 +108,6 @@ class Acker(_Batcher):
         if len(items) == 1:
             await items[0].ack()
             return
-        failed = await self._broker.ack_many(items)
+        failed = await self._broker.ack_many([delivery.underlying() for delivery in items])
         if failed:
             raise BrokerError(f"{failed} of {len(items)} acks failed; those jobs will be redelivered")

@@ -199,7 +199,7 @@ class Events(Observer):
             message_id=job.envelope.message_id or "",
             alvo=job.plugin.nome,
             worker=self.worker_id,
-            tentativa=job.delivery.attempt,
+            tentativa=job.attempt,
             detalhe=detalhe or {},
         ))  # fmt: skip
         if self._flusher is None or self._flusher.done():

@@ -38,6 +38,7 @@ from typing import Any
 from orquestrador import envelope as wire
 from orquestrador import tracing
 from orquestrador.brokers.base import Broker, Delivery, validate_results_queue
+from orquestrador.brokers.support import lanes
 from orquestrador.errors import (
     BrokerError,
     ConfigError,
@@ -47,7 +48,7 @@ from orquestrador.errors import (
 )
 from orquestrador.logs import job_fields
 from orquestrador.plugins import Plugin
-from orquestrador.worker import batching, handler
+from orquestrador.worker import batching, gate, handler
 from orquestrador.worker.context import Contexto, JobLogger
 from orquestrador.worker.metrics import NO_METRICS, NoMetrics
 from orquestrador.worker.observers import Events, Metrics, Observer, Observers, Tracing
@@ -138,8 +139,8 @@ class Worker:
 
     async def _serve(self, plugin: Plugin) -> None:
         limit = self._concurrency(plugin)
-        consumer = await self.broker.consume(
-            plugin.fila, visibility_timeout=self.options.visibility_timeout, prefetch=limit
+        consumer = await lanes.consume(  # the queue and, where the broker needs them, its priority lanes
+            self.broker, plugin.fila, visibility_timeout=self.options.visibility_timeout, prefetch=limit
         )
         log.info("serving %s (concurrency %d) as %s", plugin.fila, limit, self.worker_id)
         running: set[asyncio.Task[None]] = set()
@@ -207,11 +208,15 @@ class Worker:
         job = await self._intake(plugin, delivery)
         if job is None:
             return
-        if delivery.attempt > self._max_tentativas(plugin):
+        if await self._not_now(job):
+            for hook in self._watch.closed:
+                hook(job)
+            return
+        if job.attempt > self._max_tentativas(plugin):
             # Earlier attempts never settled: the job killed its worker (e.g. out of memory) or
             # lost its lease each time. Running it again would only loop; dead-letter it instead.
             await self._settle.give_up(job, WorkerLost(
-                f"attempt {delivery.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
+                f"attempt {job.attempt} exceeds max_tentativas={self._max_tentativas(plugin)}: "
                 "earlier attempts never finished (the worker died or lost the job while running it)"
             ))  # fmt: skip
             for hook in self._watch.closed:
@@ -255,8 +260,10 @@ class Worker:
         except EnvelopeError as exc:
             await self._dead_letter_raw(delivery, exc.reason, type(exc).__name__)
             return None
+        spent = gate.spent(env, delivery, self.broker)
+        tentativa = max(1, delivery.attempt - spent)
         fields = {"correlation_id": env.correlation_id, "message_id": env.message_id,
-                  "alvo": plugin.nome, "tentativa": delivery.attempt}  # fmt: skip
+                  "alvo": plugin.nome, "tentativa": tentativa}  # fmt: skip
         job_fields.set({**fields, "worker": self.worker_id})  # for the handler's own loggers too
         if env.tipo_evento != plugin.tipo_evento:
             await self._dead_letter_raw(
@@ -274,9 +281,27 @@ class Worker:
                 return None
         bound = JobLogger(log, fields)
         attributes = tracing.messaging(self.broker.scheme, plugin.fila, env.message_id, env.correlation_id)
-        attributes["orq.tentativa"] = delivery.attempt
+        attributes["orq.tentativa"] = tentativa
         span = tracing.start(f"orq.handle {plugin.nome}", "consumer", env.headers, attributes)
-        return Job(plugin, delivery, env, bound, span)
+        return Job(plugin, delivery, env, bound, span, spent=spent)
+
+    async def _not_now(self, job: Job) -> bool:
+        """Settle a job that may not start now: expired (answered erro, dead-lettered as
+        ``expired``) or early (held back until its ``executar_em``). False: run it now."""
+        env, delivery = job.envelope, job.delivery
+        now = time.time()
+        if gate.expired(env, now):
+            await self._settle.give_up(job, gate.expiry_error(env), reason=gate.EXPIRED)
+            return True
+        early = gate.early(env, now)
+        if early > 0:
+            job.log.debug("held back %.3fs until its executar_em", early)
+            try:
+                await delivery.defer(early)
+            except BrokerError as exc:  # it comes back at its visibility timeout, still early
+                job.log.warning("could not hold the job back until its executar_em: %s", exc)
+            return True
+        return False
 
     async def _dead_letter_raw(self, delivery: Delivery, reason: str, error_type: str) -> None:
         log.warning("dead-lettering malformed message on %s: %s", delivery.queue, reason)
@@ -347,7 +372,7 @@ class Worker:
         return Contexto(
             correlation_id=job.envelope.correlation_id,
             message_id=job.envelope.message_id or "",
-            tentativa=job.delivery.attempt,
+            tentativa=job.attempt,
             alvo=job.plugin.nome,
             log=job.log,
             cancelado=self._cancel,

@@ -36,6 +36,12 @@ class Job:
     span: tracing.Span
     iniciado_em: float | None = None  # wall clock when this attempt started (epoch seconds)
     inicio: float = 0.0  # perf_counter at the same moment: the run's duration is measured from it
+    spent: int = 0  # deliveries spent waiting for executar_em, not running (see worker.gate)
+
+    @property
+    def attempt(self) -> int:
+        """Which run of the job this is: the broker's delivery count less the waits."""
+        return max(1, self.delivery.attempt - self.spent)
 
 
 class Settler:
@@ -63,7 +69,7 @@ class Settler:
             return
         except BrokerError as exc:
             job.log.warning("result not published (%s); job will be retried", exc)
-            await self.nack(job, self.options.backoff(job.delivery.attempt))
+            await self.nack(job, self.options.backoff(job.attempt))
             return
         except Exception as exc:  # e.g. a name the broker refuses: retrying cannot help
             await self.give_up(job, PermanentFailure(f"result cannot be published: {exc}"))
@@ -77,7 +83,7 @@ class Settler:
         # No "concluido" event: the durable result already says so, one message less per job.
 
     async def retry_or_give_up(self, job: Job, exc: Exception) -> None:
-        attempt = job.delivery.attempt
+        attempt = job.attempt
         if attempt >= self._max_tentativas(job.plugin):
             await self.give_up(job, exc)
             return
@@ -90,9 +96,10 @@ class Settler:
             hook(job, erro, delay)
         await self.nack(job, delay)
 
-    async def give_up(self, job: Job, exc: BaseException) -> None:
+    async def give_up(self, job: Job, exc: BaseException, *, reason: str | None = None) -> None:
+        """Answer erro and dead-letter; ``reason`` for the dead letter, else the error's text."""
         erro = erro_of(exc, fila_dlq=job.delivery.queue + ".dlq")
-        job.log.error("dead-lettered after %d attempt(s): %s: %s", job.delivery.attempt,
+        job.log.error("dead-lettered after %d attempt(s): %s: %s", job.attempt,
                       erro.tipo, erro.mensagem)  # fmt: skip
         try:
             try:
@@ -101,10 +108,10 @@ class Settler:
                 raise
             except Exception as err:  # cannot be answered at all: the dead letter still says why
                 job.log.error("the erro result cannot be published (%s); dead-lettering without it", err)
-            await job.delivery.dead_letter(f"{erro.tipo}: {erro.mensagem}", error_type=erro.tipo)
+            await job.delivery.dead_letter(reason or f"{erro.tipo}: {erro.mensagem}", error_type=erro.tipo)
         except BrokerError as err:
             job.log.error("could not dead-letter (will be redelivered): %s", err)
-            await self.nack(job, self.options.backoff(job.delivery.attempt))
+            await self.nack(job, self.options.backoff(job.attempt))
             return
         for hook in self._watch.dead_lettered:
             hook(job, erro)
@@ -136,7 +143,7 @@ class Settler:
             message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orq:{env.message_id}/{parte}"))
         queue = env.responder_para or self.options.results_queue
         attributes = tracing.messaging(self._scheme, queue, message_id, env.correlation_id)
-        attributes |= {"orq.tentativa": job.delivery.attempt, "orq.status": status}
+        attributes |= {"orq.tentativa": job.attempt, "orq.status": status}
         with job.span.child("orq.result", "producer", attributes) as span:
             resultado = Envelope(
                 correlation_id=env.correlation_id,
@@ -146,7 +153,7 @@ class Settler:
                 message_id=message_id,
                 causation_id=env.message_id,
                 alvo=job.plugin.nome,
-                tentativa=job.delivery.attempt,
+                tentativa=job.attempt,
                 headers=span.headers,  # the same trace, this result's own span id
                 status=status,
                 erro=erro,

@@ -56,7 +56,9 @@ async def test_a_published_envelope_is_a_bullmq_job_named_by_its_id_with_the_env
     job = await bull.getJob(message_id)
     assert job is not None and job.name == "iniciar_coleta"
     assert job.data == envelope
-    assert await bull.getJobCounts("waiting") == {"waiting": 1}
+    # every job of ours is prioritized, prioridade 0 at BullMQ's 10 (see README: priority)
+    assert await bull.getJobCounts("waiting", "prioritized") == {"waiting": 0, "prioritized": 1}
+    assert job.opts["priority"] == 10
     [peeked] = await broker.peek(queue)
     assert (peeked.body, peeked.id, peeked.headers) == (body, message_id, {"traceparent": "00-a-b-01"})
 
@@ -104,7 +106,7 @@ async def test_a_job_bullmq_itself_failed_is_a_dead_letter_with_its_reason(
     assert dead.headers[DLQ_ATTEMPTS] == "1"
     assert (await broker.stats(queue)).dead_letters == 1
     assert await broker.replay(queue) == 1
-    assert await bull.getJobCounts("waiting", "failed") == {"waiting": 1, "failed": 0}
+    assert await bull.getJobCounts("prioritized", "failed") == {"prioritized": 1, "failed": 0}
 
 
 def test_the_url_names_the_prefix_and_refuses_a_bad_one():

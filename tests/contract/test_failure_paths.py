@@ -9,7 +9,6 @@ import collections
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -33,14 +32,6 @@ class Runs:
         if ctx.tentativa == 1:
             raise Retry("try again shortly", delay=0.3)
         return {"i": payload["i"], "tentativa": ctx.tentativa}
-
-
-@pytest.fixture
-async def orq(broker_url: str) -> AsyncIterator[AsyncOrquestrador]:
-    o = AsyncOrquestrador(broker_url, responder_para=f"res_{uuid.uuid4().hex[:10]}")
-    await o.start()
-    yield o
-    await o.close()
 
 
 async def _cleanup(broker: Broker, *queues: str) -> None:

@@ -224,3 +224,23 @@ def test_the_schedules_tab_shows_each_schedule_and_its_next_firing(env) -> None:
     board.close()
     orq.remover_agenda(hourly.id)
     orq.remover_agenda(daily.id)
+
+
+def test_the_launcher_sends_priority_delay_and_deadline(env) -> None:  # type: ignore[no-untyped-def]
+    orq, _, plugin = env
+    board = painel(orq, [plugin])
+    form = board.lancador
+    form.payload.value = '{"titulo": "x"}'
+    form.atraso.value = 5.0
+    form.ttl.value = 2.0
+    assert not form.check() and "not after executar_em" in form.mensagem.value
+    assert board.launch() is None, "nothing leaves with a deadline before its start"
+    form.prioridade.value, form.atraso.value, form.ttl.value = 9, 0.6, 60.0
+    assert form.check()
+    lote = board.launch()
+    assert lote is not None and len(lote) == 1
+    wait_until(lambda: orq._core.store.count_by_state().get("ok") == 1)
+    row = lote[0].record()
+    assert row is not None and row.iniciado_em is not None and row.enviado_em is not None
+    assert row.iniciado_em - row.enviado_em >= 0.55, "started before its atraso"
+    board.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -17,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
+    JOB_QUEUE_PREFIXES,
     Broker,
     Capabilities,
     Consumer,
@@ -36,6 +38,7 @@ from orquestrador.brokers.bullmq.jobs import (
     dead_letter_headers_of,
     job_data,
     job_headers,
+    timing_opts,
 )
 from orquestrador.brokers.redis import RedisBroker
 from orquestrador.brokers.redis.shared import RedisState
@@ -52,6 +55,8 @@ DEDUP_SECONDS = 120  # completed jobs are kept this long: their id dedups a seco
 WAITING = ("wait", "paused", "prioritized", "delayed")
 # BullMQ's addStandardJob script, its keys in its order (bullmq.scripts.Scripts.addStandardJob).
 _ADD_KEYS = ["wait", "paused", "meta", "id", "completed", "delayed", "active", "events", "marker"]
+_PRIORITIZED_KEYS = ["marker", "meta", "id", "prioritized", "delayed", "completed", "active", "events", "pc"]
+_DELAYED_KEYS = ["marker", "meta", "id", "delayed", "completed", "events"]
 
 
 def _check_added(queue: str, replies: list[Any]) -> None:
@@ -81,6 +86,8 @@ class BullMQBroker(Broker):
     display_name = "BullMQ"
     # Reconnects happen inside each Redis command: no count of its own.
     capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
+    native_priority = True  # BullMQ's prioritized set (jobs.timing_opts)
+    delays_at_publish = True  # BullMQ's delayed set
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -192,13 +199,20 @@ class BullMQBroker(Broker):
             opts["jobId"] = message_id
         if headers:
             opts[HEADERS_OPT] = headers
-        data, name = job_data(body)
+        data, name, envelope = job_data(body)
+        timing: dict[str, int] = {}
+        if envelope and bull.name.startswith(JOB_QUEUE_PREFIXES):  # BullMQ's own priority and delay
+            timing = timing_opts(envelope, round(time.time() * 1000))
+            opts.update(timing)
         job = Job(bull, name, None, opts)
         scripts = bull.backend.scripts
         packed, _data, packed_opts = scripts.addJobArgs(job)
         # The body is the job's data as published: BullMQ would re-encode parsed JSON.
         args = [packed, data, packed_opts, job.timestamp]
-        return scripts.commands["addStandardJob"](keys=scripts.getKeys(_ADD_KEYS), args=args, client=pipe)
+        script, keys = ("addDelayedJob", _DELAYED_KEYS) if "delay" in timing else (
+            ("addPrioritizedJob", _PRIORITIZED_KEYS) if timing else ("addStandardJob", _ADD_KEYS)
+        )  # fmt: skip
+        return scripts.commands[script](keys=scripts.getKeys(keys), args=args, client=pipe)
 
     async def consume(self, queue: str, *, visibility_timeout: float = 30.0, prefetch: int = 16) -> Consumer:
         await self.declare(queue)

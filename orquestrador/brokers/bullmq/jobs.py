@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from orquestrador.brokers.intake import FieldReader
@@ -29,20 +30,49 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN/Infinity: Node's JSON.parse would refuse them
 
 
-def job_data(body: bytes) -> tuple[str, str]:
-    """The job's ``data`` field for ``body`` (the JSON itself, or the bytes wrapped) and its name:
-    the envelope's ``tipo_evento``, else ``orq`` (one parse for both)."""
+def job_data(body: bytes) -> tuple[str, str, dict[str, Any]]:
+    """The job's ``data`` field for ``body`` (the JSON itself, or the bytes wrapped), its name
+    (the envelope's ``tipo_evento``, else ``orq``) and the JSON object, if it is one (one parse
+    for all three)."""
     try:
         text = body.decode("utf-8")
         value = json.loads(text, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME
+        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME, {}
     if text.startswith('{"' + RAW_KEY + '"'):  # a body that looks like our wrapper is wrapped too
-        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME
-    name = value.get("tipo_evento") if isinstance(value, dict) else None
+        return json.dumps({RAW_KEY: base64.b64encode(body).decode("ascii")}), DEFAULT_NAME, {}
+    if not isinstance(value, dict):
+        return text, DEFAULT_NAME, {}
+    name = value.get("tipo_evento")
     if not (isinstance(name, str) and 0 < len(name) <= 64 and name.isidentifier()):
         name = DEFAULT_NAME
-    return text, name
+    return text, name, value
+
+
+# BullMQ runs jobs without a priority before every prioritized one, and a lower number first:
+# so every job of ours is prioritized, prioridade 9 as BullMQ's 1 and the default 0 as its 10.
+LOWEST_PRIORITY = 10
+
+
+def timing_opts(envelope: dict[str, Any], now_ms: int) -> dict[str, int]:
+    """BullMQ's own ``priority`` and ``delay`` for a job envelope's ``prioridade`` and
+    ``executar_em``. A value that is not what the envelope allows is left to the worker, which
+    dead-letters the job with the reason."""
+    prioridade = envelope.get("prioridade", 0)
+    ok = isinstance(prioridade, int) and not isinstance(prioridade, bool) and 0 <= prioridade <= 9
+    opts = {"priority": LOWEST_PRIORITY - (prioridade if ok else 0)}
+    start = envelope.get("executar_em")
+    if isinstance(start, str):
+        try:
+            moment = datetime.fromisoformat(start)
+        except ValueError:
+            return opts
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        delay = round(moment.timestamp() * 1000) - now_ms
+        if delay > 0:
+            opts["delay"] = delay
+    return opts
 
 
 def body_of(data: Any) -> bytes:

@@ -119,6 +119,10 @@ class KafkaDelivery(LeasedDelivery[Raw]):
         if delay > 0:
             self._consumer.commit_soon()
 
+    async def defer(self, delay: float) -> None:
+        await super().defer(delay)
+        self._consumer.commit_soon()
+
     async def dead_letter(self, reason: str, *, error_type: str = "Error") -> None:
         await super().dead_letter(reason, error_type=error_type)
         self._consumer.commit_soon()

@@ -78,9 +78,18 @@ class RedisDelivery(Delivery):
         if delay <= 0:
             await self._reclaim_own(back_date=True, what="nack")
             return
+        await self._later(delay, self.attempt)
+
+    defer_is_free = True
+
+    async def defer(self, delay: float) -> None:
+        """The delayed copy keeps this delivery's count: waiting is not an attempt."""
+        await self._later(max(delay, 0.001), self.attempt - 1)
+
+    async def _later(self, delay: float, attempts: int) -> None:
         due = self._broker.server_ms() + int(delay * 1000)
         dkey = self._broker.keys.delayed(self.queue)
-        copy = [uuid.uuid4().hex, due, self.body, self.attempt, json.dumps(self.headers)]
+        copy = [uuid.uuid4().hex, due, self.body, attempts, json.dumps(self.headers)]
         await self._settle("nack", "retry_later", [dkey, dkey + ":msgs"], [*copy, self.message_id or ""])
 
     async def heartbeat(self) -> None:

@@ -29,6 +29,13 @@ def bucket_ms(delay: float) -> int:
     return -(-ms // step) * step
 
 
+def bucket_ms_below(delay: float) -> int:
+    """Milliseconds of the largest bucket not longer than ``delay`` (two significant digits)."""
+    ms = max(1, math.floor(delay * 1000))
+    step = int(10 ** max(0, len(str(ms)) - 2))
+    return ms // step * step
+
+
 def bucket_name(queue: str, delay: float) -> str:
     return f"{queue}{BUCKET_INFIX}{bucket_ms(delay)}"
 

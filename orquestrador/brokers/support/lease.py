@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, Protocol
 
 from orquestrador.brokers.base import Delivery, dlq_of
 from orquestrador.brokers.support.attempts import Copier, R
-from orquestrador.brokers.support.delays import Buckets
+from orquestrador.brokers.support.delays import Buckets, bucket_ms_below
 from orquestrador.errors import BrokerError
 
 
@@ -114,6 +114,17 @@ class LeasedDelivery(Delivery, Generic[R]):
         self._finish(ack=True, what="ack")
 
     async def nack(self, delay: float = 0.0) -> None:
+        await self._later(delay, self.attempt)
+
+    defer_is_free = True
+
+    async def defer(self, delay: float) -> None:
+        """A delayed copy that keeps this delivery's count, in the bucket at or below ``delay``:
+        buckets round up, so a long wait would end late; this one ends early and is held back
+        again for the rest, each time closer (a few steps at most), and no attempt is spent."""
+        await self._later(bucket_ms_below(delay) / 1000, self.attempt - 1)
+
+    async def _later(self, delay: float, attempts: int) -> None:
         if self._gone():
             return  # already back in the queue, which is what a nack asks for
         self._begin("nack")
@@ -125,7 +136,7 @@ class LeasedDelivery(Delivery, Generic[R]):
         except BrokerError:
             self._resume()
             raise
-        await self._copy_then_ack(bucket, self.attempt, None, "ack after the delayed copy")
+        await self._copy_then_ack(bucket, attempts, None, "ack after the delayed copy")
 
     async def heartbeat(self) -> None:
         if self._state in ("settling", "settled"):
