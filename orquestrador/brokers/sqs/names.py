@@ -12,6 +12,11 @@ Headers. SQS takes at most 10 message attributes, the toolkit carries any number
 beside the publisher's message id, :data:`MESSAGE_ID`. String attributes set by a plain SQS
 producer (a ``traceparent``, say) read as headers too.
 
+Topics (:mod:`.topics`). A durable subscription named ``<durable>`` is the queue
+``orq-durable-<durable>``; a durable name is 1 to 68 letters, digits, ``-`` or ``_``, so the
+queue name reads back without ambiguity. A live subscription's queue is ``orq-live-`` and 16
+random hex digits. Neither carries :data:`NAME_TAG`: they are no job queues.
+
 Bodies. An SQS body is text of a restricted character set; a body that is not such text (not
 UTF-8, or holding control characters) travels base64-encoded, marked by :data:`ENCODING`.
 """
@@ -28,11 +33,16 @@ from typing import Any
 
 from orquestrador.brokers.base import DLQ_SUFFIX, origin_of, validate_queue_name
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.errors import TopicError
 
 MAX_NAME = 80
 FIFO_SUFFIX = ".fifo"
 SQS_DLQ_SUFFIX = "__dlq"
 NAME_TAG = "orquestrador-queue"
+
+DURABLE_PREFIX = "orq-durable-"
+LIVE_PREFIX = "orq-live-"
+_DURABLE = re.compile(r"[A-Za-z0-9_-]{1,68}")
 
 HEADERS = "orq-headers"
 MESSAGE_ID = "orq-message-id"
@@ -67,6 +77,21 @@ def queue_name(name: str) -> str | None:
         return validate_queue_name(name)
     except ValueError:
         return None
+
+
+def durable_queue(durable: str) -> str:
+    """The SQS queue of durable topic subscription ``durable``."""
+    if not isinstance(durable, str) or not _DURABLE.fullmatch(durable):
+        raise TopicError(
+            f"bad durable subscription name {durable!r}: 1 to 68 letters, digits, '-' or '_' on SQS"
+        )
+    return DURABLE_PREFIX + durable
+
+
+def durable_of(name: str) -> str | None:
+    """The durable subscription SQS queue ``name`` belongs to (None if it is no such queue)."""
+    rest = name.removeprefix(DURABLE_PREFIX)
+    return rest if rest != name and _DURABLE.fullmatch(rest) else None
 
 
 def encode_body(body: bytes) -> tuple[str, bool]:

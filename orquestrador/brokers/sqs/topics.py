@@ -1,0 +1,328 @@
+"""Topics over SNS to SQS: one SNS topic, an SQS queue per subscription.
+
+Publishing. ``publish_topic`` publishes the body (the topic message JSON) to the SNS topic
+:data:`SNS_TOPIC` with the concrete topic in the message attribute :data:`TOPIC_ATTRIBUTE`, and
+returns once SNS took it. SNS keeps nothing itself: what it hands to no queue is gone.
+
+Subscriptions. Each one is an SQS queue subscribed to that SNS topic with raw message delivery
+(:mod:`.fanout`) and a filter policy on the attribute: the exact topic for a pattern without
+wildcards, else the tokens before the first wildcard as a prefix (``orders.`` for
+``orders.*``), so SNS sends the queue no message the pattern cannot match. SNS has no token
+wildcards, so every message is still held to :func:`~orquestrador.topics.matches`.
+
+- Live: the queue ``orq-live-<16 hex digits>`` (messages kept 5 minutes), deleted with its SNS
+  subscription on unsubscribe or close. A process that dies leaves them behind; each live queue
+  carries the tag :data:`ALIVE_TAG`, an epoch second its process pushes forward every
+  :data:`HEARTBEAT` seconds, and the first live subscription of a connection (or ``orq``'s
+  ``SqsBroker.reap_live_subscriptions``) deletes the live queues whose time has passed, and the
+  SNS subscriptions left pointing at queues that are gone.
+- Durable (``durable=NAME``): the queue ``orq-durable-NAME`` (:func:`.names.durable_queue`), kept
+  14 days, SQS's longest; it stays subscribed after unsubscribe, so it receives while nobody
+  listens, until ``SqsBroker.delete_durable(NAME)``. Processes subscribing under one name share
+  its messages, each delivered to one of them; the last subscribe's pattern sets the filter.
+  A message is deleted after its callback returned; one whose callback raised comes back after
+  a pause (its visibility timeout set to :func:`..support.subscriptions.backoff`), up to
+  ``MAX_DELIVERIES`` receives (``ApproximateReceiveCount``). A long callback's message stays
+  hidden: its visibility timeout is pushed forward while the callback runs. Unsubscribing lets
+  the current long poll finish, and hands back unhandled messages at once, so a subscriber
+  that comes back right away misses nothing and waits for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from orquestrador.brokers.base import TopicCallback, Unsubscribe
+from orquestrador.brokers.intake import FieldReader
+from orquestrador.brokers.sqs.errors import DRIVER_ERRORS, ClientError, is_missing_queue, mapped
+from orquestrador.brokers.sqs.fanout import Subscribed, subscribe_queue, subscriptions
+from orquestrador.brokers.sqs.names import ENCODING, LIVE_PREFIX, durable_queue, encode_body, read_body
+from orquestrador.brokers.support.subscriptions import MAX_DELIVERIES, backoff, called, gave_up, topic_of
+from orquestrador.errors import BrokerError
+from orquestrador.topics.patterns import has_wildcards, literal_prefix, matches
+
+log = logging.getLogger(__name__)
+
+SNS_TOPIC = "orquestrador-topicos"
+TOPIC_ATTRIBUTE = "orq-topico"
+ALIVE_TAG = "orquestrador-alive-until"
+DURABLE_TAG = "orquestrador-durable"
+LIVE_RETENTION = 300  # seconds a live queue keeps what its subscriber has not received
+DURABLE_RETENTION = 1_209_600  # 14 days
+HEARTBEAT = 120  # seconds between pushes of a live queue's ALIVE_TAG
+LIVE_TTL = 900  # how far each push sets it: a queue not pushed for this long is a dead process's
+VISIBILITY = 60  # seconds a durable message stays hidden while its callback runs (pushed forward)
+POLL = 5  # seconds per long poll: also how long an unsubscribe may wait for the one under way
+
+
+class Host(Protocol):
+    @property
+    def sqs(self) -> Any: ...
+
+    async def sns(self) -> Any: ...
+
+
+def filter_policy(pattern: str) -> dict[str, Any]:
+    """The SNS filter policy of ``pattern``: the exact topic, or the prefix before a wildcard."""
+    if not has_wildcards(pattern):
+        return {TOPIC_ATTRIBUTE: [pattern]}
+    prefix = literal_prefix(pattern)
+    return {TOPIC_ATTRIBUTE: [{"prefix": prefix + "."} if prefix else {"exists": True}]}
+
+
+class SnsTopics:
+    """The topics of one broker connection (see the module docstring)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._arn: str | None = None
+        self._lock = asyncio.Lock()
+        self._subscriptions: set[Unsubscribe] = set()
+        self._reaped = False
+
+    async def topic(self) -> tuple[Any, str]:
+        """The SNS client and the topics' SNS topic ARN (created on first use)."""
+        sns = await self.host.sns()
+        async with self._lock:
+            if self._arn is None:
+                with mapped(f"cannot create the SNS topic {SNS_TOPIC}"):
+                    self._arn = str((await sns.create_topic(Name=SNS_TOPIC))["TopicArn"])
+            return sns, self._arn
+
+    async def publish(self, topic: str, body: bytes) -> None:
+        text, base64_body = encode_body(body)
+        attributes = {TOPIC_ATTRIBUTE: {"DataType": "String", "StringValue": topic}}
+        if base64_body:
+            attributes[ENCODING] = {"DataType": "String", "StringValue": "base64"}
+        sns, arn = await self.topic()
+        with mapped(f"cannot publish on topic {topic}"):
+            await sns.publish(TopicArn=arn, Message=text, MessageAttributes=attributes)
+
+    async def subscribe(self, pattern: str, callback: TopicCallback, *, durable: str | None) -> Unsubscribe:
+        if durable is None and not self._reaped:
+            self._reaped = True
+            try:
+                await self.reap()
+            except BrokerError as exc:
+                log.warning("cannot look for live topic queues of dead processes: %s", exc)
+        subscription = Subscription(self, pattern, callback, durable)
+        await subscription.open()
+        subscription.start()
+
+        async def unsubscribe() -> None:
+            self._subscriptions.discard(unsubscribe)
+            await subscription.stop()
+
+        self._subscriptions.add(unsubscribe)
+        return unsubscribe
+
+    async def delete_durable(self, durable: str) -> None:
+        name = durable_queue(durable)
+        sns, arn = await self.topic()
+        sqs = self.host.sqs
+        with mapped(f"cannot delete durable subscription {durable!r}"):
+            try:
+                url = str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])
+                reply = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            except ClientError as exc:
+                if is_missing_queue(exc):
+                    return
+                raise
+            endpoint = reply["Attributes"]["QueueArn"]
+            for found in await subscriptions(sns, arn):
+                if found.get("Endpoint") == endpoint:
+                    await sns.unsubscribe(SubscriptionArn=found["SubscriptionArn"])
+            await sqs.delete_queue(QueueUrl=url)
+
+    async def reap(self) -> int:
+        """Delete live queues whose :data:`ALIVE_TAG` has passed, and SNS subscriptions left
+        pointing at live queues that are gone; returns how many queues went."""
+        sns, arn = await self.topic()
+        sqs, now, gone = self.host.sqs, time.time(), 0
+        with mapped("cannot list live topic queues"):
+            urls = (await sqs.list_queues(QueueNamePrefix=LIVE_PREFIX)).get("QueueUrls", [])
+        for url in urls:
+            with contextlib.suppress(*DRIVER_ERRORS):  # deleted meanwhile: nothing to do
+                tags = (await sqs.list_queue_tags(QueueUrl=url)).get("Tags", {})
+                until = str(tags.get(ALIVE_TAG, ""))
+                if until.isdigit() and int(until) < now:
+                    await sqs.delete_queue(QueueUrl=url)
+                    log.info("deleted %s, the live topic queue of a process that is gone", url)
+                    gone += 1
+        with mapped("cannot list live topic queues"):
+            alive = {url.rsplit("/", 1)[-1] for url in (await sqs.list_queues(QueueNamePrefix=LIVE_PREFIX))
+                     .get("QueueUrls", [])}  # fmt: skip
+            for found in await subscriptions(sns, arn):
+                queue = str(found.get("Endpoint", "")).rsplit(":", 1)[-1]
+                if queue.startswith(LIVE_PREFIX) and queue not in alive:
+                    await sns.unsubscribe(SubscriptionArn=found["SubscriptionArn"])
+        return gone
+
+    async def close(self) -> None:
+        for unsubscribe in list(self._subscriptions):
+            await unsubscribe()
+        self._arn = None
+
+
+class Subscription:
+    """One subscription's queue and the task that long-polls it."""
+
+    def __init__(self, owner: SnsTopics, pattern: str, callback: TopicCallback, durable: str | None) -> None:
+        self.owner, self.pattern, self.callback, self.durable = owner, pattern, callback, durable
+        self.name = durable_queue(durable) if durable is not None else LIVE_PREFIX + uuid.uuid4().hex[:16]
+        self.where = f"durable subscription {durable!r}" if durable else f"live subscription {pattern}"
+        self.made: Subscribed | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._pushed = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        if self.made is None:
+            raise BrokerError(f"{self.where} is not open")
+        return self.made.url
+
+    async def open(self) -> None:
+        sns, arn = await self.owner.topic()
+        if self.durable is not None:
+            attributes = {"MessageRetentionPeriod": str(DURABLE_RETENTION),
+                          "VisibilityTimeout": str(VISIBILITY)}  # fmt: skip
+            tags = {DURABLE_TAG: self.durable}
+        else:
+            attributes = {"MessageRetentionPeriod": str(LIVE_RETENTION)}
+            tags = {ALIVE_TAG: str(int(time.time()) + LIVE_TTL)}
+        self.made = await subscribe_queue(
+            sns, self.owner.host.sqs, arn, self.name, attributes=attributes, tags=tags,
+            filter_policy=filter_policy(self.pattern), fresh=self.durable is None,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._pump())
+
+    async def stop(self) -> None:
+        """Live: at once, and the queue goes. Durable: after the long poll under way, the queue stays."""
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            if self.durable is None:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, POLL + 10)
+        if self.durable is None and self.made is not None:
+            sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await sns.unsubscribe(SubscriptionArn=self.made.subscription)
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await sqs.delete_queue(QueueUrl=self.made.url)
+
+    async def _pump(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                messages = await self._receive()
+                failures = 0
+            except (BrokerError, *DRIVER_ERRORS) as exc:
+                failures += 1
+                await self._recover(exc, failures)
+                continue
+            if self.durable is None:
+                await self._live(messages)
+            else:
+                await self._durable(messages)
+
+    async def _receive(self) -> list[dict[str, Any]]:
+        sqs = self.owner.host.sqs
+        if self.durable is None and time.monotonic() - self._pushed > HEARTBEAT:
+            await sqs.tag_queue(QueueUrl=self.url, Tags={ALIVE_TAG: str(int(time.time()) + LIVE_TTL)})
+            self._pushed = time.monotonic()
+        reply = await sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=POLL, MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )  # fmt: skip
+        messages: list[dict[str, Any]] = reply.get("Messages", [])
+        return messages
+
+    async def _recover(self, exc: BaseException, failures: int) -> None:
+        """Log a failed receive (the first, the tenth, then every hundredth) and wait; a queue
+        deleted behind its back is made and subscribed again."""
+        cause = exc.__cause__ if isinstance(exc, BrokerError) and exc.__cause__ else exc
+        if failures in (1, 10) or failures % 100 == 0:
+            log.warning("%s: receive failed (%s); retrying", self.where, exc)
+        await asyncio.sleep(min(5.0, 0.2 * failures))
+        if is_missing_queue(cause):
+            log.warning("%s: its queue %s was deleted; subscribing a new one", self.where, self.name)
+            with contextlib.suppress(BrokerError):
+                await self.open()
+
+    async def _live(self, messages: list[dict[str, Any]]) -> None:
+        """Deleted first, then delivered: a live subscription is lossy by definition."""
+        if messages:
+            await self._delete(messages)
+        for message in messages:
+            topic, body = self._read(message)
+            if topic is not None:
+                await called(self.callback, topic, body, self.where)
+
+    async def _durable(self, messages: list[dict[str, Any]]) -> None:
+        for i, message in enumerate(messages):
+            if self._stopping:  # unsubscribed meanwhile: hand the rest back for whoever comes next
+                await self._hide(messages[i:], 0)
+                return
+            topic, body = self._read(message)
+            if topic is None:
+                await self._delete([message])
+                continue
+            attempt = _receive_count(message)
+            if await self._held(message, called(self.callback, topic, body, self.where, attempt)):
+                await self._delete([message])
+            elif attempt >= MAX_DELIVERIES:
+                gave_up(topic, self.where, attempt)
+                await self._delete([message])
+            else:
+                await self._hide([message], int(backoff(attempt)))
+
+    def _read(self, message: dict[str, Any]) -> tuple[str | None, bytes]:
+        attributes = message.get("MessageAttributes") or {}
+        sent = (attributes.get(TOPIC_ATTRIBUTE) or {}).get("StringValue")
+        if isinstance(sent, str) and not matches(self.pattern, sent):
+            return None, b""  # what an earlier pattern of this durable name let in
+        body = read_body(message.get("Body"), attributes, FieldReader())
+        return topic_of(body, self.pattern, self.where), body
+
+    async def _held(self, message: dict[str, Any], call: Awaitable[bool]) -> bool:
+        """``call``'s result, the message kept hidden while it runs."""
+        task = asyncio.ensure_future(call)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=VISIBILITY / 2)
+            if done:
+                return task.result()
+            await self._hide([message], VISIBILITY)
+
+    async def _delete(self, messages: list[dict[str, Any]]) -> None:
+        await self._batch("delete_message_batch", messages, {})
+
+    async def _hide(self, messages: list[dict[str, Any]], seconds: int) -> None:
+        await self._batch("change_message_visibility_batch", messages, {"VisibilityTimeout": seconds})
+
+    async def _batch(self, call: str, messages: list[dict[str, Any]], extra: dict[str, int]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **extra}
+                   for i, m in enumerate(messages)]  # fmt: skip
+        try:
+            with mapped(f"{self.where}: {call} failed"):
+                reply = await getattr(self.owner.host.sqs, call)(QueueUrl=self.url, Entries=entries)
+        except BrokerError as exc:
+            log.warning("%s (%d messages come back after their visibility timeout)", exc, len(entries))
+            return
+        if reply.get("Failed"):
+            log.warning("%s: %s failed for %d messages", self.where, call, len(reply["Failed"]))
+
+
+def _receive_count(message: dict[str, Any]) -> int:
+    value = str((message.get("Attributes") or {}).get("ApproximateReceiveCount", "1"))
+    return int(value) if value.isdigit() else 1
