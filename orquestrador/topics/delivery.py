@@ -16,9 +16,11 @@ subscription are in order, one at a time: a retried message holds back the next 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from orquestrador.errors import TopicError
 from orquestrador.topics.message import TopicMessage
@@ -101,3 +103,22 @@ async def deliver_durable(
         await asyncio.sleep(backoff(attempt))
         if keep_alive is not None:
             await keep_alive()
+
+
+def watched(coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+    """A subscription's background task, whose unexpected end is logged (never silent)."""
+    task = asyncio.ensure_future(coro)
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            log.error("topic subscription %s stopped: it receives nothing more", what, exc_info=exc)
+
+    task.add_done_callback(ended)
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a subscription's task and wait for it (its own failure was logged already)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
