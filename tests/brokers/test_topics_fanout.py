@@ -171,6 +171,4 @@ async def test_live_subscribers_of_two_processes_both_receive(broker: Broker, ur
 
 async def _forget(broker: Broker, durable: str) -> None:
     """Shared servers stay as found."""
-    delete = getattr(broker, "delete_durable", None)
-    if delete is not None:
-        await delete(durable)
+    await broker.delete_subscription(durable)

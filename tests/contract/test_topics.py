@@ -18,7 +18,7 @@ from orquestrador.topics import TopicMessage
 from orquestrador.topics.delivery import backoff
 from tests.conftest import BROKERS, broker_url_for, eventually
 
-_ELSEWHERE = {"sqs", "kafka"}  # their topic mapping is another branch's (SNS to SQS, Kafka topics)
+_ELSEWHERE = {"kafka"}  # its topic mapping is another branch's (Kafka topics)
 
 
 def _param(param: Any) -> Any:

@@ -432,10 +432,9 @@ class SqsBroker(Broker):
     ) -> Unsubscribe:
         return await self._topics.subscribe(pattern, callback, durable=durable)
 
-    async def delete_durable(self, durable: str) -> None:
-        """Remove durable topic subscription ``durable`` (its queue and SNS subscription): what
-        it holds is lost, and nothing more is kept for it."""
-        await self._topics.delete_durable(durable)
+    async def delete_subscription(self, durable: str) -> None:
+        """Its queue and SNS subscription go, with what the queue held."""
+        await self._topics.delete_subscription(durable)
 
     async def reap_live_subscriptions(self) -> int:
         """Delete the queues of live subscriptions whose process died (see .topics); returns how many."""

@@ -18,12 +18,11 @@ wildcards, so every message is still held to :func:`~orquestrador.topics.matches
   SNS subscriptions left pointing at queues that are gone.
 - Durable (``durable=NAME``): the queue ``orq-durable-NAME`` (:func:`.names.durable_queue`), kept
   14 days, SQS's longest; it stays subscribed after unsubscribe, so it receives while nobody
-  listens, until ``SqsBroker.delete_durable(NAME)``. Processes subscribing under one name share
+  listens, until ``delete_subscription(NAME)``. Processes subscribing under one name share
   its messages, each delivered to one of them; the last subscribe's pattern sets the filter.
-  A message is deleted after its callback returned; one whose callback raised comes back after
-  a pause (its visibility timeout set to :func:`..support.subscriptions.backoff`), up to
-  ``MAX_DELIVERIES`` receives (``ApproximateReceiveCount``). A long callback's message stays
-  hidden: its visibility timeout is pushed forward while the callback runs. Unsubscribing lets
+  A message is deleted once :func:`~orquestrador.topics.delivery.deliver_durable` is done with
+  it (the callback returned, or kept raising through its retries); its visibility timeout is
+  pushed forward meanwhile, so a long callback's message stays hidden. Unsubscribing lets
   the current long poll finish, and hands back unhandled messages at once, so a subscriber
   that comes back right away misses nothing and waits for nothing.
 """
@@ -43,8 +42,8 @@ from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.sqs.errors import DRIVER_ERRORS, ClientError, is_missing_queue, mapped
 from orquestrador.brokers.sqs.fanout import Subscribed, subscribe_queue, subscriptions
 from orquestrador.brokers.sqs.names import ENCODING, LIVE_PREFIX, durable_queue, encode_body, read_body
-from orquestrador.brokers.support.subscriptions import MAX_DELIVERIES, backoff, called, gave_up, topic_of
 from orquestrador.errors import BrokerError
+from orquestrador.topics.delivery import deliver_durable, deliver_live, watched
 from orquestrador.topics.patterns import has_wildcards, literal_prefix, matches
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class SnsTopics:
         self._subscriptions.add(unsubscribe)
         return unsubscribe
 
-    async def delete_durable(self, durable: str) -> None:
+    async def delete_subscription(self, durable: str) -> None:
         name = durable_queue(durable)
         sns, arn = await self.topic()
         sqs = self.host.sqs
@@ -203,7 +202,7 @@ class Subscription:
         )  # fmt: skip
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._pump())
+        self._task = watched(self._pump(), self.where)
 
     async def stop(self) -> None:
         """Live: at once, and the queue goes. Durable: after the long poll under way, the queue stays."""
@@ -242,9 +241,8 @@ class Subscription:
             await sqs.tag_queue(QueueUrl=self.url, Tags={ALIVE_TAG: str(int(time.time()) + LIVE_TTL)})
             self._pushed = time.monotonic()
         reply = await sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=POLL, MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )  # fmt: skip
+            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=POLL, MessageAttributeNames=["All"]
+        )
         messages: list[dict[str, Any]] = reply.get("Messages", [])
         return messages
 
@@ -265,39 +263,31 @@ class Subscription:
         if messages:
             await self._delete(messages)
         for message in messages:
-            topic, body = self._read(message)
-            if topic is not None:
-                await called(self.callback, topic, body, self.where)
+            if (body := self._read(message)) is not None:
+                await deliver_live(self.pattern, body, self.callback)
 
     async def _durable(self, messages: list[dict[str, Any]]) -> None:
         for i, message in enumerate(messages):
             if self._stopping:  # unsubscribed meanwhile: hand the rest back for whoever comes next
                 await self._hide(messages[i:], 0)
                 return
-            topic, body = self._read(message)
-            if topic is None:
-                await self._delete([message])
-                continue
-            attempt = _receive_count(message)
-            if await self._held(message, called(self.callback, topic, body, self.where, attempt)):
-                await self._delete([message])
-            elif attempt >= MAX_DELIVERIES:
-                gave_up(topic, self.where, attempt)
-                await self._delete([message])
-            else:
-                await self._hide([message], int(backoff(attempt)))
+            if (body := self._read(message)) is not None:
+                durable = str(self.durable)
+                await self._held(message, deliver_durable(self.pattern, body, self.callback, durable))
+            await self._delete([message])
 
-    def _read(self, message: dict[str, Any]) -> tuple[str | None, bytes]:
+    def _read(self, message: dict[str, Any]) -> bytes | None:
+        """The body, unless the topic attribute already says the pattern does not match (what
+        an earlier pattern of a durable name let in)."""
         attributes = message.get("MessageAttributes") or {}
         sent = (attributes.get(TOPIC_ATTRIBUTE) or {}).get("StringValue")
         if isinstance(sent, str) and not matches(self.pattern, sent):
-            return None, b""  # what an earlier pattern of this durable name let in
-        body = read_body(message.get("Body"), attributes, FieldReader())
-        return topic_of(body, self.pattern, self.where), body
+            return None
+        return read_body(message.get("Body"), attributes, FieldReader())
 
-    async def _held(self, message: dict[str, Any], call: Awaitable[bool]) -> bool:
-        """``call``'s result, the message kept hidden while it runs."""
-        task = asyncio.ensure_future(call)
+    async def _held(self, message: dict[str, Any], delivery: Awaitable[None]) -> None:
+        """``delivery`` awaited, the message kept hidden while it runs."""
+        task = asyncio.ensure_future(delivery)
         while True:
             done, _ = await asyncio.wait({task}, timeout=VISIBILITY / 2)
             if done:
@@ -321,8 +311,3 @@ class Subscription:
             return
         if reply.get("Failed"):
             log.warning("%s: %s failed for %d messages", self.where, call, len(reply["Failed"]))
-
-
-def _receive_count(message: dict[str, Any]) -> int:
-    value = str((message.get("Attributes") or {}).get("ApproximateReceiveCount", "1"))
-    return int(value) if value.isdigit() else 1
