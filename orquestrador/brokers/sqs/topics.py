@@ -255,6 +255,10 @@ class Subscription:
         await asyncio.sleep(min(5.0, 0.2 * failures))
         if is_missing_queue(cause):
             log.warning("%s: its queue %s was deleted; subscribing a new one", self.where, self.name)
+            if self.durable is None and self.made is not None:  # AWS keeps a deleted name 60 s
+                self.name = LIVE_PREFIX + uuid.uuid4().hex[:16]
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await (await self.owner.host.sns()).unsubscribe(SubscriptionArn=self.made.subscription)
             with contextlib.suppress(BrokerError):
                 await self.open()
 
