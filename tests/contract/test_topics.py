@@ -248,7 +248,7 @@ async def test_a_durable_subscription_retries_a_failing_callback_then_acks(
     await send(other, f"{prefix}.flaky", "x")
 
     await eventually(lambda: inbox.got, timeout=backoff(1) + 20)
-    assert inbox.calls == 2 and inbox.got == [(f"{prefix}.flaky", "x")]
+    assert (inbox.calls, inbox.got) == (2, [(f"{prefix}.flaky", "x")])
     await stop()
 
     again = Inbox()
