@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -104,9 +104,10 @@ class KafkaTopics:
         return end
 
     async def _run(
-        self, consumer: AIOKafkaConsumer, pump: Awaitable[None], what: str, member: _Durable | None = None
-    ) -> Unsubscribe:
-        task = watched(pump, what)  # type: ignore[arg-type]
+        self, consumer: AIOKafkaConsumer, pump: Coroutine[Any, Any, None], what: str,
+        member: _Durable | None = None,
+    ) -> Unsubscribe:  # fmt: skip
+        task = watched(pump, what)
 
         async def unsubscribe() -> None:
             self._subscriptions.discard(unsubscribe)
@@ -197,7 +198,7 @@ class _Durable:
         self.where = f"durable subscription {durable!r}"
         self.listener = _Assigned()
         self.consumer = AIOKafkaConsumer(
-            group_id=self.group, enable_auto_commit=False, auto_offset_reset="latest",
+            group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
             **broker.group_timeouts(SESSION), **broker.client_options(),
         )  # fmt: skip
         self.stopping = False
@@ -220,8 +221,9 @@ class _Durable:
             raise
 
     async def pin(self) -> None:
-        """Commit the position of each assigned partition the group has no commit for (its end,
-        by ``auto_offset_reset``), so a member that goes away keeps its place."""
+        """Commit the end of each assigned partition the group has no commit for, so a member
+        that goes away keeps its place. (``auto_offset_reset`` is for a commit past retention:
+        the oldest record kept is the best that is left.)"""
         self.listener.changed.clear()
         assigned = list(self.consumer.assignment())
         if not assigned:
@@ -230,6 +232,7 @@ class _Durable:
         fresh = [tp for tp in assigned if committed.get(tp, Committed(None)).offset is None]
         if fresh:
             with mapped(f"cannot fix where {self.where} starts"):
+                await self.consumer.seek_to_end(*fresh)
                 positions = {tp: await self.consumer.position(tp) for tp in fresh}
                 await self.consumer.commit(positions)
 

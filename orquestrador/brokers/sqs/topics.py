@@ -44,6 +44,7 @@ from orquestrador.brokers.sqs.fanout import Subscribed, subscribe_queue, subscri
 from orquestrador.brokers.sqs.names import ENCODING, LIVE_PREFIX, durable_queue, encode_body, read_body
 from orquestrador.errors import BrokerError
 from orquestrador.topics.delivery import deliver_durable, deliver_live, watched
+from orquestrador.topics.delivery import stop as stop_task
 from orquestrador.topics.patterns import has_wildcards, literal_prefix, matches
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class SnsTopics:
         self._arn: str | None = None
         self._lock = asyncio.Lock()
         self._subscriptions: set[Unsubscribe] = set()
-        self._reaped = False
+        self._reaper: asyncio.Task[None] | None = None
 
     async def topic(self) -> tuple[Any, str]:
         """The SNS client and the topics' SNS topic ARN (created on first use)."""
@@ -104,12 +105,8 @@ class SnsTopics:
             await sns.publish(TopicArn=arn, Message=text, MessageAttributes=attributes)
 
     async def subscribe(self, pattern: str, callback: TopicCallback, *, durable: str | None) -> Unsubscribe:
-        if durable is None and not self._reaped:
-            self._reaped = True
-            try:
-                await self.reap()
-            except BrokerError as exc:
-                log.warning("cannot look for live topic queues of dead processes: %s", exc)
+        if durable is None and self._reaper is None:  # in the background: subscribing stays quick
+            self._reaper = watched(self._reap_quietly(), "reaping live topic queues")
         subscription = Subscription(self, pattern, callback, durable)
         await subscription.open()
         subscription.start()
@@ -163,9 +160,17 @@ class SnsTopics:
                     await sns.unsubscribe(SubscriptionArn=found["SubscriptionArn"])
         return gone
 
+    async def _reap_quietly(self) -> None:
+        try:
+            await self.reap()
+        except BrokerError as exc:
+            log.warning("cannot look for live topic queues of dead processes: %s", exc)
+
     async def close(self) -> None:
         for unsubscribe in list(self._subscriptions):
             await unsubscribe()
+        if self._reaper is not None:
+            await stop_task(self._reaper)
         self._arn = None
 
 
