@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,10 +15,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from orquestrador.brokers import connect
 from orquestrador.brokers.kafka import KafkaBroker
 from orquestrador.brokers.kafka.names import TOPIC_HEADER, TOPICS_TOPIC, durable_group
-from orquestrador.errors import TopicError
+from orquestrador.errors import BrokerError, TopicError
 from orquestrador.topics import TopicMessage
 from tests.conftest import eventually
 from tests.contract.test_topics import Inbox, send
+from tests.servers import KafkaServer
 
 pytestmark = pytest.mark.kafka
 
@@ -105,3 +107,40 @@ async def test_members_of_one_durable_name_share_its_messages_each_once(
 
 async def test_deleting_an_unknown_durable_subscription_is_quiet(broker: KafkaBroker):
     await broker.delete_subscription(f"never{uuid.uuid4().hex[:8]}")
+
+
+async def test_live_and_durable_subscriptions_come_back_after_a_kafka_restart(tmp_path: Path, prefix: str):
+    """aiokafka reconnects its consumers itself: both subscriptions receive again, the durable
+    one from where it was, each message once."""
+    server = KafkaServer(tmp_path / "kafka")
+    server.start()
+    try:
+        async with await connect(server.url) as broker:
+            live, kept = Inbox(), Inbox()
+            stops = [await broker.subscribe_topic(f"{prefix}.*", live),
+                     await broker.subscribe_topic(f"{prefix}.*", kept, durable=f"d{prefix}")]  # fmt: skip
+            await send(broker, f"{prefix}.before", 0)
+            await eventually(lambda: live.got and kept.got, timeout=20)
+
+            await asyncio.to_thread(server.restart)
+            for i in range(1, 4):
+                await publish_retrying(broker, f"{prefix}.after", i)
+
+            await eventually(lambda: len(live.got) >= 4 and len(kept.got) >= 4, timeout=90)
+            await asyncio.sleep(1)
+            for stop in stops:
+                await stop()
+        assert [d for _, d in kept.got] == [0, 1, 2, 3]
+        assert [d for _, d in live.got] == [0, 1, 2, 3]
+    finally:
+        server.stop()
+
+
+async def publish_retrying(broker: KafkaBroker, topic: str, dados: object) -> None:
+    """While the client reconnects, publishing raises; a caller that retries gets through."""
+    for _ in range(240):
+        try:
+            return await send(broker, topic, dados)
+        except BrokerError:
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"could not publish on {topic} while Kafka came back")

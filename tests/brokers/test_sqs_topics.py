@@ -7,6 +7,7 @@ adapter's back with plain boto3 clients; every test removes what it made.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -21,7 +22,7 @@ from orquestrador.brokers import connect
 from orquestrador.brokers.sqs import SqsBroker
 from orquestrador.brokers.sqs.names import MAX_NAME, durable_of, durable_queue
 from orquestrador.brokers.sqs.topics import ALIVE_TAG, DURABLE_TAG, SNS_TOPIC, TOPIC_ATTRIBUTE, filter_policy
-from orquestrador.errors import TopicError
+from orquestrador.errors import BrokerError, TopicError
 from orquestrador.topics import TopicMessage
 from tests.conftest import broker_url_for, eventually
 from tests.contract.test_topics import Inbox, send
@@ -207,3 +208,22 @@ async def test_topics_work_on_a_fifo_broker(url: str, prefix: str):
         await eventually(lambda: inbox.got, timeout=20)
         await stop()
     assert inbox.topics() == [f"{prefix}.a.b"]
+
+
+async def test_a_durable_subscription_whose_queue_was_deleted_makes_it_again(
+    broker: SqsBroker, aws: tuple[Any, Any], prefix: str, caplog: pytest.LogCaptureFixture
+):
+    sqs, _sns = aws
+    name, inbox = f"d{prefix}", Inbox()
+    stop = await broker.subscribe_topic(f"{prefix}.*", inbox, durable=name)
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=f"orq-durable-{name}")["QueueUrl"])
+
+    async def delivered() -> bool:
+        with contextlib.suppress(BrokerError):  # moto refuses to publish to a missing queue (AWS drops it)
+            await send(broker, f"{prefix}.again")
+        return bool(inbox.got)
+
+    await eventually(delivered, timeout=30, interval=1.0)
+    await stop()
+    await broker.delete_subscription(name)
+    assert "was deleted" in caplog.text  # said, not silent

@@ -138,27 +138,34 @@ class SnsTopics:
 
     async def reap(self) -> int:
         """Delete live queues whose :data:`ALIVE_TAG` has passed, and SNS subscriptions left
-        pointing at live queues that are gone; returns how many queues went."""
+        pointing at live queues that are gone; returns how many queues went.
+
+        Subscriptions are listed before queues (a subscription made meanwhile has its queue
+        already, so it is never taken for a dangling one) and removed before their queues
+        (SNS keeps nothing for a subscription whose queue is gone, and moto refuses to
+        publish at all while one exists)."""
         sns, arn = await self.topic()
-        sqs, now, gone = self.host.sqs, time.time(), 0
+        sqs, now = self.host.sqs, time.time()
         with mapped("cannot list live topic queues"):
-            urls = (await sqs.list_queues(QueueNamePrefix=LIVE_PREFIX)).get("QueueUrls", [])
+            subscribed = await subscriptions(sns, arn)
+            urls = await _live_queues(sqs)
+        stale: list[str] = []
         for url in urls:
             with contextlib.suppress(*DRIVER_ERRORS):  # deleted meanwhile: nothing to do
-                tags = (await sqs.list_queue_tags(QueueUrl=url)).get("Tags", {})
-                until = str(tags.get(ALIVE_TAG, ""))
+                until = str((await sqs.list_queue_tags(QueueUrl=url)).get("Tags", {}).get(ALIVE_TAG, ""))
                 if until.isdigit() and int(until) < now:
-                    await sqs.delete_queue(QueueUrl=url)
-                    log.info("deleted %s, the live topic queue of a process that is gone", url)
-                    gone += 1
-        with mapped("cannot list live topic queues"):
-            alive = {url.rsplit("/", 1)[-1] for url in (await sqs.list_queues(QueueNamePrefix=LIVE_PREFIX))
-                     .get("QueueUrls", [])}  # fmt: skip
-            for found in await subscriptions(sns, arn):
-                queue = str(found.get("Endpoint", "")).rsplit(":", 1)[-1]
-                if queue.startswith(LIVE_PREFIX) and queue not in alive:
+                    stale.append(url)
+        present = {url.rsplit("/", 1)[-1] for url in urls if url not in stale}
+        for found in subscribed:
+            queue = str(found.get("Endpoint", "")).rsplit(":", 1)[-1]
+            if queue.startswith(LIVE_PREFIX) and queue not in present:
+                with contextlib.suppress(*DRIVER_ERRORS):
                     await sns.unsubscribe(SubscriptionArn=found["SubscriptionArn"])
-        return gone
+        for url in stale:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await sqs.delete_queue(QueueUrl=url)
+                log.info("deleted %s, the live topic queue of a process that is gone", url)
+        return len(stale)
 
     async def _reap_quietly(self) -> None:
         try:
@@ -320,3 +327,16 @@ class Subscription:
             return
         if reply.get("Failed"):
             log.warning("%s: %s failed for %d messages", self.where, call, len(reply["Failed"]))
+
+
+async def _live_queues(sqs: Any) -> list[str]:
+    """The URLs of every live subscription's queue (paged by SQS, 1,000 at a time)."""
+    urls: list[str] = []
+    token: str | None = None
+    while True:
+        page = {"NextToken": token} if token else {}
+        reply = await sqs.list_queues(QueueNamePrefix=LIVE_PREFIX, MaxResults=1000, **page)
+        urls += reply.get("QueueUrls", [])
+        token = reply.get("NextToken")
+        if not token:
+            return urls
