@@ -144,3 +144,18 @@ async def publish_retrying(broker: KafkaBroker, topic: str, dados: object) -> No
         except BrokerError:
             await asyncio.sleep(0.25)
     raise AssertionError(f"could not publish on {topic} while Kafka came back")
+
+
+async def test_a_batch_of_topic_messages_is_pipelined(broker: KafkaBroker, kafka_url: str, prefix: str):
+    inbox = Inbox()
+    stop = await broker.subscribe_topic(f"{prefix}.>", inbox)
+    items = [(f"{prefix}.n{i % 3}", TopicMessage(f"{prefix}.n{i % 3}", i).encode()) for i in range(30)]
+    assert await broker.publish_topics(items) == 0
+    await eventually(lambda: len(inbox.got) >= 30, timeout=30)
+    await stop()
+    by_topic = {t: [d for tt, d in inbox.got if tt == t] for t, _ in items}
+    assert by_topic[f"{prefix}.n1"] == list(range(1, 30, 3))  # one topic's messages in order
+
+    closed = await connect(kafka_url)
+    await closed.close()
+    assert await closed.publish_topics(items[:3]) == 3  # counted as failed, never raised

@@ -227,3 +227,17 @@ async def test_a_durable_subscription_whose_queue_was_deleted_makes_it_again(
     await stop()
     await broker.delete_subscription(name)
     assert "was deleted" in caplog.text  # said, not silent
+
+
+async def test_a_batch_of_topic_messages_goes_out_ten_to_a_call(broker: SqsBroker, url: str, prefix: str):
+    inbox = Inbox()
+    stop = await broker.subscribe_topic(f"{prefix}.>", inbox)
+    items = [(f"{prefix}.n{i}", TopicMessage(f"{prefix}.n{i}", i).encode()) for i in range(25)]
+    assert await broker.publish_topics(items) == 0
+    await eventually(lambda: len(inbox.got) >= 25, timeout=30)
+    await stop()
+    assert sorted(d for _, d in inbox.got) == list(range(25))
+
+    closed = await connect(url)
+    await closed.close()
+    assert await closed.publish_topics(items[:3]) == 3  # counted as failed, never raised

@@ -9,7 +9,7 @@ import heapq
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -447,6 +447,9 @@ class KafkaBroker(Broker):
 
     async def publish_topic(self, topic: str, body: bytes) -> None:
         await self._pubsub.publish(topic, body)
+
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._pubsub.publish_many(items)
 
     async def subscribe_topic(
         self, pattern: str, callback: TopicCallback, *, durable: str | None = None

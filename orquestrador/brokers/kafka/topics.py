@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
@@ -63,6 +63,9 @@ class Host(ConsumerHost, Reads, Protocol):
     @property
     def admin(self) -> AIOKafkaAdminClient: ...
 
+    @property
+    def producer(self) -> AIOKafkaProducer: ...
+
     async def create_topics(self, topics: list[NewTopic]) -> None: ...
 
 
@@ -88,6 +91,35 @@ class KafkaTopics:
         await self.broker.send(
             TOPICS_TOPIC, body, key=topic.encode(), headers=[(TOPIC_HEADER, topic.encode())]
         )
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """Every record handed to the producer at once (it batches them per partition), then each
+        acknowledgement awaited; returns how many failed (logged once, at debug: the toolkit's
+        own topics are best effort)."""
+        try:
+            await self.ensure()
+            producer = self.broker.producer
+        except BrokerError as exc:
+            log.debug("%d topic messages not sent: %s", len(items), exc)
+            return len(items)
+        failed = 0
+        first: BaseException | None = None
+        sent = []
+        for topic, body in items:
+            try:
+                with mapped(f"topic message on {topic} not sent"):
+                    key = topic.encode()
+                    sent.append(
+                        await producer.send(TOPICS_TOPIC, bytes(body), key=key, headers=[(TOPIC_HEADER, key)])
+                    )
+            except BrokerError as exc:
+                failed, first = failed + 1, first or exc
+        for outcome in await asyncio.gather(*sent, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                failed, first = failed + 1, first or outcome
+        if first is not None:
+            log.debug("%d of %d topic messages not sent: %s", failed, len(items), first)
+        return failed
 
     async def subscribe(self, pattern: str, callback: TopicCallback, *, durable: str | None) -> Unsubscribe:
         await self.ensure()
