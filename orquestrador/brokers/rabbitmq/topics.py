@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from pika import spec
 
 from orquestrador.brokers.base import TopicCallback, Unsubscribe
-from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed
+from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed, ConfirmPublisher
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.errors import BrokerError
 from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
 from orquestrador.topics.patterns import validate_pattern
-
-if TYPE_CHECKING:
-    from orquestrador.brokers.rabbitmq.broker import RabbitMQBroker
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +42,23 @@ def binding_key(pattern: str) -> str:
     return ".".join("#" if token == ">" else token for token in pattern.split("."))
 
 
+T = TypeVar("T")
+
+
+class Host(Protocol):
+    """What topics need of their broker, so this module never imports it."""
+
+    queue_arguments: dict[str, Any]
+
+    async def open_channel(self) -> AsyncChannel: ...
+
+    async def confirm_channel(self) -> ConfirmPublisher: ...
+
+    async def admin(self, op: Callable[[AsyncChannel], Awaitable[T]]) -> T: ...
+
+
 class RabbitMQTopics:
-    def __init__(self, broker: RabbitMQBroker) -> None:
+    def __init__(self, broker: Host) -> None:
         self.broker = broker
         self.live = EventsChannel(broker.open_channel, EXCHANGE)
         self._durables: set[Any] = set()  # each durable subscription's (re)start

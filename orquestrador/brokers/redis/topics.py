@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from orquestrador.brokers.base import TopicCallback, Unsubscribe
 from orquestrador.brokers.redis import events
@@ -33,9 +33,6 @@ from orquestrador.settings import redact_url
 from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
 from orquestrador.topics.patterns import validate_pattern
 
-if TYPE_CHECKING:
-    from orquestrador.brokers.redis.broker import RedisBroker
-
 log = logging.getLogger(__name__)
 
 PREFIX = "orq:topico:"
@@ -45,8 +42,18 @@ LEASE_MS = 60_000
 BATCH = 16
 
 
+class Host(Protocol):
+    """What topics need of their broker, so this module never imports it."""
+
+    url: str
+    scripts: dict[str, Any]
+
+    @property
+    def redis(self) -> Any: ...
+
+
 class RedisTopics:
-    def __init__(self, broker: RedisBroker) -> None:
+    def __init__(self, broker: Host) -> None:
         self.broker = broker
 
     async def publish(self, topic: str, body: bytes) -> None:
