@@ -246,7 +246,10 @@ class Subscription:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, POLL + 10)
         if self.durable is None and self.made is not None:
-            sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
+            try:
+                sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
+            except BrokerError:  # closed already: the next live subscriber reaps the queue
+                return
             with contextlib.suppress(*DRIVER_ERRORS):
                 await sns.unsubscribe(SubscriptionArn=self.made.subscription)
             with contextlib.suppress(*DRIVER_ERRORS):
