@@ -22,9 +22,9 @@ wildcards, so every message is still held to :func:`~orquestrador.topics.matches
   its messages, each delivered to one of them; the last subscribe's pattern sets the filter.
   A message is deleted once :func:`~orquestrador.topics.delivery.deliver_durable` is done with
   it (the callback returned, or kept raising through its retries); its visibility timeout is
-  pushed forward meanwhile, so a long callback's message stays hidden. Unsubscribing lets
-  the current long poll finish, and hands back unhandled messages at once, so a subscriber
-  that comes back right away misses nothing and waits for nothing.
+  pushed forward meanwhile, so a long callback's message stays hidden. Unsubscribing lets the
+  delivery or the (short) long poll under way finish and hands back the rest of a batch at
+  once, so a subscriber that comes back right away misses nothing and waits for nothing.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ DURABLE_RETENTION = 1_209_600  # 14 days
 HEARTBEAT = 120  # seconds between pushes of a live queue's ALIVE_TAG
 LIVE_TTL = 900  # how far each push sets it: a queue not pushed for this long is a dead process's
 VISIBILITY = 60  # seconds a durable message stays hidden while its callback runs (pushed forward)
-POLL = 5  # seconds per long poll: also how long an unsubscribe may wait for the one under way
+LIVE_POLL = 10  # seconds per long poll of a live queue (cut short on unsubscribe)
+# ... and of a durable one, which unsubscribing lets finish: a poll cut short would leave what it
+# took (on the server) hidden for VISIBILITY, out of reach of the next subscriber.
+DURABLE_POLL = 2
 
 
 class Host(Protocol):
@@ -237,14 +240,15 @@ class Subscription:
         self._task = watched(self._pump(), self.where)
 
     async def stop(self) -> None:
-        """Live: at once, and the queue goes. Durable: after the long poll under way, the queue stays."""
+        """Live: at once, and the queue goes. Durable: once the long poll or the delivery under
+        way is over (what the batch holds beyond it is handed back), and the queue stays."""
         self._stopping = True
         task = self._task
         if task is not None:
             if self.durable is None:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, POLL + 10)
+                await asyncio.wait_for(task, 15)
         if self.durable is None and self.made is not None:
             try:
                 sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
@@ -276,8 +280,9 @@ class Subscription:
             await sqs.tag_queue(QueueUrl=self.url, Tags={ALIVE_TAG: str(int(time.time()) + LIVE_TTL)})
             self._pushed = time.monotonic()
         reply = await sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=POLL, MessageAttributeNames=["All"]
-        )
+            QueueUrl=self.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+            WaitTimeSeconds=LIVE_POLL if self.durable is None else DURABLE_POLL,
+        )  # fmt: skip
         messages: list[dict[str, Any]] = reply.get("Messages", [])
         return messages
 
