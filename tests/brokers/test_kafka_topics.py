@@ -5,6 +5,7 @@ and a group in use that cannot be deleted."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -109,7 +110,9 @@ async def test_deleting_an_unknown_durable_subscription_is_quiet(broker: KafkaBr
     await broker.delete_subscription(f"never{uuid.uuid4().hex[:8]}")
 
 
-async def test_live_and_durable_subscriptions_come_back_after_a_kafka_restart(tmp_path: Path, prefix: str):
+async def test_live_and_durable_subscriptions_come_back_after_a_kafka_restart(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+):
     """aiokafka reconnects its consumers itself: both subscriptions receive again, the durable
     one from where it was, each message once."""
     server = KafkaServer(tmp_path / "kafka")
@@ -122,11 +125,15 @@ async def test_live_and_durable_subscriptions_come_back_after_a_kafka_restart(tm
             await send(broker, f"{prefix}.before", 0)
             await eventually(lambda: live.got and kept.got, timeout=20)
 
-            await asyncio.to_thread(server.restart)
+            caplog.set_level(logging.WARNING, "orquestrador.brokers.kafka")
+            await asyncio.to_thread(server.stop)
+            await eventually(lambda: "receive nothing" in caplog.text, timeout=30)  # said, not silent
+            await asyncio.to_thread(server.start)
             for i in range(1, 4):
                 await publish_retrying(broker, f"{prefix}.after", i)
 
             await eventually(lambda: len(live.got) >= 4 and len(kept.got) >= 4, timeout=90)
+            await eventually(lambda: "receive again" in caplog.text, timeout=30)
             await asyncio.sleep(1)
             for stop in stops:
                 await stop()

@@ -21,7 +21,9 @@ days): a durable subscriber away longer loses the oldest. Publishing waits for `
   processes sharing a name share the partitions. ``delete_subscription`` deletes the group
   (Kafka refuses while a member is subscribed).
 
-The consumers reconnect by themselves (aiokafka); a read that fails is logged and retried.
+The consumers reconnect by themselves (aiokafka), silently: a watch asks the cluster every few
+seconds while subscriptions exist and logs when it stops answering and when it is back; a read
+that fails is logged and retried.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 RETENTION_MS = 7 * 24 * 3600 * 1000
 SESSION = 10.0  # seconds before a durable member that vanished loses its partitions
 ASSIGNMENT_WAIT = 30.0
+WATCH = 5.0  # seconds between checks that the cluster answers, while there are subscriptions
 _GROUP_NOT_FOUND, _GROUP_NOT_EMPTY = 69, 68  # Kafka's error codes for DeleteGroups
 
 
@@ -76,6 +79,7 @@ class KafkaTopics:
         self.broker = broker
         self._created = False
         self._subscriptions: set[Unsubscribe] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     async def ensure(self) -> None:
         if not self._created:
@@ -140,6 +144,8 @@ class KafkaTopics:
         member: _Durable | None = None,
     ) -> Unsubscribe:  # fmt: skip
         task = watched(pump, what)
+        if self._watch is None:
+            self._watch = watched(self._watching(), "the Kafka topics watch")
 
         async def unsubscribe() -> None:
             self._subscriptions.discard(unsubscribe)
@@ -149,9 +155,31 @@ class KafkaTopics:
                 await stop(task)
             with contextlib.suppress(*DRIVER_ERRORS):
                 await consumer.stop()
+            if not self._subscriptions and self._watch is not None:
+                watch, self._watch = self._watch, None
+                await stop(watch)
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
+
+    async def _watching(self) -> None:
+        """aiokafka's readers wait out an outage in silence: while subscriptions exist, ask the
+        cluster every :data:`WATCH` seconds and say when it stops answering, and when it is back."""
+        down = False
+        while True:
+            await asyncio.sleep(WATCH)
+            try:
+                with mapped("Kafka does not answer"):
+                    await asyncio.wait_for(self.broker.admin.describe_cluster(), WATCH)
+            except (BrokerError, TimeoutError) as exc:
+                if not down:
+                    log.warning("topic subscriptions receive nothing (%s); they resume by themselves "
+                                "when it answers again", exc or "Kafka does not answer")  # fmt: skip
+                down = True
+                continue
+            if down:
+                log.warning("Kafka answers again: topic subscriptions receive again")
+                down = False
 
     async def delete_subscription(self, durable: str) -> None:
         group = durable_group(durable)
