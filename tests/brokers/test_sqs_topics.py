@@ -22,7 +22,7 @@ from orquestrador.brokers import connect
 from orquestrador.brokers.sqs import SqsBroker
 from orquestrador.brokers.sqs.names import MAX_NAME, durable_of, durable_queue
 from orquestrador.brokers.sqs.topics import ALIVE_TAG, DURABLE_TAG, SNS_TOPIC, TOPIC_ATTRIBUTE, filter_policy
-from orquestrador.errors import BrokerError, TopicError
+from orquestrador.errors import BrokerError, PayloadTooLarge, TopicError
 from orquestrador.topics import TopicMessage
 from tests.conftest import broker_url_for, eventually
 from tests.contract.test_topics import Inbox, send
@@ -241,3 +241,19 @@ async def test_a_batch_of_topic_messages_goes_out_ten_to_a_call(broker: SqsBroke
     closed = await connect(url)
     await closed.close()
     assert await closed.publish_topics(items[:3]) == 3  # counted as failed, never raised
+
+
+async def test_messages_over_snss_limit_are_refused_clearly(broker: SqsBroker, prefix: str):
+    """SNS carries 256 KiB a message (and a batch): a topic message may be up to 1 MiB elsewhere."""
+    big = TopicMessage(f"{prefix}.big", "x" * 300_000).encode()
+    with pytest.raises(PayloadTooLarge, match="reference"):
+        await broker.publish_topic(f"{prefix}.big", big)
+
+    inbox = Inbox()
+    stop = await broker.subscribe_topic(f"{prefix}.*", inbox)
+    items = [(f"{prefix}.mid", TopicMessage(f"{prefix}.mid", "y" * 100_000).encode()) for _ in range(3)]
+    items += [(f"{prefix}.big", big)] + [(f"{prefix}.small", TopicMessage(f"{prefix}.small").encode())] * 12
+    assert await broker.publish_topics(items) == 1  # the big one; the rest in batches SNS takes
+    await eventually(lambda: len(inbox.got) >= 15, timeout=30)
+    await stop()
+    assert sorted(inbox.topics()) == [f"{prefix}.mid"] * 3 + [f"{prefix}.small"] * 12

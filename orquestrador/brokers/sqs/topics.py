@@ -42,7 +42,8 @@ from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.sqs.errors import DRIVER_ERRORS, ClientError, is_missing_queue, mapped
 from orquestrador.brokers.sqs.fanout import Subscribed, subscribe_queue, subscriptions
 from orquestrador.brokers.sqs.names import ENCODING, LIVE_PREFIX, durable_queue, encode_body, read_body
-from orquestrador.errors import BrokerError
+from orquestrador.brokers.sqs.sender import MAX_BATCH_BYTES, entry_size
+from orquestrador.errors import BrokerError, PayloadTooLarge
 from orquestrador.topics.delivery import deliver_durable, deliver_live, watched
 from orquestrador.topics.delivery import stop as stop_task
 from orquestrador.topics.patterns import has_wildcards, literal_prefix, matches
@@ -99,13 +100,20 @@ class SnsTopics:
             return sns, self._arn
 
     async def publish(self, topic: str, body: bytes) -> None:
+        entry = _entry(topic, body)
+        if (size := entry_size(entry, "Message")) > MAX_BATCH_BYTES:
+            raise PayloadTooLarge(
+                f"message on topic {topic} is {size} bytes, over SNS's {MAX_BATCH_BYTES}-byte limit: "
+                "publish a reference (a URL or a path) instead of the data"
+            )
         sns, arn = await self.topic()
         with mapped(f"cannot publish on topic {topic}"):
-            await sns.publish(TopicArn=arn, **_entry(topic, body))
+            await sns.publish(TopicArn=arn, **entry)
 
     async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """PublishBatch, ten messages a call (SNS's most), four calls at a time; returns how many
-        failed (logged at debug: the toolkit's own topics are best effort)."""
+        """PublishBatch, ten messages and 256 KiB a call (SNS's most), four calls at a time;
+        returns how many failed, a message over the limit among them (logged at debug: the
+        toolkit's own topics are best effort)."""
         try:
             sns, arn = await self.topic()
         except BrokerError as exc:
@@ -113,8 +121,8 @@ class SnsTopics:
             return len(items)
         limit = asyncio.Semaphore(4)
 
-        async def batch(chunk: Sequence[tuple[str, bytes]]) -> int:
-            entries = [{"Id": str(i), **_entry(t, b)} for i, (t, b) in enumerate(chunk)]
+        async def batch(chunk: list[dict[str, Any]]) -> int:
+            entries = [{"Id": str(i), **entry} for i, entry in enumerate(chunk)]
             async with limit:
                 try:
                     with mapped(f"cannot publish {len(chunk)} topic messages"):
@@ -124,8 +132,10 @@ class SnsTopics:
                     return len(chunk)
             return len(reply.get("Failed", []))
 
-        chunks = [items[i : i + 10] for i in range(0, len(items), 10)]
-        return sum(await asyncio.gather(*(batch(chunk) for chunk in chunks)))
+        chunks, too_large = _chunks([_entry(t, b) for t, b in items])
+        if too_large:
+            log.debug("%d topic messages over SNS's %d-byte limit not sent", too_large, MAX_BATCH_BYTES)
+        return too_large + sum(await asyncio.gather(*(batch(chunk) for chunk in chunks)))
 
     async def subscribe(self, pattern: str, callback: TopicCallback, *, durable: str | None) -> Unsubscribe:
         if durable is None and self._reaper is None:  # in the background: subscribing stays quick
@@ -377,3 +387,21 @@ def _entry(topic: str, body: bytes) -> dict[str, Any]:
     if base64_body:
         attributes[ENCODING] = {"DataType": "String", "StringValue": "base64"}
     return {"Message": text, "MessageAttributes": attributes}
+
+
+def _chunks(entries: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], int]:
+    """``entries`` in PublishBatch calls (ten and 256 KiB at most each), and how many are too
+    large for any."""
+    chunks: list[list[dict[str, Any]]] = []
+    size, too_large = MAX_BATCH_BYTES, 0
+    for entry in entries:
+        n = entry_size(entry, "Message")
+        if n > MAX_BATCH_BYTES:
+            too_large += 1
+            continue
+        if size + n > MAX_BATCH_BYTES or len(chunks[-1]) == 10:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += n
+    return chunks, too_large
