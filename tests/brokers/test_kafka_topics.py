@@ -59,6 +59,7 @@ async def test_a_topic_message_is_a_record_on_orq_topicos_keyed_and_headed_by_it
     finally:
         await reader.stop()
     [record] = mine
+    assert TOPICS_TOPIC not in await broker.queues()  # no job queue
     assert dict(record.headers)[TOPIC_HEADER] == f"{prefix}.orders.created".encode()  # type: ignore[attr-defined]
     assert TopicMessage.decode(record.value).dados == {"n": 1}  # type: ignore[attr-defined]
 

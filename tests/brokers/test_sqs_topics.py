@@ -133,6 +133,7 @@ async def test_a_durable_queue_keeps_receiving_after_close_until_deleted(
         await send(broker, f"{prefix}.kept.not")  # the filter policy lets it in; matches() will not
         queue_url = sqs.get_queue_url(QueueName=f"orq-durable-{name}")["QueueUrl"]
         assert sqs.list_queue_tags(QueueUrl=queue_url)["Tags"][DURABLE_TAG] == name
+        assert not [q for q in await broker.queues() if "orq-" in q]  # no job queue
         attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
