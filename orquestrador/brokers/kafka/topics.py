@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 RETENTION_MS = 7 * 24 * 3600 * 1000
 SESSION = 10.0  # seconds before a durable member that vanished loses its partitions
 ASSIGNMENT_WAIT = 30.0
+GRACE = 30.0  # the longest an unsubscribe waits for a durable delivery in progress (retries too)
 WATCH = 5.0  # seconds between checks that the cluster answers, while there are subscriptions
 _GROUP_NOT_FOUND, _GROUP_NOT_EMPTY = 69, 68  # Kafka's error codes for DeleteGroups
 
@@ -324,5 +325,5 @@ class _Durable:
         """Let the record under way finish (a callback is not cut short), then stop."""
         self.stopping = True
         with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(task), 10)
+            await asyncio.wait_for(asyncio.shield(task), GRACE)
         await stop(task)

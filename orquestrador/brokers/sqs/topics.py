@@ -63,6 +63,7 @@ LIVE_POLL = 10  # seconds per long poll of a live queue (cut short on unsubscrib
 # ... and of a durable one, which unsubscribing lets finish: a poll cut short would leave what it
 # took (on the server) hidden for VISIBILITY, out of reach of the next subscriber.
 DURABLE_POLL = 2
+GRACE = 30.0  # the longest an unsubscribe waits for a durable delivery in progress (retries too)
 
 
 class Host(Protocol):
@@ -258,7 +259,7 @@ class Subscription:
             if self.durable is None:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, 15)
+                await asyncio.wait_for(task, GRACE)
         if self.durable is None and self.made is not None:
             try:
                 sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
