@@ -27,7 +27,7 @@ from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed, C
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.errors import BrokerError
-from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ class RabbitMQTopics:
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
         if durable is not None:
-            return await self._durable(pattern, callback, validate_durable_name(durable))
+            return await self._durable(pattern, callback, delivery.validate_durable_name(durable))
 
         async def filtered(body: bytes) -> None:
-            await deliver_live(pattern, body, callback)
+            await delivery.deliver_live(pattern, body, callback)
 
         return await self.live.subscribe(pattern, filtered)
 
@@ -108,22 +108,25 @@ class RabbitMQTopics:
                 await channel.close()
                 raise
 
+        gate = delivery.Gate()
+
         async def pump() -> None:
-            while True:
+            while not gate.stopping:  # what it has not taken goes back when its channel closes
                 channel, tag, body = await inbox.get()
                 if channel.closed is not None:
                     continue  # the server gives it again on the new channel
-                await deliver_durable(pattern, body, callback, name)
-                channel.send(channel.raw.basic_ack, tag)
+                async with gate.delivery():
+                    await delivery.deliver_durable(pattern, body, callback, name)
+                    channel.send(channel.raw.basic_ack, tag)
 
         with mapped(f"cannot subscribe durable topic subscription {name}"):
             await start()
         self._durables.add(start)
-        task = watched(pump(), name)
+        task = delivery.watched(pump(), name)
 
         async def unsubscribe() -> None:
             self._durables.discard(start)
-            await stop(task)
+            await delivery.stop(task, gate)
             if current:
                 channel, _tag = current.pop()
                 await channel.close()  # what it held unacked goes back to the queue
@@ -141,6 +144,6 @@ class RabbitMQTopics:
                 log.warning("durable topic subscription not restored after the reconnect (%s)", exc)
 
     async def delete(self, durable: str) -> None:
-        queue = QUEUE_PREFIX + validate_durable_name(durable)
+        queue = QUEUE_PREFIX + delivery.validate_durable_name(durable)
         with mapped(f"cannot delete the durable topic subscription {durable}"):
             await self.broker.admin(lambda ch: ch.delete(queue))
