@@ -45,7 +45,7 @@ from orquestrador.brokers.kafka.events import Reads, tail
 from orquestrador.brokers.kafka.ledger import Committed
 from orquestrador.brokers.kafka.names import TOPIC_HEADER, TOPICS_TOPIC, durable_group
 from orquestrador.errors import BrokerError, TopicError
-from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, watched
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import matches
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 RETENTION_MS = 7 * 24 * 3600 * 1000
 SESSION = 10.0  # seconds before a durable member that vanished loses its partitions
 ASSIGNMENT_WAIT = 30.0
-GRACE = 30.0  # the longest an unsubscribe waits for a durable delivery in progress (retries too)
 WATCH = 5.0  # seconds between checks that the cluster answers, while there are subscriptions
 _GROUP_NOT_FOUND, _GROUP_NOT_EMPTY = 69, 68  # Kafka's error codes for DeleteGroups
 
@@ -144,21 +143,18 @@ class KafkaTopics:
         self, consumer: AIOKafkaConsumer, pump: Coroutine[Any, Any, None], what: str,
         member: _Durable | None = None,
     ) -> Unsubscribe:  # fmt: skip
-        task = watched(pump, what)
+        task = delivery.watched(pump, what)
         if self._watch is None:
-            self._watch = watched(self._watching(), "the Kafka topics watch")
+            self._watch = delivery.watched(self._watching(), "the Kafka topics watch")
 
         async def unsubscribe() -> None:
             self._subscriptions.discard(unsubscribe)
-            if member is not None:
-                await member.finish(task)
-            else:
-                await stop(task)
+            await delivery.stop(task, member.gate if member is not None else None)
             with contextlib.suppress(*DRIVER_ERRORS):
                 await consumer.stop()
             if not self._subscriptions and self._watch is not None:
                 watch, self._watch = self._watch, None
-                await stop(watch)
+                await delivery.stop(watch)
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
@@ -236,7 +232,7 @@ class _Live:
             for records in batch.values():
                 for record in records:
                     if _wanted(self.pattern, record):
-                        await deliver_live(self.pattern, bytes(record.value or b""), self.callback)
+                        await delivery.deliver_live(self.pattern, bytes(record.value or b""), self.callback)
 
 
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -262,7 +258,7 @@ class _Durable:
             group_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
             **broker.group_timeouts(SESSION), **broker.client_options(),
         )  # fmt: skip
-        self.stopping = False
+        self.gate = delivery.Gate()  # unsubscribing waits for the record under way, and its commit
 
     async def start(self) -> None:
         """Joined, assigned, and the start of every partition pinned by a commit."""
@@ -299,7 +295,7 @@ class _Durable:
 
     async def pump(self) -> None:
         failures = [0]
-        while not self.stopping:
+        while not self.gate.stopping:
             if self.listener.changed.is_set():
                 try:
                     await self.pin()
@@ -308,22 +304,17 @@ class _Durable:
             batch = await _read(self.consumer, self.where, failures)
             for tp, records in batch.items():
                 for record in records:
-                    if self.stopping or tp not in self.consumer.assignment():
+                    if self.gate.stopping or tp not in self.consumer.assignment():
                         break  # the rest come again, from the commit, to whoever reads next
-                    await self._deliver(tp, record)
+                    async with self.gate.delivery():
+                        await self._deliver(tp, record)
 
     async def _deliver(self, tp: TopicPartition, record: Any) -> None:
         if _wanted(self.pattern, record):
-            await deliver_durable(self.pattern, bytes(record.value or b""), self.callback, self.durable)
+            body = bytes(record.value or b"")
+            await delivery.deliver_durable(self.pattern, body, self.callback, self.durable)
         try:
             with mapped(f"{self.where}: commit failed"):
                 await self.consumer.commit({tp: record.offset + 1})
         except (BrokerError, *CommitRefused) as exc:  # the partition moved: its new owner redelivers
             log.warning("%s (the record at %s:%d may come again)", exc, tp.partition, record.offset)
-
-    async def finish(self, task: asyncio.Task[None]) -> None:
-        """Let the record under way finish (a callback is not cut short), then stop."""
-        self.stopping = True
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(task), GRACE)
-        await stop(task)

@@ -44,8 +44,7 @@ from orquestrador.brokers.sqs.fanout import Subscribed, subscribe_queue, subscri
 from orquestrador.brokers.sqs.names import ENCODING, LIVE_PREFIX, durable_queue, encode_body, read_body
 from orquestrador.brokers.sqs.sender import MAX_BATCH_BYTES, entry_size
 from orquestrador.errors import BrokerError, PayloadTooLarge
-from orquestrador.topics.delivery import deliver_durable, deliver_live, watched
-from orquestrador.topics.delivery import stop as stop_task
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import has_wildcards, literal_prefix, matches
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,6 @@ LIVE_POLL = 10  # seconds per long poll of a live queue (cut short on unsubscrib
 # ... and of a durable one, which unsubscribing lets finish: a poll cut short would leave what it
 # took (on the server) hidden for VISIBILITY, out of reach of the next subscriber.
 DURABLE_POLL = 2
-GRACE = 30.0  # the longest an unsubscribe waits for a durable delivery in progress (retries too)
 
 
 class Host(Protocol):
@@ -140,7 +138,7 @@ class SnsTopics:
 
     async def subscribe(self, pattern: str, callback: TopicCallback, *, durable: str | None) -> Unsubscribe:
         if durable is None and self._reaper is None:  # in the background: subscribing stays quick
-            self._reaper = watched(self._reap_quietly(), "reaping live topic queues")
+            self._reaper = delivery.watched(self._reap_quietly(), "reaping live topic queues")
         subscription = Subscription(self, pattern, callback, durable)
         await subscription.open()
         subscription.start()
@@ -211,7 +209,7 @@ class SnsTopics:
         for unsubscribe in list(self._subscriptions):
             await unsubscribe()
         if self._reaper is not None:
-            await stop_task(self._reaper)
+            await delivery.stop(self._reaper)
         self._arn = None
 
 
@@ -224,7 +222,7 @@ class Subscription:
         self.where = f"durable subscription {durable!r}" if durable else f"live subscription {pattern}"
         self.made: Subscribed | None = None
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.gate = delivery.Gate()  # a durable one stops between deliveries, not inside one
         self._pushed = time.monotonic()
 
     @property
@@ -248,18 +246,19 @@ class Subscription:
         )  # fmt: skip
 
     def start(self) -> None:
-        self._task = watched(self._pump(), self.where)
+        self._task = delivery.watched(self._pump(), self.where)
 
     async def stop(self) -> None:
-        """Live: at once, and the queue goes. Durable: once the long poll or the delivery under
-        way is over (what the batch holds beyond it is handed back), and the queue stays."""
-        self._stopping = True
+        """Live: at once, and the queue goes. Durable: once the delivery (then the long poll)
+        under way is over, what the batch holds beyond it handed back; the queue stays. A poll is
+        not cut short: what it took on the server would stay hidden from the next subscriber."""
+        await self.gate.close()
         task = self._task
         if task is not None:
-            if self.durable is None:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, GRACE)
+            if self.durable is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), DURABLE_POLL + 5)
+            await delivery.stop(task)
         if self.durable is None and self.made is not None:
             try:
                 sns, sqs = await self.owner.host.sns(), self.owner.host.sqs
@@ -272,7 +271,7 @@ class Subscription:
 
     async def _pump(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not self.gate.stopping:
             try:
                 messages = await self._receive()
                 failures = 0
@@ -319,17 +318,20 @@ class Subscription:
             await self._delete(messages)
         for message in messages:
             if (body := self._read(message)) is not None:
-                await deliver_live(self.pattern, body, self.callback)
+                await delivery.deliver_live(self.pattern, body, self.callback)
 
     async def _durable(self, messages: list[dict[str, Any]]) -> None:
         for i, message in enumerate(messages):
-            if self._stopping:  # unsubscribed meanwhile: hand the rest back for whoever comes next
+            if self.gate.stopping:  # unsubscribed meanwhile: hand the rest back for whoever is next
                 await self._hide(messages[i:], 0)
                 return
-            if (body := self._read(message)) is not None:
-                durable = str(self.durable)
-                await self._held(message, deliver_durable(self.pattern, body, self.callback, durable))
-            await self._delete([message])
+            async with self.gate.delivery():
+                if (body := self._read(message)) is not None:
+                    durable = str(self.durable)
+                    await self._held(
+                        message, delivery.deliver_durable(self.pattern, body, self.callback, durable)
+                    )
+                await self._delete([message])
 
     def _read(self, message: dict[str, Any]) -> bytes | None:
         """The body, unless the topic attribute already says the pattern does not match (what
