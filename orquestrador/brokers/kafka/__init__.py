@@ -46,10 +46,13 @@ out; ``in_flight`` comes from the commits' hand-out marks, so it counts every wo
 reads from the committed offset with a client outside the group (no side effect); ``purge``
 deletes records up to the end (DeleteRecords). ``oldest_age`` is not read (None).
 
+Topics (publish/subscribe, not queues) share one Kafka topic, ``orq.topicos``; durable
+subscriptions are consumer groups ``orq.topico.<name>`` (:mod:`.topics` says why one topic).
+
 Files: :mod:`.broker` (clients, publishing, topics, inspection), :mod:`.consumer` (group
 members), :mod:`.delivery` (records and deliveries), :mod:`.ledger` (per-partition progress and
 commit metadata), :mod:`.assignor`, :mod:`.config` (the URL, the group's timeouts),
-:mod:`.errors` (the one mapping of driver errors), :mod:`.names`, :mod:`.events`.
+:mod:`.errors` (the one mapping of driver errors), :mod:`.names`, :mod:`.events`, :mod:`.topics`.
 """
 
 from orquestrador.brokers.kafka.broker import KafkaBroker

@@ -9,7 +9,7 @@ import heapq
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,6 +23,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
     validate_queue_name,
 )
@@ -34,6 +36,7 @@ from orquestrador.brokers.kafka.events import EventsTopic
 from orquestrador.brokers.kafka.ledger import Committed
 from orquestrador.brokers.kafka.names import MESSAGE_ID, RETRY_SUFFIX, group_of, key_of, retry_topic
 from orquestrador.brokers.kafka.shared import KafkaState
+from orquestrador.brokers.kafka.topics import KafkaTopics
 from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.support.delays import bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
@@ -50,7 +53,6 @@ class KafkaBroker(Broker):
     display_name = "Kafka"
     # What Kafka lacks, this adapter supplies (see the package docstring).
     capabilities = Capabilities.lacking(
-        "durable_topics",
         "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "shared_slots",
         "oldest_age", "counts_reconnects",
     )  # fmt: skip
@@ -71,6 +73,7 @@ class KafkaBroker(Broker):
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self._events = EventsTopic(self)
         self._state: KafkaState | None = None
+        self._pubsub = KafkaTopics(self)
 
     def client_options(self) -> dict[str, Any]:
         """Connection settings shared by every aiokafka client of this broker (credentials too:
@@ -147,6 +150,7 @@ class KafkaBroker(Broker):
             with contextlib.suppress(BrokerError, TimeoutError):
                 await asyncio.wait_for(consumer.close(), 15)
         await self._events.close()
+        await self._pubsub.close()
         producer, admin, inspector = self._producer, self._admin, self._inspector
         self._producer = self._admin = self._inspector = None
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -449,6 +453,23 @@ class KafkaBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         return await self._events.subscribe(subject, callback)
+
+    # -- topics (see .topics) ----------------------------------------------------------------
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._pubsub.publish(topic, body)
+
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._pubsub.publish_many(items)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        return await self._pubsub.subscribe(pattern, callback, durable=durable)
+
+    async def delete_subscription(self, durable: str) -> None:
+        """Its consumer group goes, with its place in ``orq.topicos``."""
+        await self._pubsub.delete_subscription(durable)
 
 
 __all__ = ["KafkaBroker"]

@@ -22,6 +22,7 @@ from orquestrador.brokers.base import EventCallback
 from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, mapped
 from orquestrador.brokers.kafka.names import EVENTS_TOPIC, SUBJECT, key_of
 from orquestrador.errors import BrokerError
+from orquestrador.topics.patterns import matches
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,31 @@ class Host(Protocol):
     async def partitions_of(self, topic: str) -> list[int]: ...
 
 
-def matches(pattern: str, subject: str) -> bool:
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
+class Reads(Protocol):
+    def client_options(self) -> dict[str, Any]: ...
+
+    async def partitions_of(self, topic: str) -> list[int]: ...
+
+
+async def tail(broker: Reads, topic: str, what: str) -> AIOKafkaConsumer:
+    """A started reader of every partition of ``topic``, outside any group, at its end as of
+    now: the positions are read before this returns, so nothing sent afterwards is missed."""
+    reader = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **broker.client_options())
+    try:
+        with mapped(what):
+            await reader.start()
+            tps = [TopicPartition(topic, p) for p in await broker.partitions_of(topic)]
+            if not tps:
+                raise BrokerError(f"{what}: the topic {topic} shows no partitions yet; subscribe again")
+            reader.assign(tps)
+            await reader.seek_to_end(*tps)
+            for tp in tps:
+                await reader.position(tp)
+    except BaseException:
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await reader.stop()
+        raise
+    return reader
 
 
 class EventsTopic:
@@ -74,17 +92,7 @@ class EventsTopic:
 
     async def subscribe(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         await self._ensure()
-        reader = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **self.broker.client_options())
-        with mapped(f"cannot subscribe to events {subject}"):
-            await reader.start()
-            tps = [TopicPartition(EVENTS_TOPIC, p) for p in await self.broker.partitions_of(EVENTS_TOPIC)]
-            if not tps:
-                await reader.stop()
-                raise BrokerError(f"the topic {EVENTS_TOPIC} shows no partitions yet; subscribe again")
-            reader.assign(tps)
-            await reader.seek_to_end(*tps)
-            for tp in tps:  # the end as of now: nothing sent after this returns is missed
-                await reader.position(tp)
+        reader = await tail(self.broker, EVENTS_TOPIC, f"cannot subscribe to events {subject}")
 
         async def pump() -> None:
             while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from orquestrador.brokers.queues import DLQ_SUFFIX
+from orquestrador.topics.delivery import validate_durable_name
 
 RETRY_SUFFIX = ".retry"  # <queue>.retry: copies waiting out a delayed retry (see .consumer)
 GROUP_PREFIX = "orq."  # the consumer group of <queue> is orq.<queue>
@@ -12,12 +13,20 @@ EVENTS_TOPIC = "orq.eventos"  # lifecycle events, keyed by correlation_id
 MESSAGE_ID = "x-orq-message-id"  # the publisher's message id (Kafka records have none of their own)
 DUE = "x-orq-due"  # epoch milliseconds when a copy in <queue>.retry goes back to <queue>
 SUBJECT = "x-orq-subject"  # an event's subject (orq.eventos...)
+TOPICS_TOPIC = "orq.topicos"  # every toolkit topic's messages, keyed by the toolkit topic (see .topics)
+TOPIC_HEADER = "x-orq-topico"  # the toolkit topic of a record in orq.topicos
+DURABLE_GROUP_PREFIX = "orq.topico."  # the consumer group of durable topic subscription NAME
 
 _CORRELATION = re.compile(rb'"correlation_id"\s*:\s*"([^"\\]{1,200})"')
 
 
 def group_of(queue: str) -> str:
     return GROUP_PREFIX + queue
+
+
+def durable_group(durable: str) -> str:
+    """The consumer group of durable topic subscription ``durable`` (validated here)."""
+    return DURABLE_GROUP_PREFIX + validate_durable_name(durable)
 
 
 def retry_topic(queue: str) -> str:

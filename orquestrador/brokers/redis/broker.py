@@ -26,6 +26,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
 )
 from orquestrador.brokers.redis import events
@@ -45,6 +47,7 @@ from orquestrador.brokers.redis.names import (
 from orquestrador.brokers.redis.scripts import bind, run_pipeline
 from orquestrador.brokers.redis.shared import RedisState
 from orquestrador.brokers.redis.slots import RedisSlots
+from orquestrador.brokers.redis.topics import RedisTopics
 from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
@@ -64,7 +67,7 @@ class RedisBroker(Broker):
     scheme = "redis"
     display_name = "Redis"
     # Redis reconnects inside each command: no count of its own.
-    capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
+    capabilities = Capabilities.lacking("counts_reconnects")
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         super().__init__(url)
@@ -86,6 +89,7 @@ class RedisBroker(Broker):
         self._clock_offset_ms = 0.0
         self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
         self.scripts: dict[str, Any] = {}
+        self._topics = RedisTopics(self)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -360,3 +364,23 @@ class RedisBroker(Broker):
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
+
+    # -- topics (topics.py) ------------------------------------------------------------------
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._topics.publish(topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        unsubscribe = await self._topics.subscribe(pattern, callback, durable)
+
+        async def stop() -> None:
+            self._subscriptions.discard(stop)
+            await unsubscribe()
+
+        self._subscriptions.add(stop)
+        return stop
+
+    async def delete_subscription(self, durable: str) -> None:
+        await self._topics.delete(durable)

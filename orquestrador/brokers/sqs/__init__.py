@@ -38,11 +38,13 @@ visible (every consumer's, and messages nacked with a delay), dead letters = all
 metric, not an attribute). ``peek`` is a receive (hidden 5 s) followed by making the messages
 visible again at once, which adds one to their receive count: not side-effect free.
 ``purge`` receives and deletes (PurgeQueue runs once a minute and finishes later). Events go
-over SNS (:mod:`.events`).
+over SNS (:mod:`.events`), and so do topics: one SNS topic, an SQS queue per subscription
+(:mod:`.topics`, on :mod:`.fanout`).
 
 Files: :mod:`.broker` (client, publishing, queues), :mod:`.consumer` (consumers and
 deliveries), :mod:`.errors` (the one mapping of driver errors), :mod:`.names` (names, headers,
-bodies), :mod:`.sender` (batched sends), :mod:`.events` (SNS).
+bodies), :mod:`.sender` (batched sends), :mod:`.events` (SNS), :mod:`.topics` and :mod:`.fanout`
+(topics over SNS to SQS).
 """
 
 from orquestrador.brokers.sqs.broker import SqsBroker

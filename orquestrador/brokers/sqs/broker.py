@@ -24,6 +24,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
 )
 from orquestrador.brokers.intake import FieldReader
@@ -49,6 +51,7 @@ from orquestrador.brokers.sqs.names import (
 )
 from orquestrador.brokers.sqs.sender import Sender
 from orquestrador.brokers.sqs.shared import SqsState
+from orquestrador.brokers.sqs.topics import SnsTopics
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError, ConfigError
 from orquestrador.settings import redact_url
@@ -71,7 +74,6 @@ class SqsBroker(Broker):
     host_required = False  # sqs:// takes its region from the AWS environment
     # Standard queues; a ?fifo=true broker drops duplicate ids on the server (see deduplicated).
     capabilities = Capabilities.lacking(
-        "durable_topics",
         "server_dedup", "positions", "side_effect_free_peek", "shared_slots", "oldest_age",
         "counts_reconnects",
     )  # fmt: skip
@@ -109,8 +111,11 @@ class SqsBroker(Broker):
         self._stack: contextlib.AsyncExitStack | None = None
         self._urls: dict[str, str] = {}
         self._sender = Sender(self._send_batch)
+        self._sns: Any = None
+        self._sns_lock = asyncio.Lock()
         self._events = SnsEvents(self)
         self._state: SqsState | None = None
+        self._topics = SnsTopics(self)
 
     @property
     def where(self) -> str:
@@ -135,6 +140,17 @@ class SqsBroker(Broker):
             self._session = get_session()
         return await stack.enter_async_context(self._session.create_client(service, **self.client_options()))
 
+    async def sns(self) -> Any:
+        """The SNS client of this connection (events and topics), made on first use."""
+        stack = self._stack
+        if stack is None:
+            raise self.not_connected()
+        async with self._sns_lock:
+            if self._sns is None:
+                with mapped("cannot make an SNS client"):
+                    self._sns = await self.create_client("sns", stack)
+            return self._sns
+
     async def connect(self) -> None:
         if self._client is not None:
             return
@@ -155,7 +171,8 @@ class SqsBroker(Broker):
 
     async def close(self) -> None:
         await self._events.close()
-        stack, self._stack, self._client = self._stack, None, None
+        await self._topics.close()
+        stack, self._stack, self._client, self._sns = self._stack, None, None, None
         if stack is not None:
             with contextlib.suppress(*DRIVER_ERRORS):
                 await stack.aclose()
@@ -415,6 +432,27 @@ class SqsBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         return await self._events.subscribe(subject, callback)
+
+    # -- topics (see .topics) ----------------------------------------------------------------
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._topics.publish(topic, body)
+
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._topics.publish_many(items)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        return await self._topics.subscribe(pattern, callback, durable=durable)
+
+    async def delete_subscription(self, durable: str) -> None:
+        """Its queue and SNS subscription go, with what the queue held."""
+        await self._topics.delete_subscription(durable)
+
+    async def reap_live_subscriptions(self) -> int:
+        """Delete the queues of live subscriptions whose process died (see .topics); returns how many."""
+        return await self._topics.reap()
 
 
 def _flag(value: str, name: str, where: str) -> bool:

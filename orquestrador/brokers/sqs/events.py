@@ -7,15 +7,14 @@ long-polls it; subjects are matched here, NATS-style (``*`` one token, ``>`` the
 Unsubscribing (or closing the broker) removes the subscription and the queue; a process killed
 meanwhile leaves them behind, holding at most a minute of events (``orq-events-`` names them).
 
-This is also the hook for the topics feature (DESIGN.md, "Topics"): a durable named
-subscription would be the same SNS subscription on a queue named after it, kept on unsubscribe.
+Topics (:mod:`.topics`) stand on the same SNS-to-SQS fan-out (:mod:`.fanout`), on a topic
+of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,8 +23,10 @@ from typing import Any, Protocol
 from orquestrador.brokers.base import EventCallback
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.sqs.errors import DRIVER_ERRORS, mapped
+from orquestrador.brokers.sqs.fanout import subscribe_queue
 from orquestrador.brokers.sqs.names import ENCODING, encode_body, read_body
 from orquestrador.errors import BrokerError
+from orquestrador.topics.patterns import matches
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,7 @@ class Host(Protocol):
     @property
     def sqs(self) -> Any: ...
 
-    async def create_client(self, service: str, stack: contextlib.AsyncExitStack) -> Any: ...
-
-
-def matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
+    async def sns(self) -> Any: ...
 
 
 class SnsEvents:
@@ -58,20 +48,17 @@ class SnsEvents:
 
     def __init__(self, host: Host) -> None:
         self._host = host
-        self._stack = contextlib.AsyncExitStack()
-        self._sns: Any = None
         self._topic: str | None = None
         self._lock = asyncio.Lock()
         self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
 
     async def _topic_arn(self) -> tuple[Any, str]:
+        sns = await self._host.sns()
         async with self._lock:
-            if self._sns is None:
-                self._sns = await self._host.create_client("sns", self._stack)
             if self._topic is None:
                 with mapped("cannot create the SNS events topic"):
-                    self._topic = str((await self._sns.create_topic(Name=TOPIC))["TopicArn"])
-            return self._sns, self._topic
+                    self._topic = str((await sns.create_topic(Name=TOPIC))["TopicArn"])
+            return sns, self._topic
 
     async def publish(self, subject: str, body: bytes) -> None:
         text, base64_body = encode_body(body)
@@ -88,21 +75,9 @@ class SnsEvents:
         sns, topic = await self._topic_arn()
         sqs = self._host.sqs
         name = QUEUE_PREFIX + uuid.uuid4().hex[:16]
-        with mapped(f"cannot subscribe to {subject}"):
-            reply = await sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})
-            url = str(reply["QueueUrl"])
-            reply = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-            arn = reply["Attributes"]["QueueArn"]
-            policy = {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-                "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
-            }]}  # fmt: skip
-            await sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-            reply = await sns.subscribe(
-                TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True,
-                Attributes={"RawMessageDelivery": "true"},
-            )  # fmt: skip
-        subscription = str(reply["SubscriptionArn"])
+        attributes = {"MessageRetentionPeriod": "60"}
+        made = await subscribe_queue(sns, sqs, topic, name, attributes=attributes, tags={}, fresh=True)
+        url, subscription = made.url, made.subscription
         task = asyncio.ensure_future(self._pump(url, subject, callback))
 
         async def unsubscribe() -> None:
@@ -156,6 +131,4 @@ class SnsEvents:
     async def close(self) -> None:
         for unsubscribe in list(self._subscriptions):
             await unsubscribe()
-        with contextlib.suppress(*DRIVER_ERRORS):
-            await self._stack.aclose()
-        self._sns, self._topic = None, None
+        self._topic = None

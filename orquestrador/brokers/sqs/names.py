@@ -12,6 +12,12 @@ Headers. SQS takes at most 10 message attributes, the toolkit carries any number
 beside the publisher's message id, :data:`MESSAGE_ID`. String attributes set by a plain SQS
 producer (a ``traceparent``, say) read as headers too.
 
+Topics (:mod:`.topics`). A durable subscription named ``<durable>`` (letters, digits, ``-``,
+``_``) is the queue ``orq-durable-<durable>``, which reads back as its name; a name too long
+for SQS is shortened as queue names are, and read back from the queue's tag
+(``topics.DURABLE_TAG``). A live subscription's queue is ``orq-live-`` and 16 random hex
+digits. Neither carries :data:`NAME_TAG`: they are no job queues.
+
 Bodies. An SQS body is text of a restricted character set; a body that is not such text (not
 UTF-8, or holding control characters) travels base64-encoded, marked by :data:`ENCODING`.
 """
@@ -28,11 +34,16 @@ from typing import Any
 
 from orquestrador.brokers.base import DLQ_SUFFIX, origin_of, validate_queue_name
 from orquestrador.brokers.intake import FieldReader
+from orquestrador.errors import TopicError
+from orquestrador.topics.delivery import validate_durable_name
 
 MAX_NAME = 80
 FIFO_SUFFIX = ".fifo"
 SQS_DLQ_SUFFIX = "__dlq"
 NAME_TAG = "orquestrador-queue"
+
+DURABLE_PREFIX = "orq-durable-"
+LIVE_PREFIX = "orq-live-"
 
 HEADERS = "orq-headers"
 MESSAGE_ID = "orq-message-id"
@@ -50,10 +61,13 @@ def sqs_name(queue: str, *, fifo: bool = False) -> str:
     origin = origin_of(queue)
     tail = (SQS_DLQ_SUFFIX if queue.endswith(DLQ_SUFFIX) else "") + (FIFO_SUFFIX if fifo else "")
     room = MAX_NAME - len(tail)
-    if len(origin) > room:
-        digest = hashlib.sha256(origin.encode()).hexdigest()[:_HASHED]
-        origin = f"{origin[: room - _HASHED - 1]}-{digest}"
-    return origin + tail
+    return (_shortened(origin, room) if len(origin) > room else origin) + tail
+
+
+def _shortened(name: str, room: int) -> str:
+    """``name`` cut to ``room`` characters, the last 17 a dash and a hash of the whole."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASHED]
+    return f"{name[: room - _HASHED - 1]}-{digest}"
 
 
 def queue_name(name: str) -> str | None:
@@ -66,6 +80,21 @@ def queue_name(name: str) -> str | None:
     try:
         return validate_queue_name(name)
     except ValueError:
+        return None
+
+
+def durable_queue(durable: str) -> str:
+    """The SQS queue of durable topic subscription ``durable``."""
+    name = DURABLE_PREFIX + validate_durable_name(durable)
+    return name if len(name) <= MAX_NAME else _shortened(name, MAX_NAME)
+
+
+def durable_of(name: str) -> str | None:
+    """The durable subscription SQS queue ``name`` belongs to (None if it is no such queue)."""
+    rest = name.removeprefix(DURABLE_PREFIX)
+    try:
+        return validate_durable_name(rest) if rest != name else None
+    except TopicError:
         return None
 
 

@@ -29,9 +29,10 @@ class _Outgoing:
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-def entry_size(entry: dict[str, Any]) -> int:
-    """What SQS counts of a message: its body and its attributes' names, types and values."""
-    size = len(entry["MessageBody"].encode("utf-8"))
+def entry_size(entry: dict[str, Any], body: str = "MessageBody") -> int:
+    """What SQS (and SNS, whose body is ``Message``) counts of a message: its body and its
+    attributes' names, types and values."""
+    size = len(entry[body].encode("utf-8"))
     for name, attribute in entry.get("MessageAttributes", {}).items():
         size += len(name) + len(attribute["DataType"]) + len(attribute["StringValue"].encode("utf-8"))
     return size
