@@ -15,10 +15,22 @@ import sys
 
 import typer
 
-from orquestrador.cli import asyncapi, broker, console, consume, dlq, jobs, queues, stats, store, worker
+from orquestrador.cli import (
+    asyncapi,
+    broker,
+    console,
+    consume,
+    dlq,
+    jobs,
+    queues,
+    stats,
+    store,
+    topics,
+    worker,
+)
 from orquestrador.errors import OrquestradorError
 
-COMMANDS = (jobs, consume, stats, asyncapi, worker, broker, queues, dlq, store)
+COMMANDS = (jobs, topics, consume, stats, asyncapi, worker, broker, queues, dlq, store)
 
 app = typer.Typer(
     help="Launch scraping and execution jobs and run their workers on real brokers.",

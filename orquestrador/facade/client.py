@@ -1,6 +1,7 @@
 """``Orquestrador``: launch jobs and batches, run pipelines, open the notebook widgets.
 
-What it reads (results, aggregates, queues) is in :mod:`orquestrador.facade.reads`, how a sync
+What it reads (results, aggregates, queues) is in :mod:`orquestrador.facade.reads`, topics and
+request-reply in :mod:`orquestrador.facade.messaging`, how a sync
 call reaches the asyncio core in :mod:`orquestrador.facade.session`, and the handles it returns
 in :mod:`orquestrador.facade.handles`.
 """
@@ -17,6 +18,7 @@ from orquestrador.collector import Saude
 from orquestrador.envelope import TipoEvento
 from orquestrador.errors import JobTimeout, LaunchError
 from orquestrador.facade.handles import Job, Lote
+from orquestrador.facade.messaging import Messaging
 from orquestrador.facade.reads import Reads
 from orquestrador.orchestrator import AsyncOrquestrador
 from orquestrador.pipeline import Pipeline
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class Orquestrador(Reads):
+class Orquestrador(Reads, Messaging):
     """Launch jobs and read their results, from a script or a notebook.
 
     ``url`` picks the broker (``nats://``, ``redis://``, ``amqp://``, ``memory://``); without one,
