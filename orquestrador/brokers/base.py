@@ -46,13 +46,11 @@ from orquestrador.brokers.queues import (  # re-exported: the names adapters and
 )
 from orquestrador.brokers.slots import LocalSlots, Slots
 from orquestrador.brokers.support.dedup import RecentIds
-from orquestrador.errors import BrokerError, OrquestradorError
+from orquestrador.errors import BrokerError
 from orquestrador.settings import TlsPaths, redact_url, split_tls
+from orquestrador.topics.delivery import TopicCallback as TopicCallback  # re-exported for adapters
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
-# A topic subscription's callback: the concrete topic and the raw body (a
-# :class:`~orquestrador.topics.TopicMessage` in JSON, unchecked: decoding is the caller's).
-TopicCallback = Callable[[str, bytes], Awaitable[None]]
 Unsubscribe = Callable[[], Awaitable[None]]
 
 log = logging.getLogger(__name__)
@@ -382,31 +380,41 @@ class Broker(abc.ABC):
         """Call ``callback`` for each message on a topic ``pattern`` matches; returns the async
         unsubscribe. Subscribed when it returns: nothing published afterwards is missed.
 
-        Live (``durable=None``): only what is published while subscribed. Durable: a named
-        subscription whose messages published while nobody listened under that name arrive
-        when it is back, each acked after ``callback`` returns (redelivered if it raised).
-        Delivers exactly what :func:`~orquestrador.topics.matches` accepts, whatever the
-        broker's own wildcards do. Default: live, on the events path.
+        Live (``durable=None``): only what is published while subscribed; a callback that
+        raises is logged. Durable (a name, see
+        :func:`~orquestrador.topics.delivery.validate_durable_name`): messages published while
+        nobody listened under that name arrive when it is back, once per name (subscribers
+        sharing a name share its messages), each acked after ``callback`` returns and retried
+        as :mod:`orquestrador.topics.delivery` says if it raised; the latest subscribe's
+        pattern is the name's. Either way only decodable messages whose topic
+        :func:`~orquestrador.topics.matches` accepts arrive, whatever the broker's own
+        wildcards do (see :func:`~orquestrador.topics.delivery.deliver_live`). Default: live,
+        on the events path.
         """
-        from orquestrador.topics.patterns import matches
+        from orquestrador.topics.delivery import deliver_live
 
         if durable is not None:
             self.refuse_durable(pattern)
 
         async def filtered(body: bytes) -> None:
-            topic = _topic_of(body)
-            if topic is not None and matches(pattern, topic):
-                await callback(topic, body)
+            await deliver_live(pattern, body, callback)
 
         return await self.subscribe_events(pattern, filtered)
 
-    def refuse_durable(self, pattern: str) -> None:
+    async def delete_subscription(self, durable: str) -> None:
+        """Forget the durable subscription ``durable`` and drop its backlog (no-op if unknown):
+        a durable name keeps what is published for it until deleted or past the broker's
+        retention (README, Topics). Default: nothing to delete on a live-only broker."""
+        self.refuse_durable(durable)
+
+    def refuse_durable(self, what: str) -> None:
+        """Raise :class:`~orquestrador.errors.TopicError` unless ``capabilities.durable_topics``."""
         if not self.capabilities.durable_topics:
             from orquestrador.errors import TopicError
 
             raise TopicError(
-                f"{self.display_name or self.scheme} offers live topic subscriptions only; subscribe to "
-                f"{pattern!r} without durable=, or use a broker whose capabilities have durable_topics"
+                f"{self.display_name or self.scheme} offers live topic subscriptions only ({what!r}): "
+                "subscribe without durable=, or use a broker whose capabilities have durable_topics"
             )
 
     async def __aenter__(self) -> Broker:
@@ -415,16 +423,6 @@ class Broker(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _topic_of(body: bytes) -> str | None:
-    """The ``topico`` a body says it is on, for brokers whose events path does not carry it."""
-    from orquestrador.topics.message import TopicMessage
-
-    try:
-        return TopicMessage.decode(body).topico
-    except OrquestradorError:
-        return None
 
 
 def _newer(delivery: Delivery, last: Position | None) -> bool:

@@ -15,11 +15,15 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
     validate_queue_name,
 )
 from orquestrador.brokers.memory.consumer import MemoryConsumer
 from orquestrador.brokers.memory.space import space
+from orquestrador.topics.delivery import deliver_live
+from orquestrador.topics.patterns import matches
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +116,49 @@ class MemoryBroker(Broker):
             return sorted(self.space.queues)
 
     async def publish_event(self, subject: str, body: bytes) -> None:
+        self._notify(self.space.listeners, subject, body)
+
+    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
+        """In-process listeners; ``subject`` may be a NATS-style pattern (``*``, ``>``)."""
+        return self._listen(self.space.listeners, subject, callback)
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        self._notify(self.space.topic_listeners, topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        if durable is not None:
+            self.refuse_durable(durable)
+
+        async def filtered(body: bytes) -> None:
+            await deliver_live(pattern, body, callback)
+
+        return self._listen(self.space.topic_listeners, pattern, filtered)
+
+    def _notify(self, where: dict[str, list[Listener]], subject: str, body: bytes) -> None:
         with self.space.lock:
-            listeners = list(self.space.listeners.get(subject, ()))
+            listeners = [item for key, items in where.items() if matches(key, subject) for item in items]
         for loop, callback in listeners:
             loop.call_soon_threadsafe(_invoke, callback, body)
 
-    async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
+    def _listen(self, where: dict[str, list[Listener]], key: str, callback: EventCallback) -> Unsubscribe:
         item = (asyncio.get_running_loop(), callback)
         with self.space.lock:
-            self.space.listeners.setdefault(subject, []).append(item)
+            where.setdefault(key, []).append(item)
 
         async def unsubscribe() -> None:
             with self.space.lock:
-                entries = self.space.listeners.get(subject, [])
+                entries = where.get(key, [])
                 if item in entries:
                     entries.remove(item)
+                if not entries:
+                    where.pop(key, None)
 
         return unsubscribe
 
 
+Listener = tuple[asyncio.AbstractEventLoop, EventCallback]
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
 

@@ -48,7 +48,10 @@ class Space:
         self.queues: dict[str, Store] = {}
         self.seq = itertools.count(1)
         self.tokens = itertools.count(1)
+        # By subject or NATS-style pattern: events, and topics apart (a topic subscriber of
+        # ``orq.>`` must not get the lifecycle events of ``orq.eventos``).
         self.listeners: dict[str, list[tuple[asyncio.AbstractEventLoop, EventCallback]]] = {}
+        self.topic_listeners: dict[str, list[tuple[asyncio.AbstractEventLoop, EventCallback]]] = {}
         self.recent: dict[tuple[str, str], float] = {}  # (queue, message_id) -> published at
 
     def queue(self, name: str) -> Store:

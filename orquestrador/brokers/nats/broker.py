@@ -27,6 +27,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
 )
 from orquestrador.brokers.nats import recovery
@@ -42,6 +44,7 @@ from orquestrador.brokers.nats.errors import (
 )
 from orquestrador.brokers.nats.names import DURABLE, MSG_ID, queue_name, stream_name
 from orquestrador.brokers.nats.slots import NatsSlots
+from orquestrador.brokers.nats.topics import NatsTopics
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
@@ -54,7 +57,7 @@ log = logging.getLogger("orquestrador.brokers.nats")
 class NatsBroker(Broker):
     scheme = "nats"
     display_name = "NATS"
-    capabilities = Capabilities.lacking("durable_topics")
+    capabilities = Capabilities.everything()
 
     def __init__(self, url: str, *, request_timeout: float = 10.0) -> None:
         super().__init__(url)
@@ -69,6 +72,13 @@ class NatsBroker(Broker):
         self._js: JetStreamContext | None = None
         self._slots: NatsSlots | None = None
         self._dlq = DlqLimits.from_env()
+        self._topics = NatsTopics(self)
+
+    @property
+    def client(self) -> Client:
+        if self._nc is None:
+            raise self.not_connected()
+        return self._nc
 
     @property
     def js(self) -> JetStreamContext:
@@ -94,6 +104,7 @@ class NatsBroker(Broker):
             self.reconnects += 1
             self._recovery.reconnected()
             self._declared.clear()
+            self._topics.forget()
             log.warning("reconnected to %s", redact_url(self.url))
 
         tls = ssl_context(self.tls) if self.tls is not None else None
@@ -350,11 +361,22 @@ class NatsBroker(Broker):
 
         return unsubscribe
 
+    # -- topics (topics.py) ------------------------------------------------------------------
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._topics.publish(topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        return await self._topics.subscribe(pattern, callback, durable)
+
+    async def delete_subscription(self, durable: str) -> None:
+        await self._topics.delete(durable)
+
 
 def _age(raw: Any) -> float | None:
     stamp = getattr(raw, "time", None)
     if isinstance(stamp, datetime):
         return (datetime.now(UTC) - stamp).total_seconds()
     return None
-
-
