@@ -51,6 +51,9 @@ class Assinatura:
     def __iter__(self) -> Iterator[TopicMessage]:
         if self._async._callback is not None:
             raise TypeError("this subscription calls its callback; subscribe without one to iterate")
+        return self._messages()
+
+    def _messages(self) -> Iterator[TopicMessage]:
         while (message := self.receber()) is not None:
             yield message
 

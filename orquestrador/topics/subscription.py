@@ -1,9 +1,10 @@
 """A subscription as users hold it: decoded messages to a callback, or an async iterator.
 
-Why above ``Broker.subscribe_topic``: the broker hands over raw bodies from anyone on the
-topic; here each is checked (:meth:`TopicMessage.decode`), a malformed one is logged and
-skipped (never the end of the subscription), and a user's callback that raises is logged too.
-On a durable subscription a raising callback leaves the message unacked, so it comes back.
+Why above ``Broker.subscribe_topic``: the broker hands over checked bodies (malformed ones are
+logged and skipped by :mod:`orquestrador.topics.delivery`); here each becomes a
+:class:`TopicMessage` for the user's callback, plain or ``async``, or waits in a queue for an
+iterator. A callback that raises is the delivery rule's: logged on a live subscription,
+retried and then dropped on a durable one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 from orquestrador import display
 from orquestrador.envelope import DEFAULT_MAX_BYTES
 from orquestrador.errors import BrokerError, TopicError
+from orquestrador.topics.delivery import validate_durable_name
 from orquestrador.topics.message import TopicMessage
 from orquestrador.topics.patterns import validate_pattern
 
@@ -46,9 +48,7 @@ class AsyncAssinatura:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:  # fmt: skip
         self.padrao = validate_pattern(padrao)
-        if duravel is not None and (not isinstance(duravel, str) or not duravel.strip()):
-            raise TopicError(f"duravel names a durable subscription (a non-empty string), not {duravel!r}")
-        self.duravel = duravel
+        self.duravel = None if duravel is None else validate_durable_name(duravel)
         self.recebidas = 0  # messages handed to the callback or the iterator
         self.descartadas = 0  # bodies that were no topic message (logged, skipped)
         self.perdidas = 0  # live messages dropped because the iterator fell MAX_BUFFERED behind
@@ -95,16 +95,9 @@ class AsyncAssinatura:
 
     async def _call(self, message: TopicMessage) -> None:
         assert self._callback is not None
-        try:
-            result = self._callback(message)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("callback of subscription %r failed on %s%s", self.padrao,
-                          display.escape(message.topico, 200),
-                          " (left unacked: it comes back)" if self.duravel else "")  # fmt: skip
-            if self.duravel is not None:
-                raise
+        result = self._callback(message)  # a failure is the broker's delivery rule's to log/retry
+        if inspect.isawaitable(result):
+            await result
 
     # -- iterator form ---------------------------------------------------------------------
 
@@ -133,13 +126,11 @@ class AsyncAssinatura:
         message, self._taken = item
         return message
 
-    def _settle_taken(self, error: BaseException | None = None) -> None:
+    def _settle_taken(self) -> None:
+        """The reader is done with the durable message it took: its delivery returns, it is acked."""
         taken, self._taken = self._taken, None
         if taken is not None and not taken.done():
-            if error is None:
-                taken.set_result(None)
-            else:
-                taken.set_exception(error)
+            taken.set_result(None)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -150,18 +141,18 @@ class AsyncAssinatura:
         self.ativa = False
         if self._on_cancel is not None:
             self._on_cancel(self)
-        # Handed out but not finished, or never handed out: unacked, so the broker redelivers.
-        left = TopicError(f"subscription {self.padrao!r} cancelled")
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None and item[1] is not None and not item[1].done():
-                item[1].set_exception(left)
-        self._settle_taken(left)
         self._queue.put_nowait(None)  # wakes a reader waiting in receber()
         if self._unsubscribe is not None:
+            # A durable message handed out but not finished (or never handed out) stays
+            # unacked: unsubscribing cancels the delivery that waits for it, and it comes back.
             unsubscribe, self._unsubscribe = self._unsubscribe, None
             with contextlib.suppress(BrokerError):
                 await unsubscribe()
+        self._taken = None
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and item[1] is not None:
+                item[1].cancel()
 
     async def __aenter__(self) -> Self:
         return self
