@@ -175,7 +175,7 @@ class Events(Observer):
         self._events: list[EventoJob] = []  # waiting for the next batch
         self._flusher: asyncio.Task[None] | None = None
         self._result_topics, self._event_topics = topics.enabled()
-        self._results: list[bytes] = []  # result envelopes to copy onto their topics
+        self._results: list[tuple[Job, bytes]] = []  # result envelopes to copy onto their topics
 
     async def stopping(self) -> None:
         if self._flusher is not None:
@@ -202,7 +202,7 @@ class Events(Observer):
 
     def _result(self, job: Job) -> None:
         if self._result_topics and job.delivery.reply is not None:
-            self._results.append(job.delivery.reply)
+            self._results.append((job, job.delivery.reply))
             self._schedule()
 
     def _emit(self, job: Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
@@ -227,13 +227,20 @@ class Events(Observer):
         while self._events or self._results:
             batch, self._events = self._events[: eventos.MAX_BATCH], self._events[eventos.MAX_BATCH :]
             results, self._results = self._results[: eventos.MAX_BATCH], self._results[eventos.MAX_BATCH :]
+            encoded = [event.encode() for event in batch]  # once: for orq.eventos and the topics
             if batch:
-                body = batch[0].encode() if len(batch) == 1 else eventos.encode_many(batch)
+                body = encoded[0] if len(batch) == 1 else b"[" + b",".join(encoded) + b"]"
                 try:
                     await asyncio.wait_for(self.broker.publish_event(eventos.SUBJECT, body), 2)
                 except (BrokerError, TimeoutError) as exc:
                     log.debug("%d lifecycle events dropped: %s", len(batch), exc)
-            messages = [m for m in map(topics.result_message, results) if m is not None]
-            if self._event_topics:
-                messages += map(topics.event_message, batch)
-            await topics.publish(self.broker, messages)
+            await self._publish_topics(batch, encoded, results)
+
+    async def _publish_topics(
+        self, batch: list[EventoJob], encoded: list[bytes], results: list[tuple[Job, bytes]]
+    ) -> None:
+        at = topics.now()
+        made = [topics.result_body(job, reply, at) for job, reply in results]
+        if self._event_topics:
+            made += [topics.event_body(event, data, at) for event, data in zip(batch, encoded, strict=True)]
+        await topics.publish(self.broker, [m for m in made if m is not None])

@@ -1,10 +1,10 @@
 """The toolkit's own happenings on topics, published by workers for anyone to subscribe to.
 
 - ``orq.<tipo_evento>.<alvo>`` — every final result as the worker answers it
-  (``orq.resultado_coleta.http``, ``orq.resultado_execucao.salvar``); ``dados`` holds the
-  result envelope's fields (``status``, ``payload``, ``erro``, ``causation_id`` = the job's
-  ``message_id``, ``tentativa``, ``worker``, …), the message its ``correlation_id`` and its
-  ``traceparent`` header. Partial results are not published.
+  (``orq.resultado_coleta.http``, ``orq.resultado_execucao.salvar``); ``dados`` is the
+  ``resultado_*`` envelope itself (``status``, ``payload``, ``erro``, ``causation_id`` = the
+  job's ``message_id``, ``tentativa``, ``worker``, …; wire format v1), the message carries its
+  ``correlation_id``. Partial results are not published.
 - ``orq.eventos.<alvo>.<evento>`` — the lifecycle events (``iniciado``, ``progresso``,
   ``retry``, ``dead_letter``): ``dados`` is the event as on ``orq.eventos``.
 
@@ -18,28 +18,30 @@ in a worker's environment turns them off (``results`` keeps only the result topi
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
-from orquestrador.errors import OrquestradorError
-from orquestrador.topics.message import TopicMessage
+from orquestrador.envelope import DEFAULT_MAX_BYTES, iso, new_id
+from orquestrador.errors import TopicError
+from orquestrador.topics.patterns import validate_topic
+from orquestrador.vocabulary import RESULTADO_DE
 
 if TYPE_CHECKING:
     from orquestrador.brokers.base import Broker
     from orquestrador.eventos import EventoJob
+    from orquestrador.worker.settling import Job
 
 log = logging.getLogger("orquestrador.worker")
 
 ENV_TOPICS = "ORQ_TOPICS"
+_string = json.encoder.encode_basestring_ascii  # a str as JSON (C), without json.dumps's overhead
 PUBLISH_TIMEOUT = 5.0
-# The result envelope's fields a watcher needs; the routing ones (responder_para…) stay out.
-_RESULT_FIELDS = (
-    "tipo_evento", "alvo", "status", "payload", "erro", "message_id", "causation_id", "tentativa",
-    "worker", "iniciado_em", "duracao", "timestamp",
-)  # fmt: skip
+# A result bigger than this is not copied: its topic message would pass the subscribers' limit.
+MAX_RESULT_BYTES = DEFAULT_MAX_BYTES - 4096
 
 
 def enabled() -> tuple[bool, bool]:
@@ -58,53 +60,62 @@ def event_topic(alvo: str, evento: str) -> str:
     return f"orq.eventos.{alvo}.{evento}"
 
 
-def result_message(body: bytes) -> TopicMessage | None:
-    """The topic message of a result envelope the worker just published (None for a part)."""
+@functools.lru_cache(maxsize=1024)
+def _checked(topic: str) -> bytes | None:
+    """The topic as a JSON string, once per topic; None when it is no valid topic."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        return json.dumps(validate_topic(topic)).encode()
+    except TopicError:
+        log.debug("no topic for %r", topic)
         return None
-    if not isinstance(data, dict) or data.get("parcial"):
+
+
+def body(topic: str, dados: bytes, correlation_id: str, timestamp: bytes) -> bytes | None:
+    """A topic message (:mod:`orquestrador.topics.message`'s format) around ``dados``, JSON
+    already encoded: the result envelope is copied as it is, never parsed again."""
+    name = _checked(topic)
+    if name is None:
         return None
-    headers = data.get("headers")
-    traceparent = headers.get("traceparent") if isinstance(headers, dict) else None
-    return TopicMessage(
-        result_topic(str(data.get("tipo_evento")), str(data.get("alvo"))),
-        {k: data[k] for k in _RESULT_FIELDS if k in data},
-        headers={"traceparent": traceparent} if isinstance(traceparent, str) else {},
-        correlation_id=data.get("correlation_id"),
-    )
+    return b"".join((
+        b'{"topico":', name, b',"dados":', dados, b',"headers":{},"message_id":"', new_id().encode(),
+        b'","timestamp":', timestamp, b',"correlation_id":', _string(correlation_id).encode(),
+        b',"versao":1}',
+    ))  # fmt: skip
 
 
-def event_message(event: EventoJob) -> TopicMessage:
-    return TopicMessage(
-        event_topic(event.alvo, event.evento), event.as_dict(), correlation_id=event.correlation_id
-    )
+def now() -> bytes:
+    """The timestamp of the messages of one batch, as JSON."""
+    return _string(iso(time.time())).encode()
 
 
-async def publish(broker: Broker, messages: Sequence[TopicMessage]) -> None:
-    """Publish ``messages`` concurrently; what fails is dropped and logged (best effort)."""
-    bodies: list[tuple[str, bytes]] = []
-    for message in messages:
-        try:
-            bodies.append((message.topico, message.encode()))
-        except OrquestradorError as exc:  # e.g. a result too big to copy: the envelope carried it
-            log.debug("topic %s not published: %s", message.topico, exc)
-    if not bodies:
+def result_body(job: Job, reply: bytes, timestamp: bytes) -> tuple[str, bytes] | None:
+    """``orq.resultado_*.<alvo>`` carrying the result envelope the worker just published."""
+    if len(reply) > MAX_RESULT_BYTES:
+        return None
+    env = job.envelope
+    topic = result_topic(RESULTADO_DE.get(env.tipo_evento, "resultado"), job.plugin.nome)
+    made = body(topic, reply, env.correlation_id, timestamp)
+    return None if made is None else (topic, made)
+
+
+def event_body(event: EventoJob, encoded: bytes, timestamp: bytes) -> tuple[str, bytes] | None:
+    """``orq.eventos.<alvo>.<evento>`` carrying the event (``encoded``: as on ``orq.eventos``)."""
+    topic = event_topic(event.alvo, event.evento)
+    made = body(topic, encoded, event.correlation_id, timestamp)
+    return None if made is None else (topic, made)
+
+
+async def publish(broker: Broker, items: list[tuple[str, bytes]]) -> None:
+    """Publish a batch of ``(topic, body)``; what fails is dropped and logged (best effort)."""
+    if not items:
         return
     try:
-        outcomes: list[Any] = await asyncio.wait_for(
-            asyncio.gather(*(broker.publish_topic(t, b) for t, b in bodies), return_exceptions=True),
-            PUBLISH_TIMEOUT,
-        )
+        await asyncio.wait_for(broker.publish_topics(items), PUBLISH_TIMEOUT)
     except TimeoutError:
-        log.debug("%d topic messages not confirmed within %.0fs", len(bodies), PUBLISH_TIMEOUT)
-        return
-    failed = [o for o in outcomes if isinstance(o, BaseException)]
-    if failed:
-        log.debug("%d of %d topic messages dropped: %s", len(failed), len(bodies), failed[0])
+        log.debug("%d topic messages not confirmed within %.0fs", len(items), PUBLISH_TIMEOUT)
 
 
 __all__ = [
-    "ENV_TOPICS", "enabled", "event_message", "event_topic", "publish", "result_message", "result_topic",
+    "ENV_TOPICS", "body", "enabled", "event_body", "event_topic", "now", "publish", "result_body",
+    "result_topic",
 ]  # fmt: skip
