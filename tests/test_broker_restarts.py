@@ -170,3 +170,53 @@ async def test_event_subscriptions_come_back_after_a_broker_restart(
     finally:
         await stop()
         await broker.close()
+
+
+async def test_topic_subscriptions_come_back_after_a_broker_restart(restarted: Server) -> None:
+    """A live and a durable topic subscription both receive again after a restart; what the
+    durable one was sent while the server was back but it was not is not lost either."""
+    from orquestrador.topics import TopicMessage
+
+    broker = create_broker(restarted.url)
+    await broker.connect()
+    prefix, name = f"t{uuid.uuid4().hex[:8]}", f"d{uuid.uuid4().hex[:8]}"
+    live: list[str] = []
+    durable: list[str] = []
+
+    async def on_live(topic: str, body: bytes) -> None:
+        live.append(TopicMessage.decode(body).dados)
+
+    async def on_durable(topic: str, body: bytes) -> None:
+        durable.append(TopicMessage.decode(body).dados)
+
+    async def send(dados: str) -> None:
+        await broker.publish_topic(f"{prefix}.x", TopicMessage(f"{prefix}.x", dados).encode())
+
+    stops = [
+        await broker.subscribe_topic(f"{prefix}.*", on_live),
+        await broker.subscribe_topic(f"{prefix}.*", on_durable, durable=name),
+    ]
+    try:
+        await send("before")
+        await eventually(lambda: "before" in live and "before" in durable, timeout=10)
+
+        await asyncio.to_thread(restarted.stop)
+        await asyncio.to_thread(restarted.start)
+        sent = 0
+
+        async def arrives() -> bool:  # until the connection is back, a publish may fail
+            nonlocal sent
+            try:
+                await send(f"after{sent}")
+                sent += 1
+            except BrokerError:
+                pass
+            return any(d.startswith("after") for d in live) and any(d.startswith("after") for d in durable)
+
+        await eventually(arrives, timeout=60, interval=0.5)
+        await eventually(lambda: len([d for d in durable if d.startswith("after")]) >= sent, timeout=30)
+    finally:
+        for stop in stops:
+            await stop()
+        await broker.delete_subscription(name)
+        await broker.close()

@@ -16,7 +16,7 @@ from orquestrador.brokers import Broker, connect
 from orquestrador.errors import BrokerError, TopicError
 from orquestrador.topics import TopicMessage
 from orquestrador.topics.delivery import backoff
-from tests.conftest import BROKERS, broker_url_for, eventually
+from tests.conftest import BROKERS, broker_url_for, capabilities_of, eventually
 
 _ELSEWHERE = {"sqs", "kafka"}  # their topic mapping is another branch's (SNS to SQS, Kafka topics)
 
@@ -31,7 +31,17 @@ def _param(param: Any) -> Any:
     )
 
 
-@pytest.fixture(params=[_param(p) for p in BROKERS])
+ALL = [_param(p) for p in BROKERS]
+
+
+def where(capability: str) -> Any:
+    """The brokers that have ``capability``: a test of what it allows runs on them only (those
+    without are tested for refusing it, or need a second process they cannot have)."""
+    having = [p for p in ALL if getattr(capabilities_of(p.values[0]), capability)]
+    return pytest.mark.parametrize("broker_url", having, indirect=True)
+
+
+@pytest.fixture(params=ALL)
 def broker_url(request: pytest.FixtureRequest) -> str:
     return broker_url_for(request.param, request)
 
@@ -159,11 +169,10 @@ async def test_topics_are_apart_from_the_lifecycle_events(broker: Broker, other:
     await stop()
 
 
+@where("cross_process")
 async def test_live_subscribers_of_two_processes_both_receive(
     broker: Broker, broker_url: str, other: Broker, prefix: str
 ):
-    if not broker.capabilities.cross_process:
-        pytest.skip(f"{broker_url.split(':')[0]} lives in one process")
     code = f"""
 import asyncio, sys
 from orquestrador.brokers import connect
@@ -236,11 +245,10 @@ async def test_a_durable_subscriber_gets_what_was_published_while_away_once(
         await back.close()
 
 
+@where("durable_topics")
 async def test_a_durable_subscription_retries_a_failing_callback_then_acks(
     broker: Broker, broker_url: str, other: Broker, prefix: str
 ):
-    if not broker.capabilities.durable_topics:
-        pytest.skip("live topics only")
     name = f"d{prefix}"
     inbox = Inbox(fail_first=1)
     stop = await broker.subscribe_topic(f"{prefix}.*", inbox, durable=name)
@@ -248,7 +256,7 @@ async def test_a_durable_subscription_retries_a_failing_callback_then_acks(
     await send(other, f"{prefix}.flaky", "x")
 
     await eventually(lambda: inbox.got, timeout=backoff(1) + 20)
-    assert inbox.calls == 2 and inbox.got == [(f"{prefix}.flaky", "x")]
+    assert (inbox.calls, inbox.got) == (2, [(f"{prefix}.flaky", "x")])
     await stop()
 
     again = Inbox()
@@ -278,18 +286,16 @@ async def test_deleting_a_durable_subscription_drops_its_backlog(broker: Broker,
     await broker.delete_subscription(name)
 
 
+@where("durable_topics")
 async def test_bad_durable_names_are_refused(broker: Broker):
-    if not broker.capabilities.durable_topics:
-        pytest.skip("live topics only")
     for bad in ["", "a.b", "a b", "x" * 101, "a*"]:
         with pytest.raises(TopicError, match="durable"):
             await broker.subscribe_topic("a.*", Inbox(), durable=bad)
 
 
+@where("cross_process")
 async def test_publishing_on_a_closed_broker_raises(broker_url: str):
     broker = await connect(broker_url)
-    if not broker.capabilities.cross_process:
-        pytest.skip("nothing to lose in one process")
     await broker.close()
     with pytest.raises(BrokerError):
         await send(broker, "orders.created")

@@ -23,6 +23,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
     origin_of,
     validate_queue_name,
@@ -77,14 +79,15 @@ def _redis_url(url: str) -> tuple[str, str]:
 class BullMQBroker(Broker):
     scheme = "bullmq"
     display_name = "BullMQ"
-    # Reconnects happen inside each Redis command: no count of its own.
-    capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
+    # Reconnects happen inside each Redis command: no count of its own. Topics are the side
+    # Redis adapter's (Pub/Sub live, a capped stream for durable subscriptions).
+    capabilities = Capabilities.lacking("counts_reconnects")
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         redis_url, self.prefix = _redis_url(url)
         # The same server through the Redis adapter: its connection checks (reachability, TLS,
-        # credentials), lifecycle events on pub/sub and shared rate-limit slots serve here too.
+        # credentials), lifecycle events on pub/sub, topics and shared rate-limit slots serve here too.
         self._side = RedisBroker(redis_url)
         self.dlq = DlqLimits.from_env()
         self.keep_completed = {"age": DEDUP_SECONDS}
@@ -335,3 +338,14 @@ class BullMQBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         return await self._side.subscribe_events(subject, callback)
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._side.publish_topic(topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        return await self._side.subscribe_topic(pattern, callback, durable=durable)
+
+    async def delete_subscription(self, durable: str) -> None:
+        await self._side.delete_subscription(durable)

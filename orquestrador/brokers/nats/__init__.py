@@ -9,7 +9,8 @@ JetStream's ``num_delivered``. MaxDeliver is unlimited: the worker runtime dead-
 because JetStream would otherwise leave an exhausted message silently in the stream.
 ``publish`` waits for the PubAck and sets ``Nats-Msg-Id`` so duplicates within the stream's
 duplicate window are dropped by the server; that makes it safe to re-send such a publish
-through a server restart (:mod:`.recovery`).
+through a server restart (:mod:`.recovery`). Topics are subjects ``orq.topico.<topic>`` and the
+stream ``ORQ-TOPICOS`` (:mod:`.topics`).
 """
 
 from orquestrador.brokers.nats.broker import NatsBroker

@@ -4,7 +4,7 @@ A topic ``T`` is the subject ``orq.topico.T``: queue subjects (``fila``, ``fila.
 lifecycle events (``orq.eventos``) never fall under it, and NATS's wildcards are the toolkit's
 (``*`` one token, ``>`` the rest), so a pattern maps one to one.
 
-Every topic message is published through JetStream into the stream ``ORQ_TOPICOS`` (subjects
+Every topic message is published through JetStream into the stream ``ORQ-TOPICOS`` (subjects
 ``orq.topico.>``, interest retention, file storage): the publish returns once the server
 stored it (an unreachable server is a :class:`~orquestrador.errors.BrokerError`), live
 subscribers get it as any core message, and the stream keeps it only while a durable consumer
@@ -20,8 +20,9 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
@@ -31,20 +32,30 @@ from orquestrador.errors import BrokerError, TopicError
 from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
 from orquestrador.topics.patterns import validate_pattern
 
-if TYPE_CHECKING:
-    from orquestrador.brokers.nats.broker import NatsBroker
-
 log = logging.getLogger("orquestrador.brokers.nats")
 
 PREFIX = "orq.topico."
-STREAM = "ORQ_TOPICOS"
+STREAM = "ORQ-TOPICOS"  # not "ORQ_…": those are the queues' streams (broker.queues())
 MAX_AGE = 7 * 24 * 3600.0  # a durable subscription's backlog older than this is dropped
 ACK_WAIT = 60.0
 BATCH = 16
 
 
+class Host(Protocol):
+    """What topics need of their broker, so this module never imports it."""
+
+    replicas: int
+    request_timeout: float
+
+    @property
+    def client(self) -> Client: ...
+
+    @property
+    def js(self) -> JetStreamContext: ...
+
+
 class NatsTopics:
-    def __init__(self, broker: NatsBroker) -> None:
+    def __init__(self, broker: Host) -> None:
         self.broker = broker
         self._stream_ready = False
         self._lock = asyncio.Lock()

@@ -22,6 +22,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
     validate_queue_name,
 )
@@ -41,6 +43,7 @@ from orquestrador.brokers.rabbitmq.consumer import RabbitMQConsumer, public_head
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.brokers.rabbitmq.queue_registry import QueueRegistry
+from orquestrador.brokers.rabbitmq.topics import RabbitMQTopics
 from orquestrador.brokers.support.delays import BUCKET_GRACE_MS, bucket_ms, bucket_name
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.errors import BrokerError, ConfigError
@@ -62,7 +65,7 @@ class RabbitMQBroker(Broker):
     # What RabbitMQ lacks, this adapter supplies (see the module docstring); peek, in_flight,
     # oldest_age and slots stay as AMQP 0-9-1 allows.
     capabilities = Capabilities.lacking(
-        "durable_topics", "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "positions",
+        "server_dedup", "delivery_count", "server_lease", "delayed_redelivery", "positions",
         "side_effect_free_peek", "shared_slots", "global_in_flight", "oldest_age",
     )  # fmt: skip
 
@@ -98,6 +101,7 @@ class RabbitMQBroker(Broker):
         } or None  # fmt: skip
         self._buckets: set[str] = set()
         self._events = EventsChannel(self.open_channel)
+        self._topics = RabbitMQTopics(self)
         self._registry = QueueRegistry(self)
 
     @property
@@ -115,6 +119,7 @@ class RabbitMQBroker(Broker):
     async def _restored(self) -> None:
         self.reconnects += 1
         await self._events.restore()
+        await self._topics.restore()
 
     async def connection(self) -> AsyncioConnection:
         """The open connection, waiting for a reconnect in progress (up to ``connect_timeout``)."""
@@ -133,7 +138,7 @@ class RabbitMQBroker(Broker):
 
     # -- publishing ------------------------------------------------------------------------
 
-    async def _confirm_channel(self) -> ConfirmPublisher:
+    async def confirm_channel(self) -> ConfirmPublisher:
         publisher = self._publisher
         if publisher is not None and publisher.usable:
             return publisher
@@ -152,7 +157,7 @@ class RabbitMQBroker(Broker):
         with mapped(f"publish to {routing_key} failed"):  # a nack too: the broker did not store it
             while True:
                 try:
-                    publisher = await self._confirm_channel()
+                    publisher = await self.confirm_channel()
                     await publisher.publish(routing_key, body, props)
                     return
                 except Returned:
@@ -351,6 +356,17 @@ class RabbitMQBroker(Broker):
 
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         return await self._events.subscribe(subject, callback)
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._topics.publish(topic, body)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        return await self._topics.subscribe(pattern, callback, durable)
+
+    async def delete_subscription(self, durable: str) -> None:
+        await self._topics.delete(durable)
 
 
 __all__ = ["RabbitMQBroker"]

@@ -266,14 +266,21 @@ class ConfirmPublisher:
         return self.channel.closed is None and self.channel.raw.is_open
 
     def publish(
-        self, routing_key: str, body: bytes, properties: spec.BasicProperties, exchange: str = ""
+        self,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties,
+        exchange: str = "",
+        *,
+        mandatory: bool = True,
     ) -> asyncio.Future[None]:
-        """Put the message on the wire now; the future resolves with the broker's confirm."""
+        """Put the message on the wire now; the future resolves with the broker's confirm.
+        ``mandatory``: one no queue takes is a :class:`Returned` (a topic with no subscriber is not)."""
         fut = self.channel.future()
         if fut.done():
             return fut
         try:
-            self.channel.raw.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            self.channel.raw.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
         except WIRE_ERRORS as exc:
             _fail(fut, ChannelClosed(0, short_reason(exc)))
             return fut

@@ -26,7 +26,8 @@ class EventsChannel:
 
     EXCHANGE = "orq.eventos"
 
-    def __init__(self, open_channel: Callable[[], Awaitable[AsyncChannel]]) -> None:
+    def __init__(self, open_channel: Callable[[], Awaitable[AsyncChannel]], exchange: str = EXCHANGE) -> None:
+        self.exchange = exchange  # another family of subjects (topics) has an exchange of its own
         self._open_channel = open_channel
         self._channel: AsyncChannel | None = None
         self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
@@ -35,9 +36,9 @@ class EventsChannel:
     async def channel(self) -> AsyncChannel:
         if self._channel is None or self._channel.closed is not None:
             channel = await self._open_channel()
-            with mapped(f"cannot declare the exchange {self.EXCHANGE}"):
+            with mapped(f"cannot declare the exchange {self.exchange}"):
                 await channel.rpc(
-                    lambda cb: channel.raw.exchange_declare(self.EXCHANGE, "topic", durable=True, callback=cb)
+                    lambda cb: channel.raw.exchange_declare(self.exchange, "topic", durable=True, callback=cb)
                 )
             self._channel = channel
         return self._channel
@@ -48,7 +49,7 @@ class EventsChannel:
         except BrokerError as exc:
             log.debug("event not sent: %s", exc)
             return
-        channel.send(channel.raw.basic_publish, self.EXCHANGE, subject, body)
+        channel.send(channel.raw.basic_publish, self.exchange, subject, body)
 
     async def subscribe(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         pattern = ".".join("#" if token == ">" else token for token in subject.split("."))
@@ -69,7 +70,7 @@ class EventsChannel:
             channel = await self.channel()
             ok = await channel.declare("", durable=False, exclusive=True, auto_delete=True)
             await channel.rpc(
-                lambda cb: channel.raw.queue_bind(ok.queue, self.EXCHANGE, pattern, callback=cb)
+                lambda cb: channel.raw.queue_bind(ok.queue, self.exchange, pattern, callback=cb)
             )
             where[:] = [(channel, await channel.consume(ok.queue, on_message, auto_ack=True))]
 

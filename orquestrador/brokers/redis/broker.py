@@ -26,6 +26,8 @@ from orquestrador.brokers.base import (
     EventCallback,
     Message,
     QueueStats,
+    TopicCallback,
+    Unsubscribe,
     dlq_of,
 )
 from orquestrador.brokers.redis import events
@@ -44,6 +46,7 @@ from orquestrador.brokers.redis.names import (
 )
 from orquestrador.brokers.redis.scripts import bind
 from orquestrador.brokers.redis.slots import RedisSlots
+from orquestrador.brokers.redis.topics import RedisTopics
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context
@@ -62,7 +65,7 @@ class RedisBroker(Broker):
     scheme = "redis"
     display_name = "Redis"
     # Redis reconnects inside each command: no count of its own.
-    capabilities = Capabilities.lacking("durable_topics", "counts_reconnects")
+    capabilities = Capabilities.lacking("counts_reconnects")
 
     def __init__(self, url: str, *, maxlen: int | None = None) -> None:
         super().__init__(url)
@@ -84,6 +87,7 @@ class RedisBroker(Broker):
         self._clock_offset_ms = 0.0
         self._subscriptions: set[Callable[[], Awaitable[None]]] = set()
         self.scripts: dict[str, Any] = {}
+        self._topics = RedisTopics(self)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -345,21 +349,6 @@ class RedisBroker(Broker):
         except DRIVER_ERRORS as exc:
             log.debug("event not sent: %s", exc)
 
-    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """One pipeline of what :meth:`publish_topic` sends for each (a PUBLISH per message in
-        its own round trip cost a worker more than the job itself)."""
-        if self._redis is None or not items:
-            return len(items)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for topic, body in items:
-                    pipe.publish(events.PREFIX + topic, body)
-                await pipe.execute()
-        except DRIVER_ERRORS as exc:
-            log.debug("%d topic messages not sent: %s", len(items), exc)
-            return len(items)
-        return 0
-
     async def subscribe_events(self, subject: str, callback: EventCallback) -> Callable[[], Awaitable[None]]:
         """Redis pub/sub; NATS wildcards (``*``, ``>``) become a glob pattern (see :mod:`.events`)."""
         stop = await events.subscribe(self.redis, subject, callback, redact_url(self.url))
@@ -370,3 +359,26 @@ class RedisBroker(Broker):
 
         self._subscriptions.add(unsubscribe)
         return unsubscribe
+
+    # -- topics (topics.py) ------------------------------------------------------------------
+
+    async def publish_topic(self, topic: str, body: bytes) -> None:
+        await self._topics.publish(topic, body)
+
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._topics.publish_many(items)
+
+    async def subscribe_topic(
+        self, pattern: str, callback: TopicCallback, *, durable: str | None = None
+    ) -> Unsubscribe:
+        unsubscribe = await self._topics.subscribe(pattern, callback, durable)
+
+        async def stop() -> None:
+            self._subscriptions.discard(stop)
+            await unsubscribe()
+
+        self._subscriptions.add(stop)
+        return stop
+
+    async def delete_subscription(self, durable: str) -> None:
+        await self._topics.delete(durable)

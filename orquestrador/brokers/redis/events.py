@@ -30,19 +30,20 @@ PREFIX = "orq:ev:"
 MAX_DELAY = 5.0
 
 
-def channel_of(subject: str) -> tuple[str, bool]:
-    """The pub/sub channel (a glob pattern when ``subject`` has NATS wildcards) and whether it is one."""
+def channel_of(subject: str, prefix: str = PREFIX) -> tuple[str, bool]:
+    """The pub/sub channel (a glob pattern when ``subject`` has NATS wildcards) and whether it is
+    one. The glob's ``*`` also crosses dots: a subscriber filters by tokens (topics do)."""
     tokens = subject.split(".")
     wildcard = "*" in tokens or ">" in tokens
-    return PREFIX + ".".join("*" if t in ("*", ">") else t for t in tokens), wildcard
+    return prefix + ".".join("*" if t in ("*", ">") else t for t in tokens), wildcard
 
 
 async def subscribe(
-    client: Any, subject: str, callback: EventCallback, where: str
+    client: Any, subject: str, callback: EventCallback, where: str, *, prefix: str = PREFIX
 ) -> Callable[[], Awaitable[None]]:
-    """Start receiving ``subject``'s events; returns the async unsubscribe (``where``: the
-    server, redacted, for the log)."""
-    channel, wildcard = channel_of(subject)
+    """Start receiving ``subject``'s events (or, with ``prefix``, another family of channels:
+    topics); returns the async unsubscribe (``where``: the server, redacted, for the log)."""
+    channel, wildcard = channel_of(subject, prefix)
     connection_class, kwargs = _source(client)
     own = aioredis.ConnectionPool(
         connection_class=connection_class, max_connections=1, **{**kwargs, "retry": Retry(NoBackoff(), 0)}

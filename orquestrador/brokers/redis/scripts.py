@@ -120,9 +120,18 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 """
 
+# A topic message: into the durable subscriptions' stream KEYS[1] if one exists (capped at
+# ARGV[2] entries, approximately), then to the live subscribers of channel ARGV[3].
+_TOPIC = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'b', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[3], ARGV[1])
+"""
+
 SCRIPTS = {"move": _MOVE_DUE, "reclaim": _RECLAIM_OWN, "publish": _PUBLISH_ONCE, "reap": _REAP,
            "purge": _PURGE, "slot": _RESERVE_SLOT, "ack": _ACK, "retry_later": _RETRY_LATER,
-           "dead_letter": _DEAD_LETTER}  # fmt: skip
+           "dead_letter": _DEAD_LETTER, "topic": _TOPIC}  # fmt: skip
 
 
 class ClusterScript(AsyncScript):
