@@ -28,6 +28,7 @@ from orquestrador.plugins import queue_for
 from orquestrador.store import JobRow, Store
 from orquestrador.store.retention import Retencao
 from orquestrador.topics import TopicMessage, validate_topic
+from orquestrador.topics.delivery import validate_durable_name
 from orquestrador.topics.subscription import AsyncAssinatura, Callback, Subscribing
 from orquestrador.vocabulary import FINAIS, KIND_OF
 
@@ -274,6 +275,10 @@ class AsyncOrquestrador:
             return subscription
 
         return Subscribing(start)
+
+    async def apagar_assinatura(self, duravel: str) -> None:
+        """Forget the durable subscription ``duravel`` and what waits for it on the broker."""
+        await self._broker().delete_subscription(validate_durable_name(duravel))
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:
         """Run a pipeline's rules inside this orchestrator until it closes."""

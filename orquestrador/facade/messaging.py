@@ -104,6 +104,11 @@ class Messaging(Session):
         subscription = self._run(self._core.assinar(padrao, callback, duravel=duravel).__aenter__())
         return Assinatura(self, subscription)
 
+    def apagar_assinatura(self, duravel: str) -> None:
+        """Forget the durable subscription ``duravel``: what waits for it on the broker is
+        dropped, and nothing more is kept for that name until it subscribes again."""
+        self._run(self._core.apagar_assinatura(duravel))
+
     def solicitar(
         self,
         alvo: str,
