@@ -255,6 +255,14 @@ class Orquestrador(Reads, Messaging):
         self._check_open()
         return rastreio(self, correlation_id)
 
+    def topicos(self, padrao: str, n: int = 20, duravel: str | None = None) -> Any:
+        """A live table of the last ``n`` messages on the topics ``padrao`` matches (e.g.
+        ``orq.resultado_coleta.*``), with a button that cancels its subscription."""
+        from orquestrador.notebook import topicos
+
+        self._check_open()
+        return topicos(self, padrao, n, duravel)
+
 
 def _name(pipeline: Pipeline | str | None) -> str | None:
     return pipeline.nome if isinstance(pipeline, Pipeline) else pipeline
