@@ -173,8 +173,9 @@ async def test_event_subscriptions_come_back_after_a_broker_restart(
 
 
 async def test_topic_subscriptions_come_back_after_a_broker_restart(restarted: Server) -> None:
-    """A live and a durable topic subscription both receive again after a restart; what the
-    durable one was sent while the server was back but it was not is not lost either."""
+    """A live and a durable topic subscription both receive again after a restart, every
+    message the durable one was sent once the server was back arrives, and a publish while the
+    server is down is an error."""
     from orquestrador.topics import TopicMessage
 
     broker = create_broker(restarted.url)
@@ -201,6 +202,8 @@ async def test_topic_subscriptions_come_back_after_a_broker_restart(restarted: S
         await eventually(lambda: "before" in live and "before" in durable, timeout=10)
 
         await asyncio.to_thread(restarted.stop)
+        with pytest.raises(BrokerError):  # said, not dropped silently
+            await asyncio.wait_for(send("while down"), 60)
         await asyncio.to_thread(restarted.start)
         sent = 0
 

@@ -56,14 +56,15 @@ Publishes that lost their channel before the confirm are sent again (so a duplic
 as with every at-least-once broker; ``message_id`` tells) or raise BrokerError after
 ``publish_timeout``. ``publish`` with a ``message_id`` already published by this connection in
 the last 120 s is dropped (:mod:`..support.dedup`; RabbitMQ has no server-side dedup, so another
-connection's copy is delivered); consumers subscribe again on their next fetch; event subscriptions are
-re-bound. Deliveries of the lost channel went back to the queue: acking them raises BrokerError.
+connection's copy is delivered); consumers subscribe again on their next fetch; event and live
+topic subscriptions are re-bound, durable topic subscriptions consume again. Deliveries of the
+lost channel went back to the queue: acking them raises BrokerError.
 
 Files: :mod:`.broker` (publishing, queues), :mod:`.connection` (the connection, its servers and
 reconnects), :mod:`.consumer` (consumers and deliveries), :mod:`.errors` (the one mapping of
 failures), :mod:`.channel` (pika made awaitable; it imports nothing of the toolkit),
-:mod:`.events`, :mod:`.queue_registry`, and two patches of pika applied when the first
-connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
+:mod:`.events`, :mod:`.topics` (the exchange ``orq.topicos``), :mod:`.queue_registry`, and two
+patches of pika applied when the first connection opens (:mod:`.pika_writes`, :mod:`.pika_reads`).
 """
 
 from orquestrador.brokers.rabbitmq.broker import RabbitMQBroker

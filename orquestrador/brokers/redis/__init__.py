@@ -28,7 +28,8 @@ Files: :mod:`.broker` (client, publishing, queues), :mod:`.cluster` (the cluster
 WAIT), :mod:`.consumer` (group consumers and deliveries), :mod:`.errors` (the one mapping of
 driver errors), :mod:`.events` (pub/sub events that reconnect), :mod:`.names` (keys and entry
 fields), :mod:`.scripts` (the Lua run on the
-server), :mod:`.slots` (shared rate limits).
+server), :mod:`.slots` (shared rate limits), :mod:`.topics` (topics: Pub/Sub live, a capped
+stream for durable subscriptions).
 """
 
 from orquestrador.brokers.redis.broker import DEFAULT_MAXLEN, RedisBroker
