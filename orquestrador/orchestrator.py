@@ -15,27 +15,26 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orquestrador import collector, launching, request_reply, settings, tracing
+from orquestrador import collector, launching, settings, tracing
 from orquestrador import envelope as wire
 from orquestrador.brokers import Broker, create_broker, resolve_url
 from orquestrador.brokers.base import Delivery, validate_results_queue
 from orquestrador.envelope import Envelope, TipoEvento
-from orquestrador.errors import BrokerError, EnvelopeError, TopicError
+from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
+from orquestrador.messaging import AsyncMessaging
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
 from orquestrador.store import JobRow, Store
 from orquestrador.store.retention import Retencao
-from orquestrador.topics import TopicMessage, validate_topic
-from orquestrador.topics.delivery import validate_durable_name
-from orquestrador.topics.subscription import AsyncAssinatura, Callback, Subscribing
+from orquestrador.topics.subscription import AsyncAssinatura
 from orquestrador.vocabulary import FINAIS, KIND_OF
 
 log = logging.getLogger("orquestrador")
 
 
-class AsyncOrquestrador:
+class AsyncOrquestrador(AsyncMessaging):
     """Launches jobs and records their results; one per notebook, script or service."""
 
     def __init__(
@@ -218,67 +217,6 @@ class AsyncOrquestrador:
             self.store, self._broker(), fila, jobs(), what=f"{tipo} for {alvo}", chunk=chunk, lote=lote,
             on_progress=on_progress, on_sent=on_sent,
         )  # fmt: skip
-
-    async def solicitar(
-        self,
-        alvo: str,
-        payload: dict[str, Any],
-        *,
-        timeout: float = 30.0,
-        execucao: bool = False,
-        correlation_id: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Launch one coleta (an execucao with ``execucao=True``) and return its result dict.
-
-        Raises :class:`JobTimeout` after ``timeout`` seconds (the job stays recorded and may
-        still finish) and :class:`JobFailed` with the worker's ``erro`` when it failed.
-        """
-        tipo: TipoEvento = "iniciar_execucao" if execucao else "iniciar_coleta"
-        return await request_reply.solicitar(
-            self, tipo, alvo, payload, timeout=timeout, correlation_id=correlation_id, headers=headers
-        )
-
-    # -- topics ----------------------------------------------------------------------------
-
-    async def publicar(
-        self,
-        topico: str,
-        dados: Any = None,
-        *,
-        headers: dict[str, str] | None = None,
-        correlation_id: str | None = None,
-    ) -> TopicMessage:
-        """Publish ``dados`` (any JSON value) on ``topico`` for its subscribers; returns the message."""
-        if correlation_id is not None and not isinstance(correlation_id, str):
-            raise TopicError(f"correlation_id is a string, not {type(correlation_id).__name__}")
-        message = TopicMessage(validate_topic(topico), dados, headers=dict(headers or {}),
-                               correlation_id=correlation_id)  # fmt: skip
-        await self._broker().publish_topic(message.topico, message.encode(max_bytes=self.max_message_bytes))
-        return message
-
-    def assinar(
-        self, padrao: str, callback: Callback | None = None, *, duravel: str | None = None
-    ) -> Subscribing:
-        """Subscribe to the topics ``padrao`` matches (``*`` one token, ``>`` the rest).
-
-        ``callback(message)`` (plain or ``async def``) runs on this loop for each message and
-        must not block it; without one, the subscription is an async iterator. ``duravel``
-        names a durable subscription where the broker offers them. Await the result, or use it
-        in ``async with`` to cancel at the end of the block.
-        """
-        subscription = AsyncAssinatura(padrao, callback, duravel=duravel, max_bytes=self.max_message_bytes)
-
-        async def start() -> AsyncAssinatura:
-            await subscription.start(self._broker(), self._subscriptions.discard)
-            self._subscriptions.add(subscription)
-            return subscription
-
-        return Subscribing(start)
-
-    async def apagar_assinatura(self, duravel: str) -> None:
-        """Forget the durable subscription ``duravel`` and what waits for it on the broker."""
-        await self._broker().delete_subscription(validate_durable_name(duravel))
 
     async def run_pipeline(self, pipeline: Pipeline) -> None:
         """Run a pipeline's rules inside this orchestrator until it closes."""

@@ -17,12 +17,12 @@ from orquestrador.plugins import queue_for
 from orquestrador.vocabulary import KIND_OF
 
 if TYPE_CHECKING:
-    from orquestrador.orchestrator import AsyncOrquestrador
+    from orquestrador.messaging import AsyncMessaging
     from orquestrador.vocabulary import TipoEvento
 
 
 async def solicitar(
-    core: AsyncOrquestrador,
+    core: AsyncMessaging,
     tipo: TipoEvento,
     alvo: str,
     payload: dict[str, Any],

@@ -41,6 +41,7 @@ STREAM = "orq:topicos"
 MAXLEN = 100_000
 LEASE_MS = 60_000
 BATCH = 16
+BATCH_MANY = 256  # topic messages per script call of publish_many
 
 
 class Host(Protocol):
@@ -65,22 +66,22 @@ class RedisTopics:
             )
 
     async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """What :meth:`publish` does for each, in one pipeline (a round trip per message cost a
-        worker copying its results onto topics more than the jobs themselves)."""
-        if not items:
-            return 0
-        try:
-            with mapped(f"cannot publish {len(items)} topic messages"):
-                async with self.broker.redis.pipeline(transaction=False) as pipe:
-                    for topic, body in items:
-                        await self.broker.scripts["topic"](
-                            keys=[STREAM], args=[body, MAXLEN, PREFIX + topic], client=pipe
-                        )
-                    await pipe.execute()
-        except BrokerError as exc:
-            log.debug("%d topic messages not published: %s", len(items), exc)
-            return len(items)
-        return 0
+        """What :meth:`publish` does for each, in one script call per :data:`BATCH_MANY` (a
+        command per message cost a worker copying its results onto topics more than its jobs)."""
+        failed = 0
+        for start in range(0, len(items), BATCH_MANY):
+            chunk = items[start : start + BATCH_MANY]
+            args: list[Any] = [MAXLEN]
+            for topic, body in chunk:
+                args += (PREFIX + topic, body)
+            try:
+                with mapped(f"cannot publish {len(chunk)} topic messages"):
+                    script = self.broker.scripts["topic_many"]
+                    await script(keys=[STREAM], args=args, client=self.broker.redis)
+            except BrokerError as exc:
+                log.debug("%d topic messages not published: %s", len(chunk), exc)
+                failed += len(chunk)
+        return failed
 
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
