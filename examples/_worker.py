@@ -26,10 +26,15 @@ def running(
     plugins = [registry.get(*name.split(":", 1)) for name in names]
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    holder: dict[str, Worker] = {}
+    holder: dict[str, Any] = {}
 
     async def serve() -> None:
-        broker = await connect(resolve_url(url))
+        try:
+            broker = await connect(resolve_url(url))
+        except BaseException as exc:  # e.g. the broker is unreachable: raised in the example
+            holder["error"] = exc
+            ready.set()
+            return
         try:
             options_ = options or WorkerOptions(backoff_base=0.2)
             holder["worker"] = Worker(broker, plugins, options_, metrics=metrics)
@@ -42,6 +47,8 @@ def running(
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()
     ready.wait(30)
+    if "error" in holder:
+        raise holder["error"]
     try:
         yield
     finally:
