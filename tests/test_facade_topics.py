@@ -136,10 +136,9 @@ def test_assinar_works_inside_a_running_event_loop_like_jupyter() -> None:
     async def notebook_cell() -> list[object]:
         # Jupyter runs cells inside its own loop; the facade must not touch it.
         got: list[object] = []
-        with Orquestrador(f"memory://{uuid.uuid4().hex}") as orq:
-            with orq.assinar("cell.*", lambda m: got.append(m.dados)):
-                orq.publicar("cell.x", 1)
-                wait_for(lambda: got == [1], 5)
+        with Orquestrador(f"memory://{uuid.uuid4().hex}") as orq, orq.assinar("cell.*", got.append):
+            orq.publicar("cell.x", 1)
+            wait_for(lambda: len(got) == 1, 5)
         return got
 
-    assert asyncio.run(notebook_cell()) == [1]
+    assert [m.dados for m in asyncio.run(notebook_cell())] == [1]  # type: ignore[attr-defined]
