@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import uuid
 
 import pytest
 
+from orquestrador.brokers import connect
 from tests.conftest import broker_url_for
 from tests.test_cli import orq
 from tests.workers import ROOT, start_worker
@@ -95,3 +97,33 @@ def test_emit_refuses_bad_input_with_exit_2() -> None:
     assert wild.returncode == 2 and "wildcards" in wild.stderr
     pattern = orq("subscribe", "a.#", "--broker", "memory://")
     assert pattern.returncode == 2 and "bad pattern" in pattern.stderr
+
+
+@pytest.mark.nats
+def test_a_durable_subscriber_catches_up_and_ctrl_c_ends_it_cleanly(nats_url: str) -> None:
+    import signal
+
+    prefix, name = f"t{uuid.uuid4().hex[:8]}", f"d{uuid.uuid4().hex[:8]}"
+    first = _subscriber(nats_url, f"{prefix}.*", "--durable", name, "--json")
+    assert orq("emit", f"{prefix}.a", "1", "--broker", nats_url).returncode == 0
+    assert first.stdout is not None and json.loads(first.stdout.readline())["dados"] == 1
+    first.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 130 and "Traceback" not in err, err
+    for n in (2, 3):  # published while it is away
+        assert orq("emit", f"{prefix}.a", str(n), "--broker", nats_url).returncode == 0
+    again = _subscriber(nats_url, f"{prefix}.*", "--durable", name, "--json", "--limit", "2")
+    try:
+        out, err = again.communicate(timeout=60)
+    finally:
+        asyncio.run(_delete_subscription(nats_url, name))  # the shared server stays as found
+    assert again.returncode == 0, err
+    assert [json.loads(line)["dados"] for line in out.splitlines()] == [2, 3]
+
+
+async def _delete_subscription(url: str, name: str) -> None:
+    broker = await connect(url)
+    try:
+        await broker.delete_subscription(name)
+    finally:
+        await broker.close()
