@@ -149,3 +149,29 @@ async def test_memory_unsubscribe_stops_delivery(memory: MemoryBroker):
     await memory.publish_topic("a.c", body("a.c"))
     await asyncio.sleep(0.05)
     assert calls.topics == ["a.b"]
+
+
+async def test_stopping_a_durable_subscription_waits_for_the_delivery_in_progress():
+    """Cut between the callback and its ack, a message done already would go to the next
+    subscriber of the name: unsubscribe lets the delivery finish, then stops before the next."""
+    gate = delivery.Gate()
+    started, release = asyncio.Event(), asyncio.Event()
+    acked: list[int] = []
+
+    async def pump() -> None:
+        for n in range(3):
+            if gate.stopping:
+                return
+            async with gate.delivery():
+                started.set()
+                await release.wait()  # the callback at work
+                acked.append(n)
+
+    task = delivery.watched(pump(), "d")
+    await started.wait()
+    stopping = asyncio.ensure_future(delivery.stop(task, gate))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waits for message 0
+    release.set()
+    await asyncio.wait_for(stopping, 1)
+    assert acked == [0] and task.done()

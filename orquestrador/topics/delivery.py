@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from orquestrador.errors import TopicError
@@ -117,8 +117,36 @@ def watched(coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
     return task
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel a subscription's task and wait for it (its own failure was logged already)."""
+class Gate:
+    """Lets a durable subscription stop between deliveries, not inside one: cancelling between
+    the callback and its ack would hand the message, done already, to the next subscriber."""
+
+    GRACE = 30.0  # the longest unsubscribe waits for a delivery in progress
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def delivery(self) -> AsyncIterator[None]:
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._idle.set()
+
+    async def close(self) -> None:
+        self.stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.GRACE)
+
+
+async def stop(task: asyncio.Task[None], gate: Gate | None = None) -> None:
+    """Stop a subscription's task, after the delivery in progress with a ``gate``, and wait for
+    it (its own failure was logged already)."""
+    if gate is not None:
+        await gate.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task

@@ -29,7 +29,14 @@ from nats.js import JetStreamContext, api
 from orquestrador.brokers.base import TopicCallback, Unsubscribe
 from orquestrador.brokers.nats.errors import BadRequest, DriverError, FetchTimeout, NotFound, mapped, quietly
 from orquestrador.errors import BrokerError, TopicError
-from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
+from orquestrador.topics.delivery import (
+    Gate,
+    deliver_durable,
+    deliver_live,
+    stop,
+    validate_durable_name,
+    watched,
+)
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger("orquestrador.brokers.nats")
@@ -161,19 +168,25 @@ class NatsTopics:
                             f"change it to {pattern!r} ({exc}): delete_subscription({name!r}) first"
                         ) from None
             sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
-        task = watched(self._pump(sub, pattern, callback, name), name)
+        gate = Gate()
+        task = watched(self._pump(sub, pattern, callback, name, gate), name)
 
         async def unsubscribe() -> None:
-            await stop(task)
+            await stop(task, gate)
             await quietly(sub.unsubscribe())
 
         return unsubscribe
 
     async def _pump(
-        self, sub: JetStreamContext.PullSubscription, pattern: str, callback: TopicCallback, name: str
+        self,
+        sub: JetStreamContext.PullSubscription,
+        pattern: str,
+        callback: TopicCallback,
+        name: str,
+        gate: Gate,
     ) -> None:
         failures = 0
-        while True:
+        while not gate.stopping:
             try:
                 msgs: list[Msg] = await sub.fetch(BATCH, timeout=1.0)
             except FetchTimeout:
@@ -187,10 +200,15 @@ class NatsTopics:
             if failures:
                 log.warning("durable topic subscription %s receives again", name)
                 failures = 0
-            for msg in msgs:
-                await quietly(msg.in_progress())  # its ack wait starts now, not at the fetch
-                await deliver_durable(pattern, msg.data, callback, name, keep_alive=msg.in_progress)
-                await quietly(msg.ack_sync(timeout=self.broker.request_timeout))
+            for i, msg in enumerate(msgs):
+                if gate.stopping:  # the rest go back at once, to the next subscriber of the name
+                    for rest in msgs[i:]:
+                        await quietly(rest.nak())
+                    return
+                async with gate.delivery():
+                    await quietly(msg.in_progress())  # its ack wait starts now, not at the fetch
+                    await deliver_durable(pattern, msg.data, callback, name, keep_alive=msg.in_progress)
+                    await quietly(msg.ack_sync(timeout=self.broker.request_timeout))
 
     async def delete(self, durable: str) -> None:
         name = validate_durable_name(durable)

@@ -27,7 +27,14 @@ from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed, C
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.errors import BrokerError
-from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
+from orquestrador.topics.delivery import (
+    Gate,
+    deliver_durable,
+    deliver_live,
+    stop,
+    validate_durable_name,
+    watched,
+)
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger(__name__)
@@ -108,13 +115,16 @@ class RabbitMQTopics:
                 await channel.close()
                 raise
 
+        gate = Gate()
+
         async def pump() -> None:
-            while True:
+            while not gate.stopping:  # what it has not taken goes back when its channel closes
                 channel, tag, body = await inbox.get()
                 if channel.closed is not None:
                     continue  # the server gives it again on the new channel
-                await deliver_durable(pattern, body, callback, name)
-                channel.send(channel.raw.basic_ack, tag)
+                async with gate.delivery():
+                    await deliver_durable(pattern, body, callback, name)
+                    channel.send(channel.raw.basic_ack, tag)
 
         with mapped(f"cannot subscribe durable topic subscription {name}"):
             await start()
@@ -123,7 +133,7 @@ class RabbitMQTopics:
 
         async def unsubscribe() -> None:
             self._durables.discard(start)
-            await stop(task)
+            await stop(task, gate)
             if current:
                 channel, _tag = current.pop()
                 await channel.close()  # what it held unacked goes back to the queue

@@ -31,7 +31,14 @@ from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, is_n
 from orquestrador.brokers.redis.names import entry_body
 from orquestrador.errors import BrokerError
 from orquestrador.settings import redact_url
-from orquestrador.topics.delivery import deliver_durable, deliver_live, stop, validate_durable_name, watched
+from orquestrador.topics.delivery import (
+    Gate,
+    deliver_durable,
+    deliver_live,
+    stop,
+    validate_durable_name,
+    watched,
+)
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger(__name__)
@@ -106,18 +113,21 @@ class RedisTopics:
     async def _durable(self, pattern: str, callback: TopicCallback, name: str) -> Unsubscribe:
         await self._group(name)
         consumer = uuid.uuid4().hex
-        task = watched(self._pump(pattern, callback, name, consumer), name)
+        gate = Gate()
+        task = watched(self._pump(pattern, callback, name, consumer, gate), name)
 
         async def unsubscribe() -> None:
-            await stop(task)
+            await stop(task, gate)
             await self._leave(name, consumer)
 
         return unsubscribe
 
-    async def _pump(self, pattern: str, callback: TopicCallback, name: str, consumer: str) -> None:
+    async def _pump(
+        self, pattern: str, callback: TopicCallback, name: str, consumer: str, gate: Gate
+    ) -> None:
         redis = self.broker.redis
         failures = 0
-        while True:
+        while not gate.stopping:  # checked, not only cancelled: redis-py may swallow a cancel
             try:
                 # Entries a dead subscriber of this name left in flight, then new ones.
                 _next, entries, *_ = await redis.xautoclaim(STREAM, name, consumer, LEASE_MS, count=BATCH)
@@ -128,8 +138,13 @@ class RedisTopics:
                     log.warning("durable topic subscription %s receives again", name)
                     failures = 0
                 for entry_id, fields in entries:
-                    await self._deliver(pattern, callback, name, consumer, entry_id, fields)
+                    if gate.stopping:  # the rest are claimed by the next subscriber (LEASE_MS)
+                        return
+                    async with gate.delivery():
+                        await self._deliver(pattern, callback, name, consumer, entry_id, fields)
             except DRIVER_ERRORS as exc:
+                if gate.stopping:
+                    return
                 failures += 1
                 if is_nogroup(exc):  # deleted behind its back: it starts again from now
                     log.warning("durable topic subscription %s was deleted; created again", name)
