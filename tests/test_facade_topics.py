@@ -142,3 +142,25 @@ def test_assinar_works_inside_a_running_event_loop_like_jupyter() -> None:
         return got
 
     assert [m.dados for m in asyncio.run(notebook_cell())] == [1]  # type: ignore[attr-defined]
+
+
+@pytest.mark.rabbitmq
+def test_a_durable_iterator_acks_what_it_finished_and_gives_back_the_rest(rabbitmq_url: str) -> None:
+    import time
+
+    prefix, name = f"t{uuid.uuid4().hex[:8]}", f"d{uuid.uuid4().hex[:8]}"
+    with Orquestrador(rabbitmq_url, responder_para=f"ft_{uuid.uuid4().hex[:8]}") as orq:
+        try:
+            with orq.assinar(f"{prefix}.*", duravel=name) as sub:
+                for n in range(3):
+                    orq.publicar(f"{prefix}.x", n)
+                first, second = sub.receber(10), sub.receber(10)  # asking for the second acks the first
+                assert (first and first.dados, second and second.dados) == (0, 1)
+                started = time.monotonic()
+                sub.cancelar()  # 1 is not finished: given back, not acked
+                assert time.monotonic() - started < 5
+            with orq.assinar(f"{prefix}.*", duravel=name) as again:
+                got = [m.dados for m in (again.receber(20), again.receber(20)) if m is not None]
+            assert got == [1, 2]
+        finally:
+            orq.apagar_assinatura(name)

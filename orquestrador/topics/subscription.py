@@ -141,18 +141,22 @@ class AsyncAssinatura:
         self.ativa = False
         if self._on_cancel is not None:
             self._on_cancel(self)
-        self._queue.put_nowait(None)  # wakes a reader waiting in receber()
-        if self._unsubscribe is not None:
-            # A durable message handed out but not finished (or never handed out) stays
-            # unacked: unsubscribing cancels the delivery that waits for it, and it comes back.
-            unsubscribe, self._unsubscribe = self._unsubscribe, None
-            with contextlib.suppress(BrokerError):
-                await unsubscribe()
-        self._taken = None
+        # A durable message handed out but not finished, or not handed out yet, stays unacked:
+        # its delivery ends here (cancelled, so the broker's delivery rule neither retries nor
+        # acks it) and the broker gives it to the next subscriber of the name.
+        unfinished = [self._taken] if self._taken is not None else []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and item[1] is not None:
-                item[1].cancel()
+                unfinished.append(item[1])
+        self._taken = None
+        for future in unfinished:
+            future.cancel()
+        self._queue.put_nowait(None)  # wakes a reader waiting in receber()
+        if self._unsubscribe is not None:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+            with contextlib.suppress(BrokerError):
+                await unsubscribe()
 
     async def __aenter__(self) -> Self:
         return self
