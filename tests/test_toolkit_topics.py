@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -50,3 +51,28 @@ def test_result_and_lifecycle_topics_fire_for_a_real_job(broker_url: str) -> Non
     retry = next(m for m in got if m.topico.endswith(".retry"))
     assert retry.dados["evento"] == "retry" and retry.correlation_id == failed.correlation_id
     assert retry.dados["detalhe"]["erro"]["mensagem"] == "3 is odd"
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("results", {"resultado_coleta"}), ("off", set())])
+def test_orq_topics_chooses_what_workers_copy(
+    setting: str, expected: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORQ_TOPICS", setting)
+    url = f"memory://{uuid.uuid4().hex}"
+    plugin = Plugin("escavador", f"metade_{uuid.uuid4().hex[:8]}", metade, "tests")
+    got: list[TopicMessage] = []
+    with Orquestrador(url) as orq, orq.assinar("orq.>", got.append), BackgroundWorker(url, [plugin]):
+        assert orq.solicitar(plugin.nome, {"n": 2}, timeout=10) == {"metade": 1}
+        if expected:
+            wait_for(lambda: got, 10)
+        time.sleep(0.5)  # ten flushes of the worker's batch: whatever it sends has arrived
+    assert {m.topico.split(".")[1] for m in got} == expected
+
+
+def test_a_bad_orq_topics_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orquestrador import settings
+    from orquestrador.errors import ConfigError
+
+    monkeypatch.setenv("ORQ_TOPICS", "resluts")
+    with pytest.raises(ConfigError, match="ORQ_TOPICS='resluts': use one of on, results, off"):
+        settings.toolkit_topics()

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from orquestrador import eventos
+from orquestrador import eventos, settings
 from orquestrador.errors import BrokerError
 from orquestrador.eventos import Evento, EventoJob
 from orquestrador.worker import topics
@@ -174,7 +174,7 @@ class Events(Observer):
         self.worker_id = worker_id
         self._events: list[EventoJob] = []  # waiting for the next batch
         self._flusher: asyncio.Task[None] | None = None
-        self._result_topics, self._event_topics = topics.enabled()
+        self._result_topics, self._event_topics = settings.toolkit_topics()
         self._results: list[tuple[Job, bytes]] = []  # result envelopes to copy onto their topics
 
     async def stopping(self) -> None:

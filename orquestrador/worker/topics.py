@@ -12,7 +12,8 @@ Why off the job's path: the result envelope is the durable answer and is publish
 ack; these are copies for watchers, gathered by the events observer and published with its
 batch every ``eventos.FLUSH_SECONDS``, concurrently, never awaited by a job. Like lifecycle
 events they are best effort: a broker error drops them (logged at debug). ``ORQ_TOPICS=off``
-in a worker's environment turns them off (``results`` keeps only the result topics).
+in a worker's environment turns them off, ``results`` keeps only the result topics
+(:func:`orquestrador.settings.toolkit_topics`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -37,19 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orquestrador.worker")
 
-ENV_TOPICS = "ORQ_TOPICS"
 _string = json.encoder.encode_basestring_ascii  # a str as JSON (C), without json.dumps's overhead
 PUBLISH_TIMEOUT = 5.0
 # A result bigger than this is not copied: its topic message would pass the subscribers' limit.
 MAX_RESULT_BYTES = DEFAULT_MAX_BYTES - 4096
-
-
-def enabled() -> tuple[bool, bool]:
-    """(results, events) topics on, from ``ORQ_TOPICS``: on (default), results, or off."""
-    value = os.environ.get(ENV_TOPICS, "on").strip().lower()
-    if value in ("off", "0", "false", "no"):
-        return False, False
-    return True, value not in ("results", "resultados")
 
 
 def result_topic(tipo_evento: str, alvo: str) -> str:
@@ -115,7 +106,4 @@ async def publish(broker: Broker, items: list[tuple[str, bytes]]) -> None:
         log.debug("%d topic messages not confirmed within %.0fs", len(items), PUBLISH_TIMEOUT)
 
 
-__all__ = [
-    "ENV_TOPICS", "body", "enabled", "event_body", "event_topic", "now", "publish", "result_body",
-    "result_topic",
-]  # fmt: skip
+__all__ = ["body", "event_body", "event_topic", "now", "publish", "result_body", "result_topic"]
