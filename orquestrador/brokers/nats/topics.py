@@ -29,14 +29,7 @@ from nats.js import JetStreamContext, api
 from orquestrador.brokers.base import TopicCallback, Unsubscribe
 from orquestrador.brokers.nats.errors import BadRequest, DriverError, FetchTimeout, NotFound, mapped, quietly
 from orquestrador.errors import BrokerError, TopicError
-from orquestrador.topics.delivery import (
-    Gate,
-    deliver_durable,
-    deliver_live,
-    stop,
-    validate_durable_name,
-    watched,
-)
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger("orquestrador.brokers.nats")
@@ -125,11 +118,11 @@ class NatsTopics:
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
         if durable is not None:
-            return await self._durable(pattern, callback, validate_durable_name(durable))
+            return await self._durable(pattern, callback, delivery.validate_durable_name(durable))
         nc = self.broker.client
 
         async def handler(msg: Msg) -> None:
-            await deliver_live(pattern, msg.data, callback)
+            await delivery.deliver_live(pattern, msg.data, callback)
 
         with mapped(f"cannot subscribe to topics {pattern}"):
             sub = await nc.subscribe(PREFIX + pattern, cb=handler)
@@ -168,11 +161,11 @@ class NatsTopics:
                             f"change it to {pattern!r} ({exc}): delete_subscription({name!r}) first"
                         ) from None
             sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
-        gate = Gate()
-        task = watched(self._pump(sub, pattern, callback, name, gate), name)
+        gate = delivery.Gate()
+        task = delivery.watched(self._pump(sub, pattern, callback, name, gate), name)
 
         async def unsubscribe() -> None:
-            await stop(task, gate)
+            await delivery.stop(task, gate)
             await quietly(sub.unsubscribe())
 
         return unsubscribe
@@ -183,7 +176,7 @@ class NatsTopics:
         pattern: str,
         callback: TopicCallback,
         name: str,
-        gate: Gate,
+        gate: delivery.Gate,
     ) -> None:
         failures = 0
         while not gate.stopping:
@@ -207,11 +200,13 @@ class NatsTopics:
                     return
                 async with gate.delivery():
                     await quietly(msg.in_progress())  # its ack wait starts now, not at the fetch
-                    await deliver_durable(pattern, msg.data, callback, name, keep_alive=msg.in_progress)
+                    await delivery.deliver_durable(
+                        pattern, msg.data, callback, name, keep_alive=msg.in_progress
+                    )
                     await quietly(msg.ack_sync(timeout=self.broker.request_timeout))
 
     async def delete(self, durable: str) -> None:
-        name = validate_durable_name(durable)
+        name = delivery.validate_durable_name(durable)
         await self._stream()
         with mapped(f"cannot delete the durable topic subscription {name}"), contextlib.suppress(NotFound):
             await self.broker.js.delete_consumer(STREAM, name)

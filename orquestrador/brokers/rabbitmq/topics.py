@@ -27,14 +27,7 @@ from orquestrador.brokers.rabbitmq.channel import AsyncChannel, ChannelClosed, C
 from orquestrador.brokers.rabbitmq.errors import mapped
 from orquestrador.brokers.rabbitmq.events import EventsChannel
 from orquestrador.errors import BrokerError
-from orquestrador.topics.delivery import (
-    Gate,
-    deliver_durable,
-    deliver_live,
-    stop,
-    validate_durable_name,
-    watched,
-)
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger(__name__)
@@ -85,10 +78,10 @@ class RabbitMQTopics:
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
         if durable is not None:
-            return await self._durable(pattern, callback, validate_durable_name(durable))
+            return await self._durable(pattern, callback, delivery.validate_durable_name(durable))
 
         async def filtered(body: bytes) -> None:
-            await deliver_live(pattern, body, callback)
+            await delivery.deliver_live(pattern, body, callback)
 
         return await self.live.subscribe(pattern, filtered)
 
@@ -115,7 +108,7 @@ class RabbitMQTopics:
                 await channel.close()
                 raise
 
-        gate = Gate()
+        gate = delivery.Gate()
 
         async def pump() -> None:
             while not gate.stopping:  # what it has not taken goes back when its channel closes
@@ -123,17 +116,17 @@ class RabbitMQTopics:
                 if channel.closed is not None:
                     continue  # the server gives it again on the new channel
                 async with gate.delivery():
-                    await deliver_durable(pattern, body, callback, name)
+                    await delivery.deliver_durable(pattern, body, callback, name)
                     channel.send(channel.raw.basic_ack, tag)
 
         with mapped(f"cannot subscribe durable topic subscription {name}"):
             await start()
         self._durables.add(start)
-        task = watched(pump(), name)
+        task = delivery.watched(pump(), name)
 
         async def unsubscribe() -> None:
             self._durables.discard(start)
-            await stop(task, gate)
+            await delivery.stop(task, gate)
             if current:
                 channel, _tag = current.pop()
                 await channel.close()  # what it held unacked goes back to the queue
@@ -151,6 +144,6 @@ class RabbitMQTopics:
                 log.warning("durable topic subscription not restored after the reconnect (%s)", exc)
 
     async def delete(self, durable: str) -> None:
-        queue = QUEUE_PREFIX + validate_durable_name(durable)
+        queue = QUEUE_PREFIX + delivery.validate_durable_name(durable)
         with mapped(f"cannot delete the durable topic subscription {durable}"):
             await self.broker.admin(lambda ch: ch.delete(queue))

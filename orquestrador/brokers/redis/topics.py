@@ -31,14 +31,7 @@ from orquestrador.brokers.redis.errors import DRIVER_ERRORS, ResponseError, is_n
 from orquestrador.brokers.redis.names import entry_body
 from orquestrador.errors import BrokerError
 from orquestrador.settings import redact_url
-from orquestrador.topics.delivery import (
-    Gate,
-    deliver_durable,
-    deliver_live,
-    stop,
-    validate_durable_name,
-    watched,
-)
+from orquestrador.topics import delivery
 from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger(__name__)
@@ -93,10 +86,10 @@ class RedisTopics:
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
         if durable is not None:
-            return await self._durable(pattern, callback, validate_durable_name(durable))
+            return await self._durable(pattern, callback, delivery.validate_durable_name(durable))
 
         async def filtered(body: bytes) -> None:
-            await deliver_live(pattern, body, callback)
+            await delivery.deliver_live(pattern, body, callback)
 
         where = redact_url(self.broker.url)
         return await events.subscribe(self.broker.redis, pattern, filtered, where, prefix=PREFIX)
@@ -113,17 +106,17 @@ class RedisTopics:
     async def _durable(self, pattern: str, callback: TopicCallback, name: str) -> Unsubscribe:
         await self._group(name)
         consumer = uuid.uuid4().hex
-        gate = Gate()
-        task = watched(self._pump(pattern, callback, name, consumer, gate), name)
+        gate = delivery.Gate()
+        task = delivery.watched(self._pump(pattern, callback, name, consumer, gate), name)
 
         async def unsubscribe() -> None:
-            await stop(task, gate)
+            await delivery.stop(task, gate)
             await self._leave(name, consumer)
 
         return unsubscribe
 
     async def _pump(
-        self, pattern: str, callback: TopicCallback, name: str, consumer: str, gate: Gate
+        self, pattern: str, callback: TopicCallback, name: str, consumer: str, gate: delivery.Gate
     ) -> None:
         redis = self.broker.redis
         failures = 0
@@ -164,7 +157,7 @@ class RedisTopics:
                 await redis.xclaim(STREAM, name, consumer, 0, [entry_id], justid=True)
 
         if fields:  # None: trimmed by the cap while pending
-            await deliver_durable(pattern, entry_body(fields), callback, name, keep_alive=keep_alive)
+            await delivery.deliver_durable(pattern, entry_body(fields), callback, name, keep_alive=keep_alive)
         await redis.xack(STREAM, name, entry_id)
 
     async def _leave(self, name: str, consumer: str) -> None:
@@ -175,7 +168,7 @@ class RedisTopics:
                 await self.broker.redis.xgroup_delconsumer(STREAM, name, consumer)
 
     async def delete(self, durable: str) -> None:
-        name = validate_durable_name(durable)
+        name = delivery.validate_durable_name(durable)
         redis = self.broker.redis
         with mapped(f"cannot delete the durable topic subscription {name}"):
             try:
