@@ -29,6 +29,7 @@ class AsyncMessaging:
     store: Store
     _subscriptions: set[AsyncAssinatura]
 
+    # What the orchestrator provides (these stubs only give them their types).
     def _broker(self) -> Broker:
         raise NotImplementedError
 
@@ -74,6 +75,8 @@ class AsyncMessaging:
         """Publish ``dados`` (any JSON value) on ``topico`` for its subscribers; returns the message."""
         if correlation_id is not None and not isinstance(correlation_id, str):
             raise TopicError(f"correlation_id is a string, not {type(correlation_id).__name__}")
+        if headers is not None and not isinstance(headers, dict):
+            raise TopicError(f"headers are a dict of str to str, not {type(headers).__name__}")
         message = TopicMessage(validate_topic(topico), dados, headers=dict(headers or {}),
                                correlation_id=correlation_id)  # fmt: skip
         await self._broker().publish_topic(message.topico, message.encode(max_bytes=self.max_message_bytes))
