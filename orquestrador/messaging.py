@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from orquestrador.vocabulary import TipoEvento
 
 
+def check_correlation_id(correlation_id: object) -> None:
+    """What subscribers accept (:meth:`TopicMessage.decode`), refused before publishing."""
+    if correlation_id is not None and (not isinstance(correlation_id, str) or len(correlation_id) > 200):
+        raise TopicError(f"correlation_id is a string of at most 200 characters, not {correlation_id!r:.60}")
+
+
 class AsyncMessaging:
     """The topics and request-reply half of :class:`~orquestrador.AsyncOrquestrador`."""
 
@@ -73,8 +79,7 @@ class AsyncMessaging:
         correlation_id: str | None = None,
     ) -> TopicMessage:
         """Publish ``dados`` (any JSON value) on ``topico`` for its subscribers; returns the message."""
-        if correlation_id is not None and not isinstance(correlation_id, str):
-            raise TopicError(f"correlation_id is a string, not {type(correlation_id).__name__}")
+        check_correlation_id(correlation_id)
         if headers is not None and not isinstance(headers, dict):
             raise TopicError(f"headers are a dict of str to str, not {type(headers).__name__}")
         message = TopicMessage(validate_topic(topico), dados, headers=dict(headers or {}),

@@ -86,6 +86,7 @@ def _take(sub: object, n: int) -> list[TopicMessage]:
         (lambda o: o.publicar("a.b", 1, headers={"k": 1}), "headers"),
         (lambda o: o.publicar("a.b", 1, headers="k=v"), "headers"),
         (lambda o: o.publicar("a.b", 1, correlation_id=5), "correlation_id"),
+        (lambda o: o.publicar("a.b", 1, correlation_id="c" * 201), "at most 200"),
         (lambda o: o.assinar("orders.#", print), "bad pattern"),
         (lambda o: o.assinar("orders.>.x", print), "bad pattern"),
         (lambda o: o.assinar("orders.*", print, duravel="bad name"), "durable"),

@@ -34,6 +34,7 @@ def emit(
 ) -> None:
     """Publish one message on a topic and print its message_id."""
     from orquestrador.brokers.base import Broker
+    from orquestrador.messaging import check_correlation_id
     from orquestrador.topics import TopicMessage, validate_topic
 
     try:
@@ -41,6 +42,7 @@ def emit(
     except ValueError as exc:
         example = "e.g. '{\"id\": 7}' or '\"text\"'"
         raise ConfigError(f"the message is not valid JSON ({exc}): {example}") from None
+    check_correlation_id(correlation_id)
     message = TopicMessage(validate_topic(topic), dados, headers=_headers(header or []),
                            correlation_id=correlation_id)  # fmt: skip
     body = message.encode()  # refused (too big, bad headers) before connecting
