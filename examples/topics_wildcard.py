@@ -22,7 +22,8 @@ def main() -> tuple[list[str], list[str]]:
         auditoria.append(f"{msg.topico} {msg.dados} {msg.headers}")
 
     with (
-        Orquestrador() as orq, orq.assinar("orders.>", auditar),
+        Orquestrador() as orq,
+        orq.assinar("orders.>", auditar),
         orq.assinar("orders.*", lambda m: notificados.append(m.topico)),
     ):
         orq.publicar("orders.created", {"id": 1, "total": 30.0}, headers={"origem": "loja"})
