@@ -52,6 +52,9 @@ from orquestrador.topics.delivery import TopicCallback as TopicCallback  # re-ex
 
 EventCallback = Callable[[bytes], Awaitable[None] | None]
 Unsubscribe = Callable[[], Awaitable[None]]
+# Where the default topics go on the events path (and topics on NATS): never a lifecycle event's
+# subject (``orq.eventos``), so a subscriber of ``>`` gets topics only.
+TOPIC_SUBJECT_PREFIX = "orq.topico."
 
 log = logging.getLogger(__name__)
 
@@ -370,9 +373,10 @@ class Broker(abc.ABC):
         """Publish one message on ``topic`` (validated by the caller) for its subscribers.
 
         Returns once the broker took it; adapters with durable subscriptions keep it for them.
-        Default: the live events path, so every adapter has live topics.
+        Default: the live events path, so every adapter has live topics (best effort there),
+        under the subject ``orq.topico.<topic>``, apart from the lifecycle events.
         """
-        await self.publish_event(topic, body)
+        await self.publish_event(TOPIC_SUBJECT_PREFIX + topic, body)
 
     async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
         """Publish many topic messages (``(topic, body)``, validated by the caller) as one batch;
@@ -416,7 +420,7 @@ class Broker(abc.ABC):
         async def filtered(body: bytes) -> None:
             await deliver_live(pattern, body, callback)
 
-        return await self.subscribe_events(pattern, filtered)
+        return await self.subscribe_events(TOPIC_SUBJECT_PREFIX + pattern, filtered)
 
     async def delete_subscription(self, durable: str) -> None:
         """Forget the durable subscription ``durable`` and drop its backlog (no-op if unknown):

@@ -142,11 +142,17 @@ class Gate:
             await asyncio.wait_for(self._idle.wait(), self.GRACE)
 
 
-async def stop(task: asyncio.Task[None], gate: Gate | None = None) -> None:
-    """Stop a subscription's task, after the delivery in progress with a ``gate``, and wait for
-    it (its own failure was logged already)."""
+async def stop(task: asyncio.Task[None], gate: Gate | None = None, *, drain: float = 0.0) -> None:
+    """Stop a subscription's task and wait for it (its own failure was logged already).
+
+    With a ``gate``, after the delivery in progress; with ``drain``, the task gets that long to
+    end by itself first: a fetch cut off by a cancel may have taken messages on the server that
+    nobody then receives until their lease ends.
+    """
     if gate is not None:
         await gate.close()
+    if drain:
+        await asyncio.wait({task}, timeout=drain)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task

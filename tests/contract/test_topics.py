@@ -158,7 +158,9 @@ async def test_malformed_bodies_and_failing_callbacks_do_not_end_a_subscription(
     await stop()
 
 
-async def test_topics_are_apart_from_the_lifecycle_events(broker: Broker, other: Broker, prefix: str):
+async def test_topics_are_apart_from_the_lifecycle_events(
+    broker: Broker, other: Broker, prefix: str, caplog: pytest.LogCaptureFixture
+):
     inbox = Inbox()
     stop = await broker.subscribe_topic(">", inbox)
     await other.publish_event("orq.eventos", b'{"tipo": "job_started"}')
@@ -166,6 +168,7 @@ async def test_topics_are_apart_from_the_lifecycle_events(broker: Broker, other:
 
     await eventually(lambda: f"{prefix}.mine" in inbox.topics(), timeout=20)
     assert all(topic != "orq.eventos" for topic in inbox.topics())
+    assert "malformed" not in caplog.text  # the event never reached the topic subscription
     await stop()
 
 

@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from orquestrador.brokers.base import TopicCallback, Unsubscribe
+from orquestrador.brokers.base import TOPIC_SUBJECT_PREFIX, TopicCallback, Unsubscribe
 from orquestrador.brokers.nats.errors import BadRequest, DriverError, FetchTimeout, NotFound, mapped, quietly
 from orquestrador.errors import BrokerError, TopicError
 from orquestrador.topics import delivery
@@ -34,11 +34,12 @@ from orquestrador.topics.patterns import validate_pattern
 
 log = logging.getLogger("orquestrador.brokers.nats")
 
-PREFIX = "orq.topico."
+PREFIX = TOPIC_SUBJECT_PREFIX
 STREAM = "ORQ-TOPICOS"  # not "ORQ_…": those are the queues' streams (broker.queues())
 MAX_AGE = 7 * 24 * 3600.0  # a durable subscription's backlog older than this is dropped
 ACK_WAIT = 60.0
 BATCH = 16
+FETCH_WAIT = 1.0
 
 
 class Host(Protocol):
@@ -165,7 +166,7 @@ class NatsTopics:
         task = delivery.watched(self._pump(sub, pattern, callback, name, gate), name)
 
         async def unsubscribe() -> None:
-            await delivery.stop(task, gate)
+            await delivery.stop(task, gate, drain=FETCH_WAIT + 2)
             await quietly(sub.unsubscribe())
 
         return unsubscribe
@@ -181,7 +182,7 @@ class NatsTopics:
         failures = 0
         while not gate.stopping:
             try:
-                msgs: list[Msg] = await sub.fetch(BATCH, timeout=1.0)
+                msgs: list[Msg] = await sub.fetch(BATCH, timeout=FETCH_WAIT)
             except FetchTimeout:
                 continue
             except DriverError as exc:

@@ -42,6 +42,7 @@ MAXLEN = 100_000
 LEASE_MS = 60_000
 BATCH = 16
 BATCH_MANY = 256  # topic messages per script call of publish_many
+BLOCK_MS = 1000
 
 
 class Host(Protocol):
@@ -110,7 +111,7 @@ class RedisTopics:
         task = delivery.watched(self._pump(pattern, callback, name, consumer, gate), name)
 
         async def unsubscribe() -> None:
-            await delivery.stop(task, gate)
+            await delivery.stop(task, gate, drain=BLOCK_MS / 1000 + 2)
             await self._leave(name, consumer)
 
         return unsubscribe
@@ -125,13 +126,16 @@ class RedisTopics:
                 # Entries a dead subscriber of this name left in flight, then new ones.
                 _next, entries, *_ = await redis.xautoclaim(STREAM, name, consumer, LEASE_MS, count=BATCH)
                 if not entries:
-                    got: Any = await redis.xreadgroup(name, consumer, {STREAM: ">"}, count=BATCH, block=1000)
+                    got: Any = await redis.xreadgroup(
+                        name, consumer, {STREAM: ">"}, count=BATCH, block=BLOCK_MS
+                    )
                     entries = got[0][1] if got else []
                 if failures:
                     log.warning("durable topic subscription %s receives again", name)
                     failures = 0
-                for entry_id, fields in entries:
-                    if gate.stopping:  # the rest are claimed by the next subscriber (LEASE_MS)
+                for i, (entry_id, fields) in enumerate(entries):
+                    if gate.stopping:
+                        await self._release(name, consumer, [e[0] for e in entries[i:]])
                         return
                     async with gate.delivery():
                         await self._deliver(pattern, callback, name, consumer, entry_id, fields)
@@ -159,6 +163,12 @@ class RedisTopics:
         if fields:  # None: trimmed by the cap while pending
             await delivery.deliver_durable(pattern, entry_body(fields), callback, name, keep_alive=keep_alive)
         await redis.xack(STREAM, name, entry_id)
+
+    async def _release(self, name: str, consumer: str, ids: list[Any]) -> None:
+        """Entries read but not delivered: made idle for a lease, so the next subscriber of the
+        name claims them at once (Redis cannot hand an entry back to the group)."""
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self.broker.redis.xclaim(STREAM, name, consumer, 0, ids, idle=LEASE_MS, justid=True)
 
     async def _leave(self, name: str, consumer: str) -> None:
         """Forget this subscriber's consumer unless it left a message in flight (claimed later)."""
