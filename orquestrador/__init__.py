@@ -16,6 +16,7 @@ from orquestrador.errors import (
     ClosedError,
     ConfigError,
     EnvelopeError,
+    JobFailed,
     JobTimeout,
     LaunchError,
     OrquestradorError,
@@ -25,20 +26,26 @@ from orquestrador.errors import (
     Retry,
     ScheduleError,
     StoreError,
+    TopicError,
 )
 from orquestrador.plugins import Plugin, escavador, executor, registry
 
 if TYPE_CHECKING:
     from orquestrador.envelope import Envelope, Erro, decode, encode
-    from orquestrador.facade import Job, Lote, Orquestrador
+    from orquestrador.facade import Assinatura, Job, Lote, Orquestrador
     from orquestrador.orchestrator import AsyncOrquestrador
     from orquestrador.pipeline import Pipeline
     from orquestrador.store.retention import Retencao
+    from orquestrador.topics import TopicMessage
+    from orquestrador.topics.subscription import AsyncAssinatura
     from orquestrador.worker import Contexto, Worker, WorkerOptions
 
 # Loaded on first use: a worker process that only registers plugins never imports the
 # orchestrator, the store (sqlite3) or the notebook facade.
 _LAZY = {
+    "Assinatura": "orquestrador.facade",
+    "AsyncAssinatura": "orquestrador.topics.subscription",
+    "TopicMessage": "orquestrador.topics",
     "Contexto": "orquestrador.worker",
     "Envelope": "orquestrador.envelope",
     "Erro": "orquestrador.envelope",
@@ -69,6 +76,8 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assinatura",
+    "AsyncAssinatura",
     "AsyncOrquestrador",
     "BrokerError",
     "BrokerUnavailable",
@@ -79,6 +88,7 @@ __all__ = [
     "EnvelopeError",
     "Erro",
     "Job",
+    "JobFailed",
     "JobTimeout",
     "LaunchError",
     "Lote",
@@ -93,6 +103,8 @@ __all__ = [
     "Retry",
     "ScheduleError",
     "StoreError",
+    "TopicError",
+    "TopicMessage",
     "Worker",
     "WorkerOptions",
     "decode",

@@ -61,6 +61,7 @@ def _schemas(plugins: list[Plugin]) -> tuple[dict[str, Any], dict[str, str]]:
         schemas[tipo] = specific
     event = TypeAdapter(EventoJob).json_schema(ref_template=REF)
     schemas["EventoJob"] = event
+    schemas["TopicMessage"] = copy.deepcopy(TOPIC_MESSAGE)
     plugin_schemas = {f"{p.kind}_{p.nome}": names[p.schema] for p in plugins if p.schema is not None}
     return schemas, plugin_schemas
 
@@ -119,6 +120,86 @@ def _dead_letter_headers() -> dict[str, Any]:
     }
 
 
+TOPIC_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "title": "TopicMessage",
+    "description": "One message on a topic, whoever publishes it (README, Topics). Unknown fields are "
+    "ignored on read.",
+    "required": ["topico", "message_id", "timestamp"],
+    "properties": {
+        "topico": {"type": "string", "maxLength": 200, "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+                   "description": "The concrete topic it was published on (no wildcards)."},
+        "dados": {"description": "Any JSON value (at most 1 MiB for the whole message)."},
+        "headers": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 4096}},
+        "message_id": {"type": "string", "minLength": 1, "maxLength": 200, "description": "A uuid."},
+        "timestamp": {"type": "string", "minLength": 1, "maxLength": 200,
+                      "description": "When it was published, ISO 8601 UTC."},
+        "correlation_id": {"type": "string", "maxLength": 200,
+                           "description": "The job chain it belongs to, when it belongs to one."},
+        "versao": {"const": 1},
+    },
+}  # fmt: skip
+
+
+def _topics(messages: dict[str, Any], channels: dict[str, Any], operations: dict[str, Any]) -> None:
+    """The topics: anyone's (``{topico}``), and the toolkit's own results and lifecycle events."""
+    topic = REF.format(model="TopicMessage")
+    results = [{"$ref": REF.format(model=t)} for t in RESULTADO_DE.values()]
+    kinds = {
+        "topico": ("topic message", "A message on a topic, published with publicar / orq emit.", {}),
+        "topico_resultado": ("result on a topic", "A worker's final result: dados is the resultado_* "
+                             "envelope as published.", {"dados": {"oneOf": results}}),
+        "topico_evento": ("lifecycle event on a topic", "A job's lifecycle event: dados is the event.",
+                          {"dados": {"$ref": REF.format(model="EventoJob")}}),
+    }  # fmt: skip
+    for name, (title, summary, fields) in kinds.items():
+        payload = (
+            {"allOf": [{"$ref": topic}, {"type": "object", "properties": fields}]}
+            if fields
+            else {"$ref": topic}
+        )
+        messages[name] = {
+            "name": name,
+            "title": title,
+            "summary": summary,
+            "contentType": "application/json",
+            "correlationId": {"$ref": "#/components/correlationIds/chain"},
+            "payload": payload,
+        }
+    alvo = {"description": "The escavador or executor name (a plugin queue without its prefix)."}
+    channels["topicos"] = {
+        "address": "{topico}",
+        "description": "Topics anyone publishes on (orq.publicar, orq emit) and subscribes to with "
+        "NATS-style patterns ('*' one token, '>' the rest), live or durable as the broker allows "
+        "(README, Topics).",
+        "parameters": {"topico": {"description": "A dot-separated topic, e.g. orders.created."}},
+        "messages": {"topico": {"$ref": "#/components/messages/topico"}},
+    }
+    channels["topicos_resultados"] = {
+        "address": "orq.{tipo_evento}.{alvo}",
+        "description": "Every final result, copied by the worker that answered it (best effort, off the "
+        "job's path); e.g. subscribe to orq.resultado_coleta.*.",
+        "parameters": {"tipo_evento": {"enum": list(RESULTADO_DE.values())}, "alvo": alvo},
+        "messages": {"topico_resultado": {"$ref": "#/components/messages/topico_resultado"}},
+    }
+    channels["topicos_eventos"] = {
+        "address": "orq.eventos.{alvo}.{evento}",
+        "description": "Every lifecycle event, copied by the worker (best effort); e.g. "
+        "orq.eventos.*.dead_letter.",
+        "parameters": {"alvo": alvo, "evento": {"enum": ["iniciado", "progresso", "retry", "dead_letter"]}},
+        "messages": {"topico_evento": {"$ref": "#/components/messages/topico_evento"}},
+    }
+    for channel, message, sender in (
+        ("topicos", "topico", "Any service publishes."),
+        ("topicos_resultados", "topico_resultado", "Workers copy results."),
+        ("topicos_eventos", "topico_evento", "Workers copy lifecycle events."),
+    ):
+        operations[f"publish_{channel}"] = _operation("send", channel, [message], sender)
+        operations[f"subscribe_{channel}"] = _operation(
+            "receive", channel, [message], "Subscribers of a matching pattern (orq.assinar, orq subscribe)."
+        )  # fmt: skip
+
+
 def document(
     url: str | None = None, plugins: list[Plugin] | None = None, results_queue: str | None = None
 ) -> dict[str, Any]:
@@ -163,6 +244,7 @@ def document(
         "emit_eventos": _operation("send", "eventos", ["evento"], "Workers report job progress."),
         "watch_eventos": _operation("receive", "eventos", ["evento"], "Orchestrators and widgets watch."),
     }  # fmt: skip
+    _topics(messages, channels, operations)
     for plugin in plugins:
         tipo, fila = plugin.tipo_evento, plugin.fila
         message_ref = f"#/components/messages/{tipo}"

@@ -14,7 +14,8 @@
     ├── PluginError                 a plugin is missing, registered twice or badly declared
     ├── StoreError                  the local store could not be read or written
     ├── LaunchError                 a batch launch stopped part-way (carries the Lote so far)
-    ├── JobTimeout                  Job.wait() ran out of time (the job may still finish)
+    ├── JobTimeout                  Job.wait() or solicitar() ran out of time (the job may still finish)
+    ├── JobFailed                   solicitar(): the job finished without a result (carries the erro)
     ├── ClosedError                 the Orquestrador was closed: create a new one
     └── HandlerSignal               control flow raised by handlers, never an error to report
         ├── Retry                   try again later, optionally after `delay` seconds
@@ -98,7 +99,28 @@ class LaunchError(OrquestradorError):
 
 
 class JobTimeout(OrquestradorError, TimeoutError):
-    """``Job.wait`` gave up; the job itself is not cancelled and may still finish."""
+    """``Job.wait`` or ``solicitar`` gave up; the job itself is not cancelled and may still finish.
+
+    ``message_id`` (when known) finds the job again: ``orq.job(message_id)``.
+    """
+
+    def __init__(self, message: str, *, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+
+
+class JobFailed(OrquestradorError):
+    """``solicitar`` saw its job finish without a result (``erro`` or dead-lettered).
+
+    ``erro`` is the worker's error (``tipo``, ``mensagem``, …), ``estado`` the job's final state
+    and ``message_id`` the job, still recorded in the store.
+    """
+
+    def __init__(self, message: str, *, message_id: str, estado: str, erro: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.estado = estado
+        self.erro = erro
 
 
 class ClosedError(OrquestradorError, RuntimeError):
@@ -144,6 +166,7 @@ __all__ = [
     "EnvelopeError",
     "HandlerSignal",
     "JobExpired",
+    "JobFailed",
     "JobTimeout",
     "LaunchError",
     "OrquestradorError",

@@ -24,16 +24,18 @@ from orquestrador.errors import BrokerError, EnvelopeError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
 from orquestrador.job_options import NO_OPTIONS, JobOptions, Timing
+from orquestrador.messaging import AsyncMessaging
 from orquestrador.pipeline import Pipeline, PipelineRunner
 from orquestrador.plugins import queue_for
 from orquestrador.store import JobRow, Store
 from orquestrador.store.retention import Retencao
+from orquestrador.topics.subscription import AsyncAssinatura
 from orquestrador.vocabulary import FINAIS, KIND_OF
 
 log = logging.getLogger("orquestrador")
 
 
-class AsyncOrquestrador:
+class AsyncOrquestrador(AsyncMessaging):
     """Launches jobs and records their results; one per notebook, script or service."""
 
     def __init__(
@@ -65,6 +67,7 @@ class AsyncOrquestrador:
         self._events: list[EventoJob] = []
         self._unsubscribe: Callable[[], Any] | None = None
         self.listeners: list[Callable[[list[str]], None]] = []
+        self._subscriptions: set[AsyncAssinatura] = set()  # cancelled by close()
 
     async def start(self) -> None:
         """Connect, and start collecting results and lifecycle events."""
@@ -85,6 +88,8 @@ class AsyncOrquestrador:
         self._closing.set()
         for runner in self._runners:
             runner.stop()
+        for subscription in list(self._subscriptions):
+            await subscription.cancelar()
         if self._unsubscribe is not None:
             with contextlib.suppress(BrokerError):
                 await self._unsubscribe()

@@ -23,6 +23,10 @@ ENV_HOME = "ORQ_HOME"
 STORE_FILE = "orquestrador.db"
 ENV_RESULTS_QUEUE = "ORQ_RESULTS_QUEUE"
 
+# Which of the toolkit's own topics a worker publishes (README, "The toolkit's own topics").
+ENV_TOPICS = "ORQ_TOPICS"
+TOPICS_CHOICES = ("on", "results", "off")
+
 ENV_TLS_CA = "ORQ_TLS_CA"
 ENV_TLS_CERT = "ORQ_TLS_CERT"
 ENV_TLS_KEY = "ORQ_TLS_KEY"
@@ -89,6 +93,15 @@ def broker_url(url: str | None = None) -> str | None:
 
 def results_queue(name: str | None = None) -> str | None:
     return name or os.environ.get(ENV_RESULTS_QUEUE) or None
+
+
+def toolkit_topics() -> tuple[bool, bool]:
+    """(result topics, lifecycle event topics) a worker publishes, from ``ORQ_TOPICS``: ``on``
+    (default, both), ``results`` or ``off``; another value is a :class:`ConfigError`."""
+    value = os.environ.get(ENV_TOPICS, "").strip().lower() or "on"
+    if value not in TOPICS_CHOICES:
+        raise ConfigError(f"{ENV_TOPICS}={value!r}: use one of {', '.join(TOPICS_CHOICES)}")
+    return value != "off", value == "on"
 
 
 def ceiling(env: str, default: float) -> float:

@@ -201,3 +201,34 @@ def test_orq_asyncapi_writes_yaml_or_json_for_the_configured_broker(tmp_path):
     assert json.loads(printed.stdout) == as_yaml
     bad = orq("asyncapi", "--format", "xml", env=env)
     assert bad.returncode == 2 and "json or yaml" in bad.stderr
+
+
+def test_topic_messages_match_their_schemas_and_the_toolkit_topics_are_channels():
+    from orquestrador.topics import TopicMessage
+    from orquestrador.worker import topics
+
+    doc = asyncapi.document(URL, plugins=[])
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert {"{topico}", "orq.{tipo_evento}.{alvo}", "orq.eventos.{alvo}.{evento}"} <= addresses
+    published = TopicMessage("orders.created", {"id": 7}, headers={"k": "v"}, correlation_id="c")
+    _validator(doc, "topico").validate(json.loads(published.encode()))
+    assert not _validator(doc, "topico").is_valid({**published.as_dict(), "topico": "orders.*"})
+    assert not _validator(doc, "topico").is_valid({"dados": 1})
+
+    job = wire.nova("iniciar_coleta", {"url": "http://x"}, alvo="http")
+    answer = job.with_changes(tipo_evento="resultado_coleta", status="ok", causation_id=job.message_id)
+
+    class Job:  # what the worker's topic copy reads of a finished job
+        envelope = job
+        plugin = Plugin("escavador", "http", lambda p: p, "tests")
+
+    at = topics.now()
+    topic, body = topics.result_body(Job, wire.encode(answer), at)  # type: ignore[arg-type,misc]
+    assert topic == "orq.resultado_coleta.http"
+    _validator(doc, "topico_resultado").validate(json.loads(body))
+    assert TopicMessage.decode(body).dados["causation_id"] == job.message_id
+    event = EventoJob("retry", "c", "m", "http", "w", 2)
+    topic, body = topics.event_body(event, event.encode(), at)  # type: ignore[misc]
+    assert topic == "orq.eventos.http.retry"
+    _validator(doc, "topico_evento").validate(json.loads(body))
+    assert not _validator(doc, "topico_evento").is_valid({**json.loads(body), "dados": {"evento": "x"}})

@@ -58,6 +58,9 @@ def test_bad_payload_json_is_refused():
         ["broker"],
         ["broker", "status"],
         ["plugins"],
+        ["request"],
+        ["emit"],
+        ["subscribe"],
     ],
 )
 def test_every_command_has_help(args: list[str]):

@@ -422,6 +422,23 @@ class Broker(abc.ABC):
         """
         await self.publish_event(TOPIC_SUBJECT_PREFIX + topic, body)
 
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """Publish many topic messages (``(topic, body)``, validated by the caller) as one batch;
+        returns how many failed. Workers copy their results and events onto topics with it, off
+        the jobs' path. Default: :meth:`publish_topic` each, a few at a time (on Redis each
+        command borrows a pooled connection); adapters may pipeline the batch instead."""
+        limit = asyncio.Semaphore(16)
+
+        async def one(topic: str, body: bytes) -> None:
+            async with limit:
+                await self.publish_topic(topic, body)
+
+        outcomes = await asyncio.gather(*(one(t, b) for t, b in items), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            log.debug("%d of %d topic messages not published: %s", len(failed), len(outcomes), failed[0])
+        return len(failed)
+
     async def subscribe_topic(
         self, pattern: str, callback: TopicCallback, *, durable: str | None = None
     ) -> Unsubscribe:

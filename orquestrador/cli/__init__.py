@@ -24,7 +24,7 @@ from orquestrador.errors import OrquestradorError
 # so that ``orq worker`` loads only its own (a worker runs for days: the store, SQLite and the
 # other commands were 2 MiB of its memory, measured).
 COMMAND_MODULES = (
-    "jobs", "consume", "stats", "asyncapi", "worker", "agenda", "broker", "queues", "dlq", "store",
+    "jobs", "topics", "consume", "stats", "asyncapi", "worker", "agenda", "broker", "queues", "dlq", "store",
 )  # fmt: skip
 
 

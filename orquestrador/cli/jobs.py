@@ -1,6 +1,8 @@
-"""``orq demo``, ``orq publish``, ``orq trace`` and ``orq plugins``: jobs from the command line.
+"""``orq demo``, ``orq publish``, ``orq request``, ``orq trace`` and ``orq plugins``: jobs from the
+command line.
 
-Run the demo, launch a job (or a batch from a file), follow a chain, list what can run.
+Run the demo, launch a job (or a batch from a file), run one and wait for its answer, follow a
+chain, list what can run.
 """
 
 from __future__ import annotations
@@ -99,6 +101,43 @@ def publish(
         out = {"status": job.status, "tentativa": job.tentativa, "resultado": job.result, "erro": job.erro}
         print(json.dumps(out, ensure_ascii=False, indent=2))
         raise typer.Exit(0 if job.status == "ok" else 1)
+
+
+class KindArg(StrEnum):
+    coleta = "coleta"
+    execucao = "execucao"
+
+
+@app.command()
+def request(
+    kind: Annotated[KindArg, typer.Argument(help="coleta (an escavador) or execucao (an executor).")],
+    alvo: Annotated[str, typer.Argument(help="Escavador/executor name.")],
+    payload: Annotated[str, typer.Argument(help="JSON object.")] = "{}",
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for the result.")] = 30.0,
+    broker: BrokerOpt = None,
+) -> None:
+    """Run one job and wait for it: its result as JSON (exit 1: it failed; 3: timed out).
+
+    Exit codes: 0 the result is printed; 1 the job failed (its erro printed as JSON); 3 no
+    result within --timeout (the job stays recorded and may still finish); 2 bad input or an
+    unreachable broker.
+    """
+    from orquestrador.errors import JobFailed
+    from orquestrador.facade import Orquestrador
+
+    data = json_object(payload, "PAYLOAD", 'e.g. \'{"url": "https://…"}\'')
+    with Orquestrador(broker) as orq:
+        try:
+            result = orq.solicitar(alvo, data, timeout, execucao=kind is KindArg.execucao)
+        except JobFailed as exc:
+            console.err().print(f"[red]failed:[/] {display.escape(str(exc), 2000)}", highlight=False)
+            print(json.dumps({"message_id": exc.message_id, "estado": exc.estado, "erro": exc.erro},
+                             ensure_ascii=False, indent=2))  # fmt: skip
+            raise typer.Exit(1) from None
+        except JobTimeout as exc:
+            console.err().print(f"[yellow]timeout:[/] {display.escape(str(exc), 2000)}", highlight=False)
+            raise typer.Exit(3) from None
+    print(json.dumps(result, ensure_ascii=False, indent=2))
 
 
 @app.command()

@@ -8,5 +8,6 @@ DataFrames, so workers that import the package stay small.
 
 from orquestrador.facade.client import Orquestrador
 from orquestrador.facade.handles import Job, Lote
+from orquestrador.facade.messaging import Assinatura
 
-__all__ = ["Job", "Lote", "Orquestrador"]
+__all__ = ["Assinatura", "Job", "Lote", "Orquestrador"]

@@ -1,6 +1,7 @@
 """``Orquestrador``: launch jobs and batches, run pipelines, open the notebook widgets.
 
-What it reads (results, aggregates, queues) is in :mod:`orquestrador.facade.reads`, how a sync
+What it reads (results, aggregates, queues) is in :mod:`orquestrador.facade.reads`, topics and
+request-reply in :mod:`orquestrador.facade.messaging`, how a sync
 call reaches the asyncio core in :mod:`orquestrador.facade.session`, and the handles it returns
 in :mod:`orquestrador.facade.handles`.
 """
@@ -18,6 +19,7 @@ from orquestrador.envelope import TipoEvento
 from orquestrador.errors import JobTimeout, LaunchError
 from orquestrador.facade.agendas import AgendaMethods
 from orquestrador.facade.handles import Job, Lote
+from orquestrador.facade.messaging import Messaging
 from orquestrador.facade.reads import Reads
 from orquestrador.job_options import JobOptions, Timing
 from orquestrador.orchestrator import AsyncOrquestrador
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class Orquestrador(Reads, AgendaMethods):
+class Orquestrador(Reads, AgendaMethods, Messaging):
     """Launch jobs and read their results, from a script or a notebook.
 
     ``url`` picks the broker (``nats://``, ``redis://``, ``amqp://``, ``memory://``); without one,
@@ -277,6 +279,14 @@ class Orquestrador(Reads, AgendaMethods):
 
         self._check_open()
         return rastreio(self, correlation_id)
+
+    def topicos(self, padrao: str, n: int = 20, duravel: str | None = None) -> Any:
+        """A live table of the last ``n`` messages on the topics ``padrao`` matches (e.g.
+        ``orq.resultado_coleta.*``), with a button that cancels its subscription."""
+        from orquestrador.notebook import topicos
+
+        self._check_open()
+        return topicos(self, padrao, n, duravel)
 
 
 def _name(pipeline: Pipeline | str | None) -> str | None:

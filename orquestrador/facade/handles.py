@@ -104,7 +104,8 @@ class Job:
         except TimeoutError:
             raise JobTimeout(
                 f"job {self.message_id} ({self.alvo}) not finished after {timeout}s; "
-                f"status {self.status!r}. Is a worker running for it (orq worker ...)?"
+                f"status {self.status!r}. Is a worker running for it (orq worker ...)?",
+                message_id=self.message_id,
             ) from None
         return self
 

@@ -6,5 +6,6 @@ Workers never import it: the facade reaches it lazily, from methods only noteboo
 from orquestrador.notebook.jobs import job_widget, lote_widget
 from orquestrador.notebook.painel import Painel, painel
 from orquestrador.notebook.rastreio import Rastreio, rastreio
+from orquestrador.notebook.topicos import Topicos, topicos
 
-__all__ = ["Painel", "Rastreio", "job_widget", "lote_widget", "painel", "rastreio"]
+__all__ = ["Painel", "Rastreio", "Topicos", "job_widget", "lote_widget", "painel", "rastreio", "topicos"]

@@ -71,6 +71,10 @@ class Ticker:
         """Called from the loop thread for every batch of results: only sets a flag."""
         self._dirty.set()
 
+    def poke(self) -> None:
+        """Something a view shows changed (from any thread): redraw at the next pass."""
+        self._dirty.set()
+
     def add(self, view: View) -> None:
         with self._lock:
             self._views.append(view)

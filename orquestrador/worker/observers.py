@@ -19,9 +19,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from orquestrador import eventos
+from orquestrador import eventos, settings
 from orquestrador.errors import BrokerError
 from orquestrador.eventos import Evento, EventoJob
+from orquestrador.worker import topics
 
 if TYPE_CHECKING:
     from orquestrador.brokers.base import Broker
@@ -165,6 +166,7 @@ class Events(Observer):
 
     Sent in batches every ``eventos.FLUSH_SECONDS``: one broker message per job was a tenth of a
     worker's CPU. A job's end is its durable ``resultado_*``, so there is no "done" event.
+    The same batch carries the toolkit's topics (results and events, :mod:`.topics`).
     """
 
     def __init__(self, broker: Broker, worker_id: str) -> None:
@@ -172,11 +174,13 @@ class Events(Observer):
         self.worker_id = worker_id
         self._events: list[EventoJob] = []  # waiting for the next batch
         self._flusher: asyncio.Task[None] | None = None
+        self._result_topics, self._event_topics = settings.toolkit_topics()
+        self._results: list[tuple[Job, bytes]] = []  # result envelopes to copy onto their topics
 
     async def stopping(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-        if self._events:  # the last events (retries, dead letters) still reach live views
+        if self._events or self._results:  # the last events (retries, dead letters) still reach live views
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flush(0)
 
@@ -191,6 +195,15 @@ class Events(Observer):
 
     def dead_lettered(self, job: Job, erro: Erro) -> None:
         self._emit(job, "dead_letter", {"erro": erro.model_dump()})
+        self._result(job)
+
+    def succeeded(self, job: Job) -> None:
+        self._result(job)
+
+    def _result(self, job: Job) -> None:
+        if self._result_topics and job.delivery.reply is not None:
+            self._results.append((job, job.delivery.reply))
+            self._schedule()
 
     def _emit(self, job: Job, evento: Evento, detalhe: dict[str, Any] | None = None) -> None:
         self._events.append(EventoJob(
@@ -202,16 +215,32 @@ class Events(Observer):
             tentativa=job.attempt,
             detalhe=detalhe or {},
         ))  # fmt: skip
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(eventos.FLUSH_SECONDS))
 
     async def _flush(self, delay: float) -> None:
         """Send the events gathered meanwhile as one message (an object when there is one)."""
         await asyncio.sleep(delay)
-        while self._events:
+        while self._events or self._results:
             batch, self._events = self._events[: eventos.MAX_BATCH], self._events[eventos.MAX_BATCH :]
-            body = batch[0].encode() if len(batch) == 1 else eventos.encode_many(batch)
-            try:
-                await asyncio.wait_for(self.broker.publish_event(eventos.SUBJECT, body), 2)
-            except (BrokerError, TimeoutError) as exc:
-                log.debug("%d lifecycle events dropped: %s", len(batch), exc)
+            results, self._results = self._results[: eventos.MAX_BATCH], self._results[eventos.MAX_BATCH :]
+            encoded = [event.encode() for event in batch]  # once: for orq.eventos and the topics
+            if batch:
+                body = encoded[0] if len(batch) == 1 else b"[" + b",".join(encoded) + b"]"
+                try:
+                    await asyncio.wait_for(self.broker.publish_event(eventos.SUBJECT, body), 2)
+                except (BrokerError, TimeoutError) as exc:
+                    log.debug("%d lifecycle events dropped: %s", len(batch), exc)
+            await self._publish_topics(batch, encoded, results)
+
+    async def _publish_topics(
+        self, batch: list[EventoJob], encoded: list[bytes], results: list[tuple[Job, bytes]]
+    ) -> None:
+        at = topics.now()
+        made = [topics.result_body(job, reply, at) for job, reply in results]
+        if self._event_topics:
+            made += [topics.event_body(event, data, at) for event, data in zip(batch, encoded, strict=True)]
+        await topics.publish(self.broker, [m for m in made if m is not None])

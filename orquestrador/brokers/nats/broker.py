@@ -374,6 +374,9 @@ class NatsBroker(Broker):
     async def publish_topic(self, topic: str, body: bytes) -> None:
         await self._topics.publish(topic, body)
 
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._topics.publish_many(items)
+
     async def subscribe_topic(
         self, pattern: str, callback: TopicCallback, *, durable: str | None = None
     ) -> Unsubscribe:

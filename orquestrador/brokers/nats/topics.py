@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -98,6 +99,22 @@ class NatsTopics:
                 f"cannot publish on topic {topic}: NATS did not confirm it within "
                 f"{self.broker.request_timeout:g} s; is the server reachable?"
             ) from None
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """A batch as core publishes and one flush: the stream still stores each (its subjects
+        capture core messages too), without a PubAck round trip per message. What workers copy
+        onto topics (best effort, like lifecycle events) goes this way."""
+        await self._stream()
+        nc = self.broker.client
+        try:
+            with mapped(f"cannot publish {len(items)} topic messages"):
+                for topic, body in items:
+                    await nc.publish(PREFIX + topic, body)
+                await nc.flush(timeout=int(self.broker.request_timeout))
+        except (BrokerError, TimeoutError) as exc:
+            log.debug("%d topic messages not confirmed: %s", len(items), exc)
+            return len(items)
+        return 0
 
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)

@@ -370,6 +370,9 @@ class RedisBroker(Broker):
     async def publish_topic(self, topic: str, body: bytes) -> None:
         await self._topics.publish(topic, body)
 
+    async def publish_topics(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return await self._topics.publish_many(items)
+
     async def subscribe_topic(
         self, pattern: str, callback: TopicCallback, *, durable: str | None = None
     ) -> Unsubscribe:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from orquestrador.brokers.base import TopicCallback, Unsubscribe
@@ -40,6 +41,7 @@ STREAM = "orq:topicos"
 MAXLEN = 100_000
 LEASE_MS = 60_000
 BATCH = 16
+BATCH_MANY = 256  # topic messages per script call of publish_many
 BLOCK_MS = 1000
 
 
@@ -63,6 +65,24 @@ class RedisTopics:
             await self.broker.scripts["topic"](
                 keys=[STREAM], args=[body, MAXLEN, PREFIX + topic], client=client
             )
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> int:
+        """What :meth:`publish` does for each, in one script call per :data:`BATCH_MANY` (a
+        command per message cost a worker copying its results onto topics more than its jobs)."""
+        failed = 0
+        for start in range(0, len(items), BATCH_MANY):
+            chunk = items[start : start + BATCH_MANY]
+            args: list[Any] = [MAXLEN]
+            for topic, body in chunk:
+                args += (PREFIX + topic, body)
+            try:
+                with mapped(f"cannot publish {len(chunk)} topic messages"):
+                    script = self.broker.scripts["topic_many"]
+                    await script(keys=[STREAM], args=args, client=self.broker.redis)
+            except BrokerError as exc:
+                log.debug("%d topic messages not published: %s", len(chunk), exc)
+                failed += len(chunk)
+        return failed
 
     async def subscribe(self, pattern: str, callback: TopicCallback, durable: str | None) -> Unsubscribe:
         validate_pattern(pattern)
