@@ -50,6 +50,7 @@ class Lancador:
             options=[("the payload, N copies", -1), *columns], value=-1, description="launch"
         )
         self.copias = w.BoundedIntText(value=1, min=1, max=1_000_000, description="copies")
+        self.copias.add_class("orq-copias")
         # When and in what order (orquestrador.job_options); 0 seconds: no delay, no deadline.
         self.prioridade = w.BoundedIntText(value=0, min=0, max=9, description="prioridade")
         self.atraso = w.BoundedFloatText(value=0.0, min=0.0, max=MAX_SECONDS, description="atraso (s)")

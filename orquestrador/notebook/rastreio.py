@@ -23,6 +23,7 @@ class Rastreio:
         self.status = w.HTML()
         self.timeline = w.HTML()
         self.widget = w.VBox([self.status, self.timeline])
+        self.widget.add_class("orq-rastreio")
         self.finished = False
         self.refresh()
         if not self.finished:

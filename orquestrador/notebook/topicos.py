@@ -37,6 +37,7 @@ class Topicos:
         self.stop_button = w.Button(description="stop", tooltip="cancel the subscription")
         self.stop_button.on_click(lambda _: self.cancelar())
         self.widget = w.VBox([w.HBox([self.status, self.stop_button]), self.table])
+        self.widget.add_class("orq-topicos")
         self.shown = (self.status, self.table)
         self._last: deque[tuple[float, TopicMessage]] = deque(maxlen=n)
         self._lock = threading.Lock()

@@ -270,7 +270,7 @@ def test_notebook_01_dashboard_in_a_real_browser(voila: Served, tmp_path: Path) 
             expect(board.get_by_role("button", name="Launch")).to_be_disabled()
             expect(page.get_by_text("Mercado Municipal — Início").first).to_be_visible()
             # The rastreio cell: the result's row has the job's duration and the page's title.
-            result_row = page.locator("tr", has_text="resultado_coleta")
+            result_row = page.locator(".orq-rastreio tr", has_text="resultado_coleta")
             expect(result_row).to_contain_text(re.compile(r"\d+ ms\s*Mercado Municipal — Início"))
             body = page.inner_text("body")
             assert "refresh failed" not in body
@@ -305,7 +305,7 @@ def test_launching_from_the_dashboard_in_a_real_browser(voila: Served, tmp_path:
                 has=page.locator("option", has_text="one job per row of url")
             )
             source.select_option(label="one job per row of url")
-            expect(board.locator("input[type=number]")).to_be_disabled()  # copies: one per row instead
+            expect(board.locator(".orq-copias input")).to_be_disabled()  # copies: one per row instead
             board.get_by_role("button", name="Launch").click()
             expect(board).to_contain_text(f"launched {pages} × http", timeout=30_000)
             # The launcher shows the batch it launched, with the line that reopens it.
