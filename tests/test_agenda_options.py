@@ -100,6 +100,7 @@ def test_orq_agenda_add_makes_a_schedule_the_api_lists(name: str, request: pytes
         assert row["quando"] == "cron 0 6 * * * America/Sao_Paulo"
         assert row["payload"] == {"url": "https://example.org"}
         assert row["proxima"].hour == 9
+        assert (row["prioridade"], row["ttl"]) == (4, 900.0)
     finally:
         orq.close()
         asyncio.run(remove(url, agenda_id))

@@ -77,5 +77,5 @@ class AgendaMethods(Session):
         self._run(self._agendas().remove(agenda_id))
 
 
-_COLUMNS = ("id", "tipo_evento", "alvo", "quando", "pausada", "perdidas", "ultima", "proxima",
-            "responder_para", "payload")  # fmt: skip
+_COLUMNS = ("id", "tipo_evento", "alvo", "quando", "pausada", "perdidas", "prioridade", "ttl", "ultima",
+            "proxima", "responder_para", "payload")  # fmt: skip
