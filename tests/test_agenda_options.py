@@ -7,18 +7,22 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
 
-from orquestrador import Orquestrador, ScheduleError
-from orquestrador.agenda import Agenda, make
+from orquestrador import Orquestrador, ScheduleError, Worker, WorkerOptions
+from orquestrador.agenda import Agenda, Agendas, Scheduler, make
+from orquestrador.brokers import connect
+from orquestrador.brokers.base import DLQ_REASON, dlq_of
 from orquestrador.brokers.support.lanes import lane_of
 from orquestrador.cli import app
+from orquestrador.plugins import Plugin
 from tests.agenda_scenarios import drain, forget, remove, run_scheduler, save
-from tests.conftest import BROKERS, broker_url_for
+from tests.conftest import BROKERS, broker_url_for, eventually
 from tests.workers import ROOT
 
 REAL = [p for p in BROKERS if p.id == "nats"]
@@ -61,6 +65,38 @@ def test_each_firing_carries_prioridade_and_a_deadline_on_a_real_broker(
     name: str, request: pytest.FixtureRequest
 ) -> None:
     _check_firings(broker_url_for(name, request))
+
+
+async def test_a_firing_caught_up_after_its_ttl_is_never_run_and_dead_lettered_expired() -> None:
+    broker = await connect(f"memory://{uuid.uuid4().hex}")
+    ran: list[str] = []
+
+    async def handler(payload: dict[str, str]) -> dict[str, str]:
+        ran.append(payload["k"])
+        return payload
+
+    plugin = Plugin("escavador", f"late_{uuid.uuid4().hex[:8]}", handler, "tests")
+    agenda = make("escavador", plugin.nome, {"k": "late"}, responder_para="r", cada=60, ttl=5,
+                  tolerancia=0, perdidas="uma")  # fmt: skip
+    # Its scheduler was down 10 minutes: the latest missed occurrence (30 s ago) is caught up once.
+    back = time.time() - 630
+    await Agendas(broker.shared_state()).save(agenda.with_changes(criada_em=back, desde=back))
+    scheduler = Scheduler(broker, owner="t")
+    await scheduler.step()
+    assert scheduler.fired == 1
+    worker = Worker(broker, [plugin], WorkerOptions(fetch_timeout=0.2, visibility_timeout=30))
+    running = asyncio.create_task(worker.run())
+    try:
+
+        async def reasons() -> list[str]:
+            return [m.headers.get(DLQ_REASON, "") for m in await broker.peek(dlq_of(plugin.fila), 10)]
+
+        assert await eventually(reasons) == ["expired"]
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        await broker.close()
+    assert ran == [], "a firing older than its ttl ran"
 
 
 def test_definitions_older_than_the_options_still_load() -> None:
