@@ -10,6 +10,10 @@ whatever the zone.
 Missed occurrences (the scheduler was down, paused by the OS, or handing over to another one):
 every occurrence at most ``tolerancia`` seconds late is fired, each once; older ones follow
 ``perdidas``: ``"uma"`` (the default) fires the latest of them once, ``"nenhuma"`` skips them.
+
+Each firing is a normal launch with the schedule's ``prioridade`` and, when set, a deadline
+``ttl`` seconds after its occurrence (not after it was published): a firing published late, by
+a catch-up or a busy scheduler, still expires when its occurrence is ``ttl`` old.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from orquestrador.errors import ScheduleError
+from orquestrador.errors import ConfigError, ScheduleError
+from orquestrador.job_options import JobOptions
 from orquestrador.vocabulary import KINDS, PEDIDO_DE
 
 Perdidas = Literal["uma", "nenhuma"]
@@ -105,6 +110,9 @@ class Agenda:
     perdidas: Perdidas = "uma"
     tolerancia: float = DEFAULT_TOLERANCIA
     pausada: bool = False
+    # Launch options of every firing; absent from definitions older than them (they load as 0/None).
+    prioridade: int = 0
+    ttl: float | None = None
     criada_em: float = field(default_factory=time.time)
     desde: float = field(default_factory=time.time)
 
@@ -125,6 +133,12 @@ class Agenda:
         if self.cron is not None:
             return f"cron {self.cron} {self.fuso}"
         return f"cada {_human(self.cada or 0)}"
+
+    def options(self, occurrence: float) -> JobOptions:
+        """The launch options of the firing of ``occurrence``: its deadline counts from it."""
+        return JobOptions.of(
+            prioridade=self.prioridade, ttl=self.ttl, now=datetime.fromtimestamp(occurrence, UTC)
+        )
 
     def next_after(self, epoch: float) -> float:
         """The first occurrence strictly after ``epoch``."""
@@ -176,8 +190,11 @@ def make(
     perdidas: str = "uma",
     tolerancia: float = DEFAULT_TOLERANCIA,
     id: str | None = None,
+    prioridade: int | None = None,
+    ttl: float | None = None,
 ) -> Agenda:
-    """A checked schedule: exactly one of ``cada``/``cron``, a known zone, a JSON payload."""
+    """A checked schedule: exactly one of ``cada``/``cron``, a known zone, a JSON payload, and
+    launch options each firing can carry."""
     if kind not in KINDS:
         raise ScheduleError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not isinstance(alvo, str) or not alvo:
@@ -197,6 +214,12 @@ def make(
         raise ScheduleError(f"tolerancia must be a number of seconds >= 0, got {tolerancia!r}")
     if id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", id):
         raise ScheduleError(f"id={id!r}: use lowercase letters, digits, '_' and '-' (up to 64)")
+    if ttl is not None and ttl <= 0:  # a firing would expire at its own occurrence
+        raise ScheduleError(f"ttl must be more than 0 seconds (or None: firings never expire), got {ttl!r}")
+    try:
+        options = JobOptions.of(prioridade=prioridade, ttl=ttl)
+    except ConfigError as exc:
+        raise ScheduleError(str(exc)) from None
     now = time.time()
     return Agenda(
         id=id or uuid.uuid4().hex[:12],
@@ -209,6 +232,8 @@ def make(
         fuso=fuso,
         perdidas=perdidas,  # type: ignore[arg-type]  # checked above
         tolerancia=float(tolerancia),
+        prioridade=options.prioridade,
+        ttl=None if ttl is None else float(ttl),
         criada_em=now,
         desde=now,
     )

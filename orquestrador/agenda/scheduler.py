@@ -126,17 +126,23 @@ class Scheduler:
                 self._last[agenda.id] = occurrence
 
     async def fire(self, agenda: Agenda, occurrence: float) -> None:
-        """Publish one occurrence as a normal job with its own correlation_id."""
+        """Publish one occurrence as a normal job with its own correlation_id and the schedule's
+        launch options (priority lane, deadline counted from the occurrence)."""
         fila = queue_for(KIND_OF[agenda.tipo_evento], agenda.alvo)
+        options = agenda.options(occurrence)
         env = wire.nova(
             agenda.tipo_evento,  # type: ignore[arg-type]  # checked when the schedule was made
             agenda.payload,
             alvo=agenda.alvo,
             responder_para=agenda.responder_para,
         ).with_changes(
-            message_id=occurrence_id(agenda.id, occurrence), agenda=agenda.id, agendada_para=iso(occurrence)
+            message_id=occurrence_id(agenda.id, occurrence),
+            agenda=agenda.id,
+            agendada_para=iso(occurrence),
+            **options.fields(),
         )
-        await self.broker.publish(fila, wire.encode(env), message_id=env.message_id)
+        target = fila if options.empty else await self.broker.job_queue(fila, options)
+        await self.broker.publish(target, wire.encode(env), message_id=env.message_id)
         self.fired += 1
         self.fired_by[agenda.id] += 1
         log.info("schedule %s fired its %s occurrence as %s", agenda.id, iso(occurrence), env.message_id)

@@ -1,6 +1,7 @@
-"""``orq agenda``: the schedules on the broker, and pausing, resuming or removing one.
+"""``orq agenda``: the schedules on the broker: adding, listing, pausing, resuming, removing.
 
-Schedules are made from Python (``orq.agendar(...)``) and fired by ``orq worker agenda``.
+Schedules are made here (``orq agenda add``) or from Python (``orq.agendar(...)``), checked by
+the same :func:`orquestrador.agenda.make`, and fired by ``orq worker agenda``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from typing import Annotated
 
 import typer
 
-from orquestrador.agenda import Agendas, listing
-from orquestrador.brokers.base import Broker
+from orquestrador import envelope as wire
+from orquestrador import settings
+from orquestrador.agenda import Agendas, listing, make
+from orquestrador.agenda.model import DEFAULT_FUSO, DEFAULT_TOLERANCIA, Agenda
+from orquestrador.brokers.base import Broker, validate_results_queue
 from orquestrador.cli import console
-from orquestrador.cli.options import BrokerOpt, JsonOpt, print_json, with_broker
+from orquestrador.cli.options import BrokerOpt, JsonOpt, PrioridadeOpt, TtlOpt, print_json, with_broker
+from orquestrador.cli.publish import json_object
 
-app = typer.Typer(name="agenda", help="Schedules on the broker: list, pause, resume, remove.")
+app = typer.Typer(name="agenda", help="Schedules on the broker: add, list, pause, resume, remove.")
 
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="The schedule's id (`orq agenda list`).")]
 
@@ -24,6 +29,61 @@ def _when(epoch: object) -> str:
     if not isinstance(epoch, int | float):
         return "-"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command("add")
+def add(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="escavador or executor.")],
+    alvo: Annotated[str, typer.Argument(metavar="ALVO", help="Escavador/executor name.")],
+    payload: Annotated[str, typer.Argument(metavar="PAYLOAD_JSON", help="JSON object sent at each firing.")],
+    cada: Annotated[
+        str | None, typer.Option("--cada", help="Every interval: 10s, 30m, 1h, 1d, 1h30m.")
+    ] = None,
+    cron: Annotated[str | None, typer.Option("--cron", help="Cron expression, e.g. '0 6 * * *'.")] = None,
+    fuso: Annotated[
+        str, typer.Option("--fuso", help="IANA zone of --cron, e.g. America/Sao_Paulo.")
+    ] = DEFAULT_FUSO,
+    perdidas: Annotated[
+        str, typer.Option("--perdidas", help="Missed beyond --tolerancia: uma (fire once) or nenhuma (skip).")
+    ] = "uma",
+    tolerancia: Annotated[
+        float, typer.Option("--tolerancia", help="Seconds late an occurrence is still fired as it was.")
+    ] = DEFAULT_TOLERANCIA,
+    agenda_id: Annotated[
+        str | None, typer.Option("--id", help="Its id (an existing one is replaced).")
+    ] = None,
+    prioridade: PrioridadeOpt = None,
+    ttl: TtlOpt = None,
+    results: Annotated[
+        str | None,
+        typer.Option("--results", help="Results queue of its firings (default: $ORQ_RESULTS_QUEUE)."),
+    ] = None,
+    broker: BrokerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a schedule; prints its id and next firing (`orq worker agenda` fires it).
+
+    --ttl: each firing expires unless started within that many seconds of its occurrence.
+    """
+    data = json_object(payload, "PAYLOAD_JSON", 'e.g. \'{"url": "https://…"}\'')
+    responder_para = validate_results_queue(settings.results_queue(results) or wire.DEFAULT_RESULTS_QUEUE)
+    # Checked before connecting: bad input never reaches the broker.
+    agenda = make(
+        kind, alvo, data, responder_para=responder_para, cada=cada, cron=cron, fuso=fuso,
+        perdidas=perdidas, tolerancia=tolerancia, id=agenda_id, prioridade=prioridade, ttl=ttl,
+    )  # fmt: skip
+
+    async def work(connection: Broker) -> Agenda:
+        return await Agendas(connection.shared_state()).save(agenda)
+
+    saved = with_broker(broker, work)
+    nxt = saved.next_after(saved.desde)
+    if as_json:
+        print_json({"id": saved.id, "quando": saved.quando, "proxima": nxt})
+        return
+    console.out().print(
+        f"schedule {saved.id}: {saved.quando}, next {_when(nxt)}", highlight=False, soft_wrap=True
+    )
 
 
 @app.command("list")

@@ -34,6 +34,8 @@ class AgendaMethods(Session):
         perdidas: str = "uma",
         tolerancia: float = 60.0,
         id: str | None = None,
+        prioridade: int | None = None,
+        ttl: float | None = None,
     ) -> Agenda:
         """Launch ``alvo``'s job with ``payload`` every ``cada`` (``"30m"``, ``"1h"``, ``"1d"``) or
         at each ``cron`` time in zone ``fuso``; returns the schedule (its ``id`` names it).
@@ -42,10 +44,14 @@ class AgendaMethods(Session):
         ``resultados(agenda=id)``. A scheduler down for a while fires each occurrence at most
         ``tolerancia`` seconds late; older missed ones are fired once (``perdidas="uma"``) or
         skipped (``"nenhuma"``). Giving an existing ``id`` replaces that schedule.
+
+        Each firing is launched with ``prioridade`` (0-9) and, with ``ttl``, expires unless it
+        starts within ``ttl`` seconds of its occurrence: a firing that waited behind a backlog
+        longer than its interval is dropped (dead-lettered ``expired``) rather than run late.
         """
         agenda = agendas_.make(
             kind, alvo, payload, responder_para=self._core.responder_para, cada=cada, cron=cron,
-            fuso=fuso, perdidas=perdidas, tolerancia=tolerancia, id=id,
+            fuso=fuso, perdidas=perdidas, tolerancia=tolerancia, id=id, prioridade=prioridade, ttl=ttl,
         )  # fmt: skip
         return self._run(self._agendas().save(agenda))
 
@@ -71,5 +77,5 @@ class AgendaMethods(Session):
         self._run(self._agendas().remove(agenda_id))
 
 
-_COLUMNS = ("id", "tipo_evento", "alvo", "quando", "pausada", "perdidas", "ultima", "proxima",
-            "responder_para", "payload")  # fmt: skip
+_COLUMNS = ("id", "tipo_evento", "alvo", "quando", "pausada", "perdidas", "prioridade", "ttl", "ultima",
+            "proxima", "responder_para", "payload")  # fmt: skip

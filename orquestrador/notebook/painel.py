@@ -18,6 +18,7 @@ from orquestrador.vocabulary import FINAIS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from orquestrador.agenda import Agenda
     from orquestrador.facade import Lote, Orquestrador
 
 STATS_EVERY = 2.0  # queue stats are broker round trips: fewer of them than store reads
@@ -48,6 +49,7 @@ class Painel:
 
         self.lancador = Lancador(orq, self.plugins, dados)
         self.lancador.lancar.on_click(lambda _: ticker(self.orq)._dirty.set())
+        self.lancador.on_schedule = lambda _: self._refresh_agendas()  # shown at once, not next period
 
         self.janela = w.Dropdown(options=JANELAS, value=0, description="show")
         self.janela.observe(lambda _: self._redraw(), names="value")
@@ -79,9 +81,10 @@ class Painel:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def launch(self) -> Lote | None:
-        """What the Launch button does: validate, launch, show the batch; None if refused."""
-        launched = self.lancador.launch()
+    def launch(self) -> Lote | Agenda | None:
+        """What the Launch (or Schedule) button does: validate, launch the batch or make the
+        schedule, show it; None if refused."""
+        launched = self.lancador.submit()
         ticker(self.orq)._dirty.set()
         return launched
 
@@ -190,7 +193,10 @@ class Painel:
             self.agendas.value = f"<span style='color:#b00'>schedules unavailable: {esc(repr(exc))}</span>"
             return
         if frame.empty:
-            self.agendas.value = "no schedules: <code>orq.agendar(...)</code> makes one"
+            self.agendas.value = (
+                "no schedules: <code>orq.agendar(...)</code>, <code>orq agenda add</code> or the "
+                "launch tab's repeat makes one"
+            )
             return
         rows = "".join(
             f"<tr><td><code>{esc(r.id)}</code></td><td>{esc(r.alvo)}</td><td>{esc(r.quando)}</td>"

@@ -244,3 +244,47 @@ def test_the_launcher_sends_priority_delay_and_deadline(env) -> None:  # type: i
     assert row is not None and row.iniciado_em is not None and row.enviado_em is not None
     assert row.iniciado_em - row.enviado_em >= 0.55, "started before its atraso"
     board.close()
+
+
+def test_the_launcher_makes_a_schedule_checked_first_and_the_schedules_tab_shows_it(env) -> None:  # type: ignore[no-untyped-def]
+    orq, nome, _ = env
+    board = painel(orq, [Plugin("escavador", nome, pagina, "tests", schema=Pagina)])
+    form = board.lancador
+    form.payload.value = '{"url": "http://127.0.0.1/x"}'
+    form.repetir.value = "cron"
+    assert form.lancar.description == "Schedule" and form.atraso.disabled
+    assert board.launch() is None and "say when it repeats" in form.mensagem.value
+    form.quando.value = "0 6 * *"
+    assert not form.check() and "not a cron expression" in form.mensagem.value
+    form.quando.value = "0 6 * * *"
+    form.fuso.value = f"Mars/{EVIL}"
+    assert board.launch() is None and "not a known time zone" in form.mensagem.value
+    assert "<img" not in form.mensagem.value
+    form.fuso.value = "America/Sao_Paulo"
+    form.payload.value = '{"url": 5}'
+    assert board.launch() is None and "url: Input should be a valid string" in form.mensagem.value
+    form.payload.value = '{"url": "http://127.0.0.1/x"}'
+    form.copias.value = 3
+    assert board.launch() is None and "one payload per firing" in form.mensagem.value
+    form.copias.value = 1
+    assert orq.agendas().empty, "nothing is saved while the form refuses"
+
+    form.prioridade.value, form.ttl.value = 6, 600.0
+    assert form.check() and "first firing" in form.mensagem.value and "09:00:00Z" in form.mensagem.value
+    agenda = board.launch()
+    assert agenda is not None and agenda is form.agendada
+    assert (agenda.alvo, agenda.payload, agenda.prioridade, agenda.ttl) == (
+        nome,
+        {"url": "http://127.0.0.1/x"},
+        6,
+        600.0,
+    )
+    assert f"scheduled <code>{agenda.id}</code>" in form.mensagem.value
+    assert agenda.responder_para == orq._core.responder_para  # its results come back here
+    assert agenda.id in board.agendas.value and "cron 0 6 * * * America/Sao_Paulo" in board.agendas.value
+    assert orq._core.store.count_by_state() == {}, "a schedule launches nothing now"
+
+    form.repetir.value = "agora"
+    assert form.lancar.description == "Launch" and form.quando.disabled
+    board.close()
+    orq.remover_agenda(agenda.id)
