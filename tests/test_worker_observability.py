@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -21,14 +20,9 @@ from orquestrador import Orquestrador, Worker, WorkerOptions, escavador, logs, r
 from orquestrador.brokers import connect
 from tests.conftest import broker_url_for
 from tests.servers import NatsServer, RedisServer
+from tests.servers.process import free_port
 from tests.test_cli_worker import delete_queues, orq_worker, wait_serving
 from tests.workers import ROOT, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:

@@ -34,6 +34,7 @@ from orquestrador import detached
 from orquestrador.brokers import embedded
 from orquestrador.demo import SITE
 from tests.conftest import unreachable
+from tests.servers.process import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = Path(__file__).parent.parent.parent / "notebooks" / "01_lancar_coletas.ipynb"
@@ -43,12 +44,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 MARKER = "ORQ_BROWSER_TEST"  # in the environment of every process this test starts, to find them
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:

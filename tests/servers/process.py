@@ -25,11 +25,20 @@ def unreachable(what: str) -> NoReturn:
     pytest.skip(what)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this run has not
+    handed out before: the kernel may give a just-released port again, and two servers of one
+    cluster, started one after the other, then shared a port (a CI run's cluster had five nodes)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_open(port: int, host: str = HOST) -> bool:

@@ -64,10 +64,14 @@ class RedisCluster:
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Until every live node says ``cluster_state:ok`` and every replica is in sync."""
+        """Until every live node says ``cluster_state:ok``, every replica is in sync, and clients
+        are shown every replica: ``CLUSTER SLOTS`` lists a replica only once its master has heard
+        its replication offset, seconds after it is in sync, and a client that reads the slots
+        before then cannot find the replica of a key."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self._healthy(n) for n in self.nodes if n.running):
+            live = [n for n in self.nodes if n.running]
+            if all(self._healthy(n) for n in live) and self._replicas_listed(live):
                 return
             time.sleep(0.2)
         tails = "\n".join(log_tail(n.log_file, 10) for n in self.nodes)
@@ -84,6 +88,19 @@ class RedisCluster:
                 return info["role"] == "master" or info.get("master_link_status") == "up"
         except redis.RedisError:
             return False
+
+    @staticmethod
+    def _replicas_listed(live: list[RedisClusterNode]) -> bool:
+        try:
+            with redis.Redis(HOST, live[0].port, socket_timeout=2) as client:
+                listed = sum(len(row) - 3 for row in client.execute_command("CLUSTER SLOTS"))
+            replicas = 0
+            for node in live:
+                with redis.Redis(HOST, node.port, socket_timeout=2) as client:
+                    replicas += client.info("replication")["role"] == "slave"
+        except redis.RedisError:
+            return False
+        return listed >= replicas
 
     def master_of(self, key: str) -> RedisClusterNode:
         """The live node that serves ``key``'s slot right now."""
