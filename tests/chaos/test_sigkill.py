@@ -6,6 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from orquestrador.vocabulary import FINAIS
 from tests.chaos.harness import (
     Cenario,
     Linha,
@@ -20,14 +21,23 @@ from tests.chaos.harness import (
 JOBS = 400
 
 
+def held(c: Cenario, run_log: Path, pid: int) -> bool:
+    """Whether ``pid`` has started a job that has no final row yet."""
+    rows = (c.orq.store.job(mid) for mid in execucoes_por_pid(run_log).get(pid, set()))
+    return any(row is None or row.estado not in FINAIS for row in rows)
+
+
 async def test_worker_sigkill_mid_batch(broker_name: str, url: str, suffix: str, run_log: Path, report):
     jobs, seconds = volume(broker_name, JOBS, at_least=200), job_seconds(broker_name, 0.1)
     async with Cenario(url, suffix) as c:
         victim, _ = await asyncio.gather(*(c.worker(visibility_timeout=3) for _ in range(2)))
         payloads = [{"i": i, "segundos": seconds} for i in range(jobs)]
         ids = [e.message_id or "" for e in await c.orq.iniciar_lote("iniciar_coleta", c.alvo, payloads)]
-        while c.orq.store.count_by_state(ids).get("ok", 0) < jobs // 5:
-            await asyncio.sleep(0.05)
+        # A worker runs its jobs in batches of its concurrency, and between two batches it holds
+        # none for a moment; the kill waits until the victim has started jobs that have no
+        # result yet, so that it really dies holding them.
+        while c.orq.store.count_by_state(ids).get("ok", 0) < jobs // 5 or not held(c, run_log, victim.pid):
+            await asyncio.sleep(0.01)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(10)
         await c.worker(visibility_timeout=3)  # a restarted worker joins the survivor
