@@ -91,7 +91,7 @@ class NatsConsumer(Consumer):
         try:
             with mapped(f"fetch from {self._queue} failed", passing=(NotFound,)):
                 sub = await self._subscription()
-                msgs = await pull.fetch(sub, max(1, max_messages), max(timeout, 0.01))
+                msgs = await pull.fetch(sub, max(1, max_messages), max(timeout, 0.0))
         except NotFound:
             await self._drop_subscription()
             return []
