@@ -24,6 +24,7 @@ from typing import Any
 from orquestrador.envelope import Envelope
 from orquestrador.eventos import EventoJob
 from orquestrador.store import retention, schema
+from orquestrador.store.checkpoint import Checkpointer
 from orquestrador.store.rows import JobRow, estado_of, job_row, jobs_filter, request_of, run_times
 from orquestrador.store.schema import Transaction, unusable
 from orquestrador.vocabulary import ESTADOS
@@ -38,6 +39,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._checkpoints = Checkpointer(self.path, timeout)
         try:
             schema.create(self._conn())
         except sqlite3.Error as exc:
@@ -68,6 +70,7 @@ class Store:
         connection holds the write lock (the collector writes from a thread while launches
         write from the loop); a Python lock hands over the moment the other writer is done.
         """
+        self._checkpoints.ensure_running()
         at_once = getattr(self._local, "at_once", False)
         return Transaction(self._conn(), self._write_lock, wait=not at_once, timeout=self.timeout)
 
@@ -90,6 +93,9 @@ class Store:
         return conn
 
     def close(self) -> None:
+        """Close this thread's connection and checkpoint what is left of the log (a write from
+        another thread afterwards starts the checkpoint thread again)."""
+        self._checkpoints.stop()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

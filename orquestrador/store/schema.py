@@ -99,10 +99,13 @@ def create(conn: sqlite3.Connection) -> None:
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL so readers never block the writer."""
+    """A connection in autocommit mode (transactions are explicit), WAL so readers never block the
+    writer, and no checkpoint inside a commit (:mod:`.checkpoint` runs them in a thread)."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA journal_size_limit=0")
     conn.row_factory = sqlite3.Row
     return conn
 
