@@ -165,6 +165,10 @@ class StoreDown(Exception):
 
 
 AT_ONCE_MAX = 8  # results a collector records on its loop when the store is free; more go to a thread
+# Lifecycle events recorded on the loop when the store is free (~15 us each): a thread writing
+# them contends for the GIL with the loop, which then waits out Python's 5 ms switch interval,
+# more than once per flush; at 500 jobs/s that was most of the launch and result p99.
+EVENTS_AT_ONCE_MAX = 128
 
 
 async def write(store: Store, fn: Callable[..., T], *args: Any) -> T:
@@ -224,10 +228,22 @@ async def release(deliveries: Sequence[Delivery]) -> None:
             await delivery.nack()
 
 
+async def record_events(store: Store, health: Health, events: list[EventoJob]) -> list[EventoJob]:
+    """:func:`write_events` on this loop when few and the store is free, else in a thread (a
+    few hundred rows would stall launches and results)."""
+    if len(events) <= EVENTS_AT_ONCE_MAX:
+        return await write(store, write_events, store, health, events)
+    return await asyncio.to_thread(write_events, store, health, events)
+
+
 def write_events(store: Store, health: Health, events: list[EventoJob]) -> list[EventoJob]:
-    """Record events; returns those to keep for later (all of them while the store fails)."""
+    """Record events; returns those to keep for later (all of them while the store fails).
+
+    Raises :class:`StoreBusy` inside :meth:`Store.at_once` (see :func:`write`)."""
     try:
         store.record_events(events)
+    except StoreBusy:
+        raise
     except Exception as exc:
         if storage_failure(exc):
             health.failed("recording lifecycle events", exc)

@@ -386,11 +386,11 @@ class AsyncOrquestrador(AsyncMessaging):
     async def _flush_events(self) -> None:
         backoff = collector.Backoff()
         while not self._closing.is_set():
-            await self._pause(0.2)
-            if self._events:  # in a thread: a few hundred rows would stall launches and results
+            await self._pause(0.05)
+            if self._events:
                 events, self._events = self._events, []
                 try:
-                    kept = await asyncio.to_thread(collector.write_events, self.store, self.health, events)
+                    kept = await collector.record_events(self.store, self.health, events)
                 except Exception:  # never a silently dead writer (write_events sorts out the known)
                     log.exception("recording %d lifecycle events failed unexpectedly", len(events))
                     kept = []
