@@ -14,6 +14,13 @@ recorded) through a running worker, and prints the median and p90 of each leg of
 in ms (wall clocks of the two processes on one machine): the launch's store write and publish,
 publish → handler start, handler start → result built, result → the collector's fetch, and the
 collector's fetch → recorded.
+
+``--rate R --seconds S`` instead launches jobs with ``iniciar()`` at R per second for S seconds
+(the latency scenario of ``python -m bench``) and splits each job's time, from its scheduled
+send to its result recorded, into four legs: launch (scheduled → ``iniciar`` returned: store
+write, publish, a late producer), to the worker (→ handler start; negative when the worker
+started it before the launch returned), handler, and to record (handler end → recorded). It
+prints p50 / p90 / p99 / max of each and the slowest jobs, which is how the tail was found.
 Not part of ``python -m bench``; used for the profile findings in BENCHMARKS.md.
 """
 
@@ -153,6 +160,51 @@ async def lone(url: str, alvo: str, results: str, home: Path, n: int) -> dict[st
 
 
 LEGS = ("store write", "publish", "to handler", "handler+build", "to collector", "record", "total")
+RATE_LEGS = ("launch", "to worker", "handler", "to record", "total")
+
+
+async def at_rate(
+    url: str, alvo: str, results: str, home: Path, rate: float, seconds: float
+) -> list[dict[str, float]]:
+    """Per job launched at ``rate``: its legs in ms (see the module) and its scheduled offset."""
+    orq = AsyncOrquestrador(url, responder_para=results, home=home)
+    done: dict[str, float] = {}
+    orq.listeners.append(lambda ids: done.update(dict.fromkeys(ids, time.perf_counter())))
+    await orq.start()
+    wall = time.time() - time.perf_counter()  # the store's times are wall clock
+    sched: dict[str, float] = {}
+    sent: dict[str, float] = {}
+    try:
+        for i in range(20):  # warm-up: connections, declares, the worker's first fetch
+            env = await orq.iniciar("iniciar_coleta", alvo, job_payload(-1 - i))
+            await orq.esperar(env.message_id or "", timeout=30)
+
+        async def one(at: float, seq: int) -> None:
+            env = await orq.iniciar("iniciar_coleta", alvo, job_payload(seq))
+            sched[env.message_id or ""], sent[env.message_id or ""] = at, time.perf_counter()
+
+        start, tasks = time.perf_counter() + 0.05, []
+        for i in range(int(rate * seconds)):
+            at = start + i / rate
+            if (delay := at - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(at, i)))
+        await asyncio.gather(*tasks)
+        deadline = Deadline(60)
+        while not deadline.passed and any(k not in done for k in sched):
+            await asyncio.sleep(0.01)
+        jobs = []
+        for mid, at in sched.items():
+            row = orq.store.job(mid)
+            if row is None or mid not in done or row.iniciado_em is None or row.concluido_em is None:
+                continue
+            began, ended = row.iniciado_em - wall, row.concluido_em - wall
+            legs = (sent[mid] - at, began - sent[mid], ended - began, done[mid] - ended, done[mid] - at)
+            ms = {leg: value * 1000 for leg, value in zip(RATE_LEGS, legs, strict=True)}
+            jobs.append({"at": (at - start) * 1000, **ms})
+        return jobs
+    finally:
+        await orq.close()
 
 
 def main() -> None:
@@ -163,6 +215,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--lone", type=int, default=0, help="follow N lone jobs instead (see above)")
+    parser.add_argument("--rate", type=float, default=0.0, help="split jobs launched at this rate into legs")
+    parser.add_argument("--seconds", type=float, default=5.0, help="with --rate: for how long")
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="orq-stages-"))
     with broker_urls([args.broker], {args.broker: args.url}, work_dir) as urls:
@@ -173,7 +227,7 @@ def main() -> None:
 def measure(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     run = uuid.uuid4().hex[:8]
     alvo, results = f"stage{run}", f"stage_res_{run}"
-    if args.lone:
+    if args.lone or args.rate:
         measure_lone(args, url, alvo, results, work_dir)
         return
     try:
@@ -199,13 +253,33 @@ def measure_lone(args: argparse.Namespace, url: str, alvo: str, results: str, wo
            "--broker", url, "--concurrency", str(args.concurrency), "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        legs = asyncio.run(lone(url, alvo, results, work_dir / "orq", args.lone))
+        if args.rate:
+            jobs = asyncio.run(at_rate(url, alvo, results, work_dir / "orq", args.rate, args.seconds))
+        else:
+            legs = asyncio.run(lone(url, alvo, results, work_dir / "orq", args.lone))
     finally:
         proc.terminate()
         proc.wait(20)
+    if args.rate:
+        print_rate_legs(args.broker, jobs)
+        return
     for leg, values in legs.items():
         ms = sorted(v * 1000 for v in values)
         print(f"{args.broker:8} {leg:14} p50 {ms[len(ms) // 2]:7.2f} ms  p90 {ms[len(ms) * 9 // 10]:7.2f} ms")
+
+
+def print_rate_legs(broker: str, jobs: list[dict[str, float]]) -> None:
+    def pct(values: list[float], q: int) -> float:
+        return values[min(len(values) - 1, len(values) * q // 100)]
+
+    print(f"{len(jobs)} jobs recorded")
+    for leg in RATE_LEGS:
+        ms = sorted(job[leg] for job in jobs)
+        print(f"{broker:8} {leg:10} p50 {pct(ms, 50):7.2f}  p90 {pct(ms, 90):7.2f}  p99 {pct(ms, 99):7.2f}  "
+              f"max {ms[-1]:7.2f} ms")  # fmt: skip
+    for job in sorted(jobs, key=lambda j: -j["total"])[:5]:
+        legs = "  ".join(f"{leg} {job[leg]:6.1f}" for leg in RATE_LEGS)
+        print(f"slowest: sent at +{job['at']:7.1f} ms: {legs}")
 
 
 if __name__ == "__main__":
