@@ -7,14 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import nats.js.errors
 from nats.js import JetStreamContext
 
 from orquestrador.brokers.nats.errors import KeyNotFound, WrongLastSequence, mapped
 from orquestrador.brokers.shared import SharedState
 
 BUCKET = "ORQ_AGENDAS"
-NoKeys = nats.js.errors.NoKeysError
 
 
 class NatsState(SharedState):
@@ -58,16 +56,18 @@ class NatsState(SharedState):
         return True
 
     async def items(self, prefix: str) -> dict[str, bytes]:
-        kv = await self._bucket()
+        """Keys listed from the stream's per-subject state in one request: nats.py's
+        ``kv.keys()`` watcher can report "no keys" before its first entry arrives (nats.py
+        issue 842), which once listed every schedule as gone."""
+        await self._bucket()
+        subjects = f"$KV.{BUCKET}." + (prefix + ">" if prefix.endswith(".") else ">")
         with mapped(f"cannot list {BUCKET}"):
-            try:
-                keys = await kv.keys()
-            except NoKeys:
-                return {}
+            info = await self._js().stream_info(f"KV_{BUCKET}", subjects_filter=subjects)
         out: dict[str, bytes] = {}
-        for key in keys:
+        for subject in sorted(info.state.subjects or {}):
+            key = subject[len(f"$KV.{BUCKET}.") :]
             if key.startswith(prefix) and (value := await self.get(key)) is not None:
-                out[key] = value
+                out[key] = value  # deleted and purged keys keep a marker: get() skips them
         return out
 
     async def lease(self, name: str, owner: str, ttl: float) -> bool:
