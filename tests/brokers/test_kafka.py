@@ -126,6 +126,84 @@ async def test_in_flight_counts_the_jobs_another_process_holds(kafka_url: str, q
         await observer.close()
 
 
+async def test_a_worker_waiting_for_jobs_holds_none_of_them(kafka_url: str, queue_name: str):
+    """While it waits, a consumer commits a mark a prefetch ahead (so a lone job reaches its
+    handler without a commit first); jobs that arrive meanwhile still count as waiting, not as
+    in flight, until it takes them."""
+    worker_side, observer = await connect(kafka_url), await connect(kafka_url)
+    try:
+        await worker_side.publish(queue_name, b"first")
+        consumer = await worker_side.consume(queue_name, visibility_timeout=60, prefetch=4)
+        [first] = await eventually(lambda: consumer.fetch(1, timeout=1), timeout=20)
+        await first.ack()
+        assert await consumer.fetch(4, timeout=0.5) == []  # waits: the mark runs ahead now
+
+        for i in range(3):
+            await worker_side.publish(queue_name, f"job{i}".encode())
+        stats = await observer.stats(queue_name)
+        assert (stats.depth, stats.in_flight) == (3, 0)
+
+        taken = []
+        while len(taken) < 3:
+            taken += await consumer.fetch(3 - len(taken), timeout=5)
+        assert [d.attempt for d in taken] == [1, 1, 1]
+
+        async def held() -> tuple[int, int]:
+            s = await observer.stats(queue_name)
+            return s.depth, s.in_flight
+
+        async def all_three_held() -> bool:  # the hand-outs are committed just after, not before
+            return await held() == (0, 3)
+
+        await eventually(all_three_held, timeout=10)
+        for delivery in taken:
+            await delivery.ack()
+        await consumer.close()
+        assert await held() == (0, 0)
+    finally:
+        await worker_side.delete(queue_name)
+        await worker_side.close()
+        await observer.close()
+
+
+async def test_a_job_handed_out_on_a_reservation_counts_its_attempt_after_a_crash(kafka_url: str):
+    """The mark committed ahead covers a job handed out with no commit of its own: when its
+    worker dies (leaves the group without a word), the next one counts the attempt."""
+    broker = await connect(create_broker(f"{kafka_url}?partitions=1").url)
+    queue = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        await broker.publish(queue, b"warm-up")
+        first = await broker.consume(queue, visibility_timeout=60, prefetch=4)
+        [warm] = await eventually(lambda: first.fetch(1, timeout=1), timeout=20)
+        await warm.ack()
+        assert await first.fetch(4, timeout=0.5) == []  # the reservation is committed meanwhile
+
+        kc = first._kc  # type: ignore[attr-defined]
+        commits = 0
+        real_commit = kc.commit
+
+        async def counted(*args: object, **kwargs: object) -> None:
+            nonlocal commits
+            commits += 1
+            await real_commit(*args, **kwargs)
+
+        kc.commit = counted
+        await broker.publish(queue, b"lone")
+        [lone] = await first.fetch(1, timeout=5)
+        assert (lone.body, lone.attempt, commits) == (b"lone", 1, 0), "no commit before the hand-out"
+        first._kc, first._closed = None, True  # type: ignore[attr-defined]
+        await kc.stop()  # a crash: no commit, the group just loses the member
+
+        second = await broker.consume(queue, visibility_timeout=60)
+        [again] = await eventually(lambda: second.fetch(1, timeout=1), timeout=30)
+        assert (again.body, again.attempt) == (b"lone", 2)
+        await again.ack()
+        await second.close()
+    finally:
+        await broker.delete(queue)
+        await broker.close()
+
+
 async def test_lifecycle_events_are_records_keyed_by_correlation_id(kafka_url: str):
     broker = await connect(kafka_url)
     correlation_id = f"cadeia-{uuid.uuid4().hex[:8]}"

@@ -57,3 +57,62 @@ def test_metadata_stays_under_kafkas_limit_however_many_finished_out_of_order():
     _offset, metadata = ledger.proposal() or (0, "")
     assert len(metadata) <= MAX_METADATA
     assert Committed(0, metadata).handed == 19_999, "the hand-out mark is always kept"
+
+
+def test_a_reservation_counts_for_the_next_owner_but_not_as_in_flight():
+    """Reserved ahead (so a lone record is handed out without a commit first): after a crash the
+    next owner counts an attempt for every reserved record, while inspection counts as in flight
+    only those really handed out."""
+    ledger = Ledger(Committed(0), owner="a")
+    ledger.position = 0
+    assert ledger.reserve(9, 19), "nothing committed yet: a commit is needed"
+    proposal = ledger.proposal()
+    assert proposal is not None
+    ledger.confirm(proposal)
+    assert ledger.covers(19) and not ledger.covers(20)
+    assert not ledger.reserve(9, 19), "already in the group's commit"
+    for offset in range(3):
+        assert ledger.classify(offset) == "new"
+        ledger.hand_out(offset)
+    ledger.finish(0)
+    offset, metadata = ledger.proposal() or (None, "")
+
+    committed = Committed(offset, metadata)
+    assert (committed.offset, committed.handed, committed.held) == (1, 19, 2)
+    nxt = Ledger(committed, owner="b")
+    assert [nxt.classify(o) for o in (1, 2, 3, 19, 20)] == ["again", "again", "again", "again", "new"]
+
+
+def test_a_reservation_given_back_counts_no_attempt():
+    ledger = Ledger(Committed(0), owner="a")
+    ledger.position = 0
+    ledger.reserve(4, 9)
+    ledger.confirm(ledger.proposal() or (0, ""))
+    ledger.classify(0)
+    ledger.hand_out(0)
+    ledger.delivered = 0
+    ledger.unmark()  # a rebalance: the reservation goes, the record given to a handler stays
+    offset, metadata = ledger.proposal() or (None, "")
+    nxt = Ledger(Committed(offset, metadata), owner="b")
+    assert [nxt.classify(o) for o in range(3)] == ["again", "new", "new"]
+
+
+def test_metadata_written_before_reservations_reads_the_same():
+    committed = Committed(10, "orq1 a 3 4 1-2")  # mark 14, 11 and 12 finished, no reservation field
+    assert (committed.handed, committed.held, committed.finished) == (14, 14, {11, 12})
+
+
+def test_an_earlier_owners_reservation_counts_only_records_that_existed_when_it_left():
+    """Past the log's end when the partition changed hands, records (the restamped copies of the
+    new owner among them) were never handed out: counting them would restamp copies in a loop."""
+    ledger = Ledger(Committed(0), owner="a")
+    ledger.position = 0
+    ledger.reserve(9, 19)
+    ledger.confirm(ledger.proposal() or (0, ""))
+    ledger.classify(0)
+    ledger.hand_out(0)
+    offset, metadata = ledger.proposal() or (None, "")  # then "a" crashes
+
+    nxt = Ledger(Committed(offset, metadata), owner="b", end=2)  # the log held offsets 0 and 1
+    assert [nxt.classify(o) for o in range(4)] == ["again", "again", "new", "new"]
+    assert nxt.covers(19), "the group's commit still counts them: handing them out needs no commit"

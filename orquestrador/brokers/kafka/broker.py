@@ -295,12 +295,20 @@ class KafkaBroker(Broker):
         committed = await self.committed(group, tps)
         return [(tp, begins[tp], ends[tp], committed.get(tp, Committed(None))) for tp in tps]
 
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition's log ends now: the offset its next record gets."""
+        inspector = self._inspector
+        if inspector is None:
+            raise self.not_connected()
+        with mapped("cannot read where the partitions end"):
+            return dict(await inspector.end_offsets(partitions))
+
     async def _lag(self, topic: str, group: str) -> tuple[int, int]:
         """(waiting, in flight) of ``group`` on ``topic``, from the commits (every consumer's)."""
         waiting = held = 0
         for _tp, begin, end, commit in await self._offsets(topic, group):
             start = max(begin, commit.offset if commit.offset is not None else begin)
-            last = min(end - 1, commit.handed)
+            last = min(end - 1, commit.held)
             handed = max(0, last - start + 1)
             waiting += max(0, end - start - handed)
             held += max(0, handed - sum(1 for o in commit.finished if start <= o <= last))

@@ -3,7 +3,8 @@
 :class:`KafkaConsumer` is an ``AIOKafkaConsumer`` in the queue's group, subscribed to the queue
 (and its ``.retry`` topic). Kafka settles by committed offset, not per record, so each partition
 has a :class:`~.ledger.Ledger` and the consumer commits the lowest offset not finished, with the
-hand-out mark in the commit's metadata before any record is handed out. Each
+hand-out mark in the commit's metadata before any record is handed out: reserved ahead while it
+waits for records, so a lone job does not wait for a commit on its way to its handler. Each
 :class:`KafkaDelivery` holds a client-side lease (:mod:`..support.lease`): Kafka itself only
 moves records when their consumer leaves the group.
 """
@@ -37,6 +38,7 @@ from orquestrador.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+COMMIT_TIMEOUT = 10.0  # seconds; past it a commit is given up, tried again with the next one
 MAX_WAITING_RETRIES = 10_000  # copies held in memory until due; past it their partition pauses
 _seq = itertools.count()
 
@@ -63,6 +65,8 @@ class Host(Protocol):
     async def committed(
         self, group: str, partitions: list[TopicPartition]
     ) -> dict[TopicPartition, Committed]: ...
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -150,6 +154,7 @@ class KafkaConsumer(Consumer):
             log.warning("cannot read the commits of %s (%s): in-flight records of an earlier owner "
                         "will not count an attempt", self.group, exc)  # fmt: skip
             committed = {}
+        ends = await self._ends([tp for tp, c in committed.items() if c.handed > c.held])
         for tp in list(self.ledgers):
             if tp not in assigned:
                 self._drop(tp)
@@ -160,11 +165,22 @@ class KafkaConsumer(Consumer):
                 continue
             if old is not None:
                 self._drop(tp)
-            self.ledgers[tp] = Ledger(now, self.owner)
+            self.ledgers[tp] = Ledger(now, self.owner, end=ends.get(tp))
         main = [tp for tp in assigned if tp.topic == self.queue]
         if main and self._kc is not None:
             self.single_partition = len(self._kc.partitions_for_topic(self.queue) or ()) == 1
         self._assigned.set()
+
+    async def _ends(self, reserved: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where the logs of partitions an earlier owner reserved ahead end (see the ledger)."""
+        if not reserved:
+            return {}
+        try:
+            return await self.broker.end_offsets(reserved)
+        except BrokerError as exc:
+            log.warning("cannot read where %s ends (%s): records written after its last owner "
+                        "left may count an attempt they did not make", self.queue, exc)  # fmt: skip
+            return {}
 
     def _drop(self, tp: TopicPartition) -> None:
         ledger = self.ledgers.pop(tp)
@@ -201,10 +217,22 @@ class KafkaConsumer(Consumer):
         if not self._ready:
             if self._waiting:
                 wait = min(wait, max(0.0, self._waiting[0][0] / 1000 - time.time()))
+            self._reserve()
             with mapped(f"fetch from {self.queue} failed"):
                 batch = await kc.getmany(timeout_ms=int(max(0.0, wait) * 1000), max_records=self.prefetch)
             await self._mark(self._classify(batch))
         return self._deliver(count)
+
+    def _reserve(self) -> None:
+        """Before waiting: let each partition's mark cover the next prefetch (two, so it is not
+        renewed at every fetch), committed in the background while the fetch waits."""
+        renew = False
+        for tp, ledger in self.ledgers.items():
+            if tp.topic == self.queue and not ledger.lost and ledger.position is not None:
+                start = ledger.position
+                renew |= ledger.reserve(start + self.prefetch - 1, start + 2 * self.prefetch - 1)
+        if renew:
+            self.commit_soon()
 
     def _classify(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> list[Raw]:
         """Records to hand out; redeliveries go to be restamped and retry copies to wait."""
@@ -227,12 +255,23 @@ class KafkaConsumer(Consumer):
         return fresh
 
     async def _mark(self, fresh: list[Raw]) -> None:
-        """Commit the hand-out mark of a whole prefetch before any of it is handed out, so a
-        crash from here on counts these attempts (as RabbitMQ counts a dead consumer's prefetch)."""
+        """The hand-out mark of a whole prefetch is in the group's commit before any of it is
+        handed out, so a crash from here on counts these attempts (as RabbitMQ counts a dead
+        consumer's prefetch). Usually a reservation already covers them (:meth:`_reserve`): the
+        hand-out itself is committed in the background, for inspection."""
         if not fresh:
             return
         for raw in fresh:
             raw.ledger.hand_out(raw.offset)
+        if not self._covered(fresh) and self._committer is not None and not self._committer.done():
+            await asyncio.wait({self._committer})  # the reservation may be in flight
+        if self._covered(fresh):
+            self._ready.extend(fresh)
+            self.commit_soon()
+            return
+        for raw in fresh:
+            if (position := raw.ledger.position) is not None:
+                raw.ledger.reserve(position + self.prefetch - 1, position + 2 * self.prefetch - 1)
         try:
             await self.flush()
         except BrokerError:
@@ -240,6 +279,10 @@ class KafkaConsumer(Consumer):
             self._unmark()  # fetched again when the partition settles
             raise
         self._ready.extend(fresh)
+
+    @staticmethod
+    def _covered(fresh: list[Raw]) -> bool:
+        return all(raw.ledger.covers(raw.offset) for raw in fresh)
 
     def _deliver(self, count: int) -> list[Delivery]:
         out: list[Delivery] = []
@@ -400,7 +443,14 @@ class KafkaConsumer(Consumer):
         if not proposals:
             return
         with mapped(f"commit on {self.queue} failed"):
-            await kc.commit({tp: OffsetAndMetadata(o, m) for tp, (o, m) in proposals.items()})
+            try:  # aiokafka retries some errors forever (a topic deleted under its consumer)
+                await asyncio.wait_for(
+                    kc.commit({tp: OffsetAndMetadata(o, m) for tp, (o, m) in proposals.items()}),
+                    COMMIT_TIMEOUT,
+                )
+            except TimeoutError:
+                raise BrokerError(f"no answer to a commit on {self.queue} within {COMMIT_TIMEOUT:.0f} s: "
+                                  "its finished jobs may run again") from None  # fmt: skip
         for tp, proposal in proposals.items():
             self.ledgers[tp].confirm(proposal)
 

@@ -8,8 +8,18 @@ finished. The next owner of the partition (after a crash or a rebalance) reads i
 at or below that mark and not finished was handed out before, so it is a redelivery and counts
 an attempt (:mod:`orquestrador.brokers.support.attempts`); a finished one is skipped.
 
-Metadata: ``orq1 <owner> <seq> <handed - offset> <finished ranges relative to offset>``, under
-Kafka's default 4 KiB limit (finished offsets beyond it are left out: at worst they run again).
+A consumer reserves ahead: before it waits for records it commits a mark some offsets past its
+position (:meth:`Ledger.reserve`), so a record that arrives is handed out at once, with no commit
+in between; the next owner counts an attempt for every record up to the reservation, so a crash
+counts at most a prefetch or two of records no handler saw (as RabbitMQ counts a dead
+consumer's prefetch). The records really handed out are committed too, after the hand-out, and
+inspection counts those as in flight.
+
+Metadata: ``orq1 <owner> <seq> <mark - offset> <finished ranges relative to offset> <handed out
+at or above offset>``, where the mark is the reservation or the highest offset handed out,
+whichever is higher, under Kafka's default 4 KiB limit (finished offsets beyond it are left out:
+at worst they run again). Metadata without the last field (written before reservations) says
+the mark is what was handed out.
 """
 
 from __future__ import annotations
@@ -29,11 +39,20 @@ class Committed:
 
     @property
     def handed(self) -> int:
-        """Highest offset an earlier owner handed out (below ``offset``: none)."""
+        """Highest offset an earlier owner may have handed out, its reservation included (below
+        ``offset``: none): a record up to it counts an attempt."""
         parts = self.metadata.split(" ")
         if self.offset is None or len(parts) < 4 or parts[0] != MAGIC or not parts[3].isdigit():
             return (self.offset or 0) - 1
         return self.offset + int(parts[3])
+
+    @property
+    def held(self) -> int:
+        """Highest offset really handed out (inspection's in-flight count), not reserved ones."""
+        parts = self.metadata.split(" ")
+        if self.offset is not None and len(parts) >= 6 and parts[0] == MAGIC and parts[5].isdigit():
+            return self.offset + int(parts[5]) - 1
+        return self.handed
 
     @property
     def finished(self) -> set[int]:
@@ -49,20 +68,30 @@ class Ledger:
 
     prior: Committed
     owner: str
+    end: int | None = None  # where the log ended when this consumer got the partition
     unfinished: set[int] = field(default_factory=set)  # held by handlers, or being copied
     finished: set[int] = field(default_factory=set)  # at or above the commit point
     position: int | None = None  # the next offset to expect
     handed: int = -1
+    reserved: int = -1  # the mark may run ahead of ``handed`` up to here (see the module)
     seq: int = 0
     last: tuple[int, str] | None = None  # what this consumer committed last
     lost: bool = False  # the partition went to another consumer: settling here is useless
 
     def __post_init__(self) -> None:
-        self._committed_state: tuple[int, int, frozenset[int]] | None = None
-        self._proposed: tuple[int, int, frozenset[int]] | None = None
+        self._committed_state: tuple[int, int, int, frozenset[int]] | None = None
+        self._proposed: tuple[int, int, int, frozenset[int]] | None = None
         self.position = self.prior.offset
-        self.handed = self.prior.handed
-        self.delivered = self.prior.handed  # highest offset given to a handler (handed: marked)
+        # An earlier owner's mark counts only for records that existed when this one took over:
+        # its reservation may run past the end of the log, and records written since (copies
+        # this consumer restamps among them) were never handed out by it.
+        self._prior_mark = self.prior.handed
+        if self.end is not None:
+            self._prior_mark = max(self.prior.held, min(self.prior.handed, self.end - 1))
+        self.handed = self.prior.held
+        self.reserved = self._prior_mark  # holds until passed
+        self.secured = self.prior.handed  # the mark the group holds: hand-outs up to it are safe
+        self.delivered = self.prior.held  # highest offset given to a handler (handed: marked)
         self._prior_finished = self.prior.finished
 
     def classify(self, offset: int) -> str:
@@ -78,7 +107,7 @@ class Ledger:
             return "skip"
         self.see(offset)
         prior = self.prior.offset
-        return "again" if prior is not None and prior <= offset <= self.prior.handed else "new"
+        return "again" if prior is not None and prior <= offset <= self._prior_mark else "new"
 
     def see(self, offset: int) -> None:
         self.unfinished.add(offset)
@@ -95,9 +124,26 @@ class Ledger:
         """Mark ``offset`` handed out (committed before it is, so a crash counts the attempt)."""
         self.handed = max(self.handed, offset)
 
+    def reserve(self, low: int, high: int) -> bool:
+        """Let the mark run ahead to ``high`` if it covers less than ``low``; whether a commit is
+        needed before records up to ``low`` can be handed out without one."""
+        if self.reserved < low:
+            self.reserved = max(self.reserved, high)
+        return self.secured < low
+
+    def covers(self, offset: int) -> bool:
+        """Whether the group's commit already counts ``offset`` as handed out."""
+        return offset <= self.secured
+
+    @property
+    def mark(self) -> int:
+        return max(self.handed, self.reserved)
+
     def unmark(self) -> None:
-        """Marked offsets nobody was given (a prefetch handed back) are not handed out after all."""
-        self.handed = max(self.prior.handed, self.delivered)
+        """Marked offsets nobody was given (a prefetch handed back, a reservation) are not handed
+        out after all; an earlier owner's mark still holds."""
+        self.handed = max(self.prior.held, self.delivered)
+        self.reserved = self._prior_mark
 
     def finish(self, offset: int) -> None:
         if offset in self.unfinished:
@@ -120,15 +166,16 @@ class Ledger:
         if point is None:
             return None
         self.finished = {o for o in self.finished if o >= point}
-        state = (point, self.handed, frozenset(self.finished))
+        mark = self.mark
+        state = (point, mark, self.handed, frozenset(self.finished))
         if state == self._committed_state:
             return None
         text = f"{MAGIC} {self.owner} {self.seq + 1}"
-        if self.handed >= point:
-            text += f" {self.handed - point}"
-            ranges = _ranges(sorted(o - point for o in self.finished if o <= self.handed))
-            if len(text) + len(ranges) + 1 <= MAX_METADATA:
-                text += " " + ranges
+        if mark >= point:
+            ranges = _ranges(sorted(o - point for o in self.finished if o <= mark))
+            if len(text) + len(ranges) + 40 > MAX_METADATA:
+                ranges = "-"  # finished ones left out: at worst they run again
+            text += f" {mark - point} {ranges} {max(0, self.handed - point + 1)}"
         self._proposed = state
         return point, text
 
@@ -137,6 +184,8 @@ class Ledger:
         self.seq += 1
         self.last = committed
         self._committed_state = self._proposed
+        if self._proposed is not None:
+            self.secured = self._proposed[1]
 
     def ours(self, committed: Committed) -> bool:
         """Whether the group's commit is still this consumer's last one (nobody owned it since)."""
