@@ -84,12 +84,7 @@ def test_a_reservation_counts_for_the_next_owner_but_not_as_in_flight():
 
 
 def test_a_reservation_given_back_counts_no_attempt():
-    ledger = Ledger(Committed(0), owner="a")
-    ledger.position = 0
-    ledger.reserve(4, 9)
-    ledger.confirm(ledger.proposal() or (0, ""))
-    ledger.classify(0)
-    ledger.hand_out(0)
+    ledger = first_of_a_reservation(9)
     ledger.delivered = 0
     ledger.unmark()  # a rebalance: the reservation goes, the record given to a handler stays
     offset, metadata = ledger.proposal() or (None, "")
@@ -105,14 +100,20 @@ def test_metadata_written_before_reservations_reads_the_same():
 def test_an_earlier_owners_reservation_counts_only_records_that_existed_when_it_left():
     """Past the log's end when the partition changed hands, records (the restamped copies of the
     new owner among them) were never handed out: counting them would restamp copies in a loop."""
-    ledger = Ledger(Committed(0), owner="a")
-    ledger.position = 0
-    ledger.reserve(9, 19)
-    ledger.confirm(ledger.proposal() or (0, ""))
-    ledger.classify(0)
-    ledger.hand_out(0)
+    ledger = first_of_a_reservation(19)
     offset, metadata = ledger.proposal() or (None, "")  # then "a" crashes
 
     nxt = Ledger(Committed(offset, metadata), owner="b", end=2)  # the log held offsets 0 and 1
     assert [nxt.classify(o) for o in range(4)] == ["again", "again", "new", "new"]
     assert nxt.covers(19), "the group's commit still counts them: handing them out needs no commit"
+
+
+def first_of_a_reservation(upto: int) -> Ledger:
+    """A consumer that committed a reservation up to ``upto``, then handed out offset 0 under it."""
+    ledger = Ledger(Committed(0), owner="a")
+    ledger.position = 0
+    ledger.reserve(upto // 2, upto)
+    ledger.confirm(ledger.proposal() or (0, ""))
+    ledger.classify(0)
+    ledger.hand_out(0)
+    return ledger
