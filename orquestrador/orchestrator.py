@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -33,6 +33,16 @@ from orquestrador.topics.subscription import AsyncAssinatura
 from orquestrador.vocabulary import FINAIS, KIND_OF
 
 log = logging.getLogger("orquestrador")
+CLOSE_WAIT = 5.0  # seconds close() gives each step that waits on the broker
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    """One step of close(), given up (with a warning) if the broker does not answer: a client
+    half-closed by an outage must not hang the notebook's close."""
+    try:
+        await asyncio.wait_for(step, 2 * CLOSE_WAIT)
+    except TimeoutError:
+        log.warning("%s took over %.0f s; given up", what, 2 * CLOSE_WAIT)
 
 
 class AsyncOrquestrador(AsyncMessaging):
@@ -92,17 +102,21 @@ class AsyncOrquestrador(AsyncMessaging):
             await subscription.cancelar()
         if self._unsubscribe is not None:
             with contextlib.suppress(BrokerError):
-                await self._unsubscribe()
+                await _bounded(self._unsubscribe(), "unsubscribing from the lifecycle events")
         # Loops see the flag within one fetch timeout; cancelling a blocked broker read instead
         # can leave a driver's connection half-closed (seen with redis-py), so cancel only stragglers.
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            _, pending = await asyncio.wait(self._tasks, timeout=CLOSE_WAIT)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if pending:
+                _, stuck = await asyncio.wait(pending, timeout=CLOSE_WAIT)
+                for task in stuck:  # a driver call that ignores cancellation: close() goes on
+                    log.warning("%s did not stop within %.0f s of being cancelled; left behind",
+                                task.get_name(), CLOSE_WAIT)  # fmt: skip
         self._write_events()
         if self.broker is not None:
-            await self.broker.close()
+            await _bounded(self.broker.close(), "closing the broker connection")
         self.store.close()
 
     def _broker(self) -> Broker:

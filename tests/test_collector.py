@@ -137,3 +137,24 @@ def test_the_store_backoff_stays_at_its_cap_however_long_the_store_is_down():
     delays = [backoff.next() for _ in range(2000)]
     assert delays[:3] == [0.5, 1.0, 2.0]
     assert delays[-1] == BACKOFF_MAX
+
+
+async def test_close_returns_when_the_broker_no_longer_answers(monkeypatch: Any, caplog: Any) -> None:
+    """After an outage a driver can be left half-closed: the notebook's close() gives each
+    broker step a bound, says which it gave up, and still closes the store."""
+    import orquestrador.orchestrator as orchestrator
+
+    monkeypatch.setattr(orchestrator, "CLOSE_WAIT", 0.2)
+    orq = AsyncOrquestrador(f"memory://{uuid.uuid4().hex}", responder_para=f"res_{uuid.uuid4().hex[:8]}")
+    await orq.start()
+    assert orq.broker is not None
+    real_close = orq.broker.close
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(orq.broker, "close", hangs)
+    await asyncio.wait_for(orq.close(), 5)
+    assert "closing the broker connection took over" in caplog.text
+    with contextlib.suppress(Exception):
+        await real_close()
