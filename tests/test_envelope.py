@@ -198,3 +198,23 @@ def test_payload_values_pydantic_wrote_are_still_written():
     plain = nova("iniciar_coleta", {"a": 1}).with_changes(worker="w")
     assert pickle.loads(pickle.dumps(plain)) == plain
 
+
+def test_a_worker_process_never_imports_pydantic_unless_a_plugin_declares_a_schema():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, orquestrador.worker, orquestrador.cli, orquestrador.brokers.kafka, "
+        "orquestrador.brokers.bullmq, orquestrador.brokers.redis, orquestrador.brokers.nats, "
+        "orquestrador.brokers.rabbitmq\n"
+        "from orquestrador import envelope as wire, plugins\n"
+        "from orquestrador.cli import build\n"
+        "from orquestrador.worker.handler import payload_for\n"
+        "build(('worker',))\n"
+        "env = wire.decode(wire.encode(wire.nova('iniciar_coleta', {'a': 1})))\n"
+        "plain = plugins.Plugin('escavador', 'p', lambda p: p, 't')\n"
+        "assert plugins.payload_dict(payload_for(plain, env.payload)) == {'a': 1}\n"
+        "print('pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
