@@ -1,9 +1,10 @@
 """The toolkit's messages as an AsyncAPI 3.0 document (``orq asyncapi`` writes it).
 
 Teams that publish jobs from other languages, or that keep a catalogue of their event-driven
-services, read AsyncAPI. The document is generated from the same pydantic models that validate
-envelopes on the wire and from the plugins registered in this process, so it cannot drift from
-what workers accept. It describes the configured broker as its server, never its password.
+services, read AsyncAPI. The document is generated from the same msgspec structs that validate
+envelopes on the wire and from the pydantic schemas of the plugins registered in this process,
+so it cannot drift from what workers accept. It describes the configured broker as its server,
+never its password.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, TypeAdapter
+import msgspec
+from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from orquestrador import __version__, settings
 from orquestrador.brokers.base import DLQ_ATTEMPTS, DLQ_ERROR_TYPE, DLQ_REASON, dlq_of
-from orquestrador.envelope import DEFAULT_RESULTS_QUEUE, Envelope
+from orquestrador.envelope import _TIMES, DEFAULT_RESULTS_QUEUE, Envelope
 from orquestrador.errors import ConfigError
 from orquestrador.eventos import SUBJECT as EVENTS_SUBJECT
 from orquestrador.eventos import EventoJob
@@ -44,11 +46,17 @@ def _id(name: str) -> str:
 
 def _schemas(plugins: list[Plugin]) -> tuple[dict[str, Any], dict[str, str]]:
     """JSON Schemas of the envelope and of every plugin payload, sharing one ``$defs`` namespace."""
-    models: list[type[BaseModel]] = [Envelope, *(p.schema for p in plugins if p.schema is not None)]
-    keys, top = models_json_schema([(m, "validation") for m in dict.fromkeys(models)], ref_template=REF)
+    models = list(dict.fromkeys(p.schema for p in plugins if p.schema is not None))
+    keys, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     names = {m: value["$ref"].rsplit("/", 1)[1] for (m, _), value in keys.items()}
-    envelope = schemas[names[Envelope]]
+    wire = _wire_schemas()
+    for name in wire.keys() & schemas.keys():  # a plugin model called Envelope or Erro keeps its name
+        text = json.dumps(wire).replace(f'"{REF.format(model=name)}"', f'"{REF.format(model="orq_" + name)}"')
+        wire = json.loads(text)
+        wire[f"orq_{name}"] = wire.pop(name)
+    schemas.update(wire)
+    envelope = schemas["Envelope" if "Envelope" in wire else "orq_Envelope"]
     for tipo in (*RESULTADO_DE, *RESULTADO_DE.values()):
         specific = copy.deepcopy(envelope)
         specific["title"] = tipo
@@ -64,6 +72,30 @@ def _schemas(plugins: list[Plugin]) -> tuple[dict[str, Any], dict[str, str]]:
     schemas["TopicMessage"] = copy.deepcopy(TOPIC_MESSAGE)
     plugin_schemas = {f"{p.kind}_{p.nome}": names[p.schema] for p in plugins if p.schema is not None}
     return schemas, plugin_schemas
+
+
+def _wire_schemas() -> dict[str, Any]:
+    """The schemas of Envelope and Erro, from the structs that check them on the wire.
+
+    Shaped as pydantic wrote them when the envelope was a pydantic model (titles, unknown fields
+    allowed, times as ``date-time``), so the document reads the same as before.
+    """
+    _, defs = msgspec.json.schema_components([Envelope], ref_template=REF.replace("{model}", "{name}"))
+    for schema in defs.values():
+        del schema["properties"]["extras"]  # the unknown fields themselves, not a field
+        schema["additionalProperties"] = True
+        for name, prop in schema["properties"].items():
+            for option in prop.get("anyOf", []):  # said of the field, not of one of its types
+                if "description" in option:
+                    prop["description"] = option.pop("description")
+            if "$ref" not in json.dumps(prop):
+                prop["title"] = name.replace("_", " ").title()
+    for name in _TIMES:
+        prop = defs["Envelope"]["properties"][name]
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") == "string":
+                option["format"] = "date-time"
+    return defs
 
 
 def _message(tipo: str, payload: dict[str, Any], title: str | None = None) -> dict[str, Any]:

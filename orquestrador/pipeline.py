@@ -177,7 +177,7 @@ class PipelineRunner:
                     alvo=dest_alvo,
                     responder_para=self.pipeline.fila if follows else final,
                     headers=span.headers,
-                    responder_final=final,
+                    extras={"responder_final": final},
                 )
                 out.append((fila, child, span))
         return out

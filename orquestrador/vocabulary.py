@@ -22,8 +22,8 @@ TipoEvento = Literal["iniciar_coleta", "resultado_coleta", "iniciar_execucao", "
 TIPOS_EVENTO: tuple[str, ...] = TipoEvento.__args__  # type: ignore[attr-defined]
 
 # The request envelope of each kind, and the answer to each request.
-PEDIDO_DE: dict[str, str] = {"escavador": "iniciar_coleta", "executor": "iniciar_execucao"}
-RESULTADO_DE: dict[str, str] = {
+PEDIDO_DE: dict[str, TipoEvento] = {"escavador": "iniciar_coleta", "executor": "iniciar_execucao"}
+RESULTADO_DE: dict[str, TipoEvento] = {
     "iniciar_coleta": "resultado_coleta",
     "iniciar_execucao": "resultado_execucao",
 }

@@ -26,9 +26,9 @@ def _run(store: Store, alvo: str, payload: dict, resultado: dict | None, erro: b
     res = nova("resultado_coleta", resultado or {}, alvo=alvo, correlation_id=job.correlation_id,
                causation_id=job.message_id)  # fmt: skip
     if erro:
-        res = res.model_copy(update={"status": "erro", "erro": Erro(tipo="HTTPError", mensagem="503")})
+        res = res.with_changes(status="erro", erro=Erro(tipo="HTTPError", mensagem="503"))
     else:
-        res = res.model_copy(update={"status": "ok"})
+        res = res.with_changes(status="ok")
     store.record_results([res])
     return job.message_id
 

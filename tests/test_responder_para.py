@@ -47,7 +47,7 @@ async def test_a_job_with_a_bad_responder_para_is_dead_lettered_and_its_batch_ma
     good = [await orq.iniciar("iniciar_coleta", nome, {"i": i}) for i in range(8)]
     for n, name in enumerate(BAD):  # published by hand, as any producer could
         env = wire.nova("iniciar_coleta", {"i": 100 + n}, alvo=nome, responder_para=name)
-        await broker.publish(queue, env.model_dump_json().encode())
+        await broker.publish(queue, wire.encode(env))
     worker = Worker(broker, [Plugin("escavador", nome, handler, "tests")], WorkerOptions(concurrency=16))
     task = asyncio.create_task(worker.run())  # all of them fetched and finished together
     try:

@@ -30,7 +30,7 @@ async def _publish_results(broker: Broker, fila: str, n: int) -> None:
     for i in range(n):
         job = nova("iniciar_coleta", {"n": i}, alvo="eco")
         res = nova("resultado_coleta", {"n": i}, alvo="eco", correlation_id=job.correlation_id,
-                   causation_id=job.message_id).model_copy(update={"status": "ok"})  # fmt: skip
+                   causation_id=job.message_id).with_changes(status="ok")  # fmt: skip
         await broker.publish(fila, encode(res), message_id=res.message_id)
 
 
@@ -75,8 +75,8 @@ async def test_a_result_the_store_refuses_is_dead_lettered_and_the_rest_recorded
         job = nova("iniciar_coleta", {}, alvo="eco")
         # A pipeline child without tipo_evento: the jobs table cannot hold it.
         bad = nova("resultado_coleta", {}, alvo="eco", correlation_id=job.correlation_id,
-                   causation_id=job.message_id).model_copy(
-            update={"status": "ok", "filhos": [{"message_id": str(uuid.uuid4())}]})  # fmt: skip
+                   causation_id=job.message_id).with_changes(
+            status="ok", filhos=[{"message_id": str(uuid.uuid4())}])  # fmt: skip
         await broker.publish(fila, encode(bad), message_id=bad.message_id)
         await _publish_results(broker, fila, 5)
 

@@ -36,14 +36,14 @@ def _finish(store: Store, job: Envelope, at: float, *, erro: bool = False, parte
     for n in range(partes):
         part = nova("resultado_coleta", {"parte": n}, alvo="http", correlation_id=job.correlation_id,
                     causation_id=job.message_id)  # fmt: skip
-        part = part.model_copy(update={"status": "ok", "parcial": True, "parte": n})
+        part = part.with_changes(status="ok", parcial=True, parte=n)
         store.record_results([part])
     res = nova("resultado_coleta", {"ok": True}, alvo="http", correlation_id=job.correlation_id,
                causation_id=job.message_id)  # fmt: skip
     update: dict = {"status": "ok", "timestamp": when}
     if erro:
         update.update(status="erro", erro=Erro(tipo="HTTPError", mensagem="503"))
-    store.record_results([res.model_copy(update=update)])
+    store.record_results([res.with_changes(**update)])
 
 
 def _rows(path: Path, table: str, correlation_id: str) -> int:
@@ -128,7 +128,7 @@ def test_prune_in_many_chunks_reaches_every_old_job(store: Store):
     store.record_sent(jobs, "escavador_http")
     results = [
         nova("resultado_coleta", {}, alvo="http", correlation_id=j.correlation_id, causation_id=j.message_id)
-        .model_copy(update={"status": "ok", "timestamp": datetime.fromtimestamp(now - DAY - i, UTC)})
+        .with_changes(status="ok", timestamp=datetime.fromtimestamp(now - DAY - i, UTC))
         for i, j in enumerate(jobs)
     ]  # fmt: skip
     store.record_results(results)

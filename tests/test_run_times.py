@@ -22,7 +22,7 @@ from tests.workers import start_worker
 
 def _result(job, **extras):  # type: ignore[no-untyped-def]
     return nova("resultado_coleta", {"v": 1}, alvo="a", correlation_id=job.correlation_id,
-                causation_id=job.message_id).model_copy(update={"status": "ok", **extras})  # fmt: skip
+                causation_id=job.message_id).with_changes(status="ok", **extras)  # fmt: skip
 
 
 def test_the_result_sets_the_start_and_the_run_time_and_older_results_still_read(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orquestrador.envelope import Envelope
+from orquestrador.envelope import Envelope, to_json
 from orquestrador.eventos import EventoJob
 from orquestrador.store import retention, schema
 from orquestrador.store.checkpoint import Checkpointer
@@ -153,7 +153,7 @@ class Store:
                 values = (
                     estado, env.timestamp.timestamp(), env.tentativa,
                     (env.extras.get("worker")), json.dumps(env.payload),
-                    env.erro.model_dump_json() if env.erro else None, env.message_id,
+                    to_json(env.erro) if env.erro else None, env.message_id,
                     iniciado_em, execucao, _agenda_of(env),
                 )  # fmt: skip
                 cur = conn.execute(
@@ -260,7 +260,7 @@ class Store:
         bodies: Sequence[bytes] | None = None,
     ) -> None:
         if bodies is None:
-            texts = [e.model_dump_json(exclude_none=True) for e in envelopes]
+            texts = [to_json(e) for e in envelopes]
         else:
             texts = [b.decode("utf-8", "replace") for b in bodies]
         conn.executemany(

@@ -71,11 +71,7 @@ def jobs_filter(
 
 def estado_of(env: Envelope) -> str:
     if env.status == "erro":
-        return (
-            "dead-lettered"
-            if env.erro is not None and (env.erro.model_extra or {}).get("fila_dlq")
-            else "erro"
-        )
+        return "dead-lettered" if env.erro is not None and env.erro.extras.get("fila_dlq") else "erro"
     return "ok"
 
 

@@ -14,9 +14,7 @@ import inspect
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from orquestrador.envelope import Erro
 from orquestrador.errors import PermanentFailure
@@ -25,6 +23,9 @@ from orquestrador.plugins import Plugin
 
 TRACEBACK_CHARS = 4000  # the end of a failed handler's traceback travels in its erro
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 OnPart = Callable[[dict[str, Any], int], Awaitable[None]]  # (part, its number from 1)
 
 
@@ -32,6 +33,8 @@ def payload_for(plugin: Plugin, payload: dict[str, Any]) -> Any:
     """The payload as the handler takes it: its ``schema`` model, if it declares one."""
     if plugin.schema is None:
         return payload
+    from pydantic import ValidationError  # loaded already by the schema: a worker without one never needs it
+
     try:
         return plugin.schema.model_validate(payload)
     except ValidationError as exc:

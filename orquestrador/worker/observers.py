@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from orquestrador import eventos, settings
+from orquestrador.envelope import to_dict
 from orquestrador.errors import BrokerError
 from orquestrador.eventos import Evento, EventoJob
 from orquestrador.worker import topics
@@ -191,10 +192,10 @@ class Events(Observer):
         self._emit(job, "progresso", {"fracao": fraction, "nota": note})
 
     def retried(self, job: Job, erro: Erro, delay: float) -> None:
-        self._emit(job, "retry", {"erro": erro.model_dump(), "atraso": delay})
+        self._emit(job, "retry", {"erro": to_dict(erro), "atraso": delay})
 
     def dead_lettered(self, job: Job, erro: Erro) -> None:
-        self._emit(job, "dead_letter", {"erro": erro.model_dump()})
+        self._emit(job, "dead_letter", {"erro": to_dict(erro)})
         self._result(job)
 
     def succeeded(self, job: Job) -> None:

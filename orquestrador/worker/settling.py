@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from orquestrador import envelope as wire
 from orquestrador import tracing
@@ -123,7 +123,13 @@ class Settler:
             job.log.warning("nack failed: %s", exc)
 
     async def answer(
-        self, job: Job, status: str, payload: dict[str, Any], erro: Erro | None, *, parte: int = 0
+        self,
+        job: Job,
+        status: Literal["ok", "erro"],
+        payload: dict[str, Any],
+        erro: Erro | None,
+        *,
+        parte: int = 0,
     ) -> None:
         env = job.envelope
         extras: dict[str, Any] = {"worker": self.worker_id}
@@ -157,7 +163,7 @@ class Settler:
                 headers=span.headers,  # the same trace, this result's own span id
                 status=status,
                 erro=erro,
-                **extras,
+                extras=extras,
             )
             body = wire.encode(resultado, max_bytes=self.options.max_message_bytes)
             await self._publisher.publish(queue, body, resultado.message_id)
