@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
 
 from orquestrador.brokers.base import (
     DLQ_SUFFIX,
@@ -50,10 +52,12 @@ from orquestrador.brokers.shared import SharedState
 from orquestrador.brokers.slots import Slots
 from orquestrador.brokers.support.limits import DlqLimits
 from orquestrador.brokers.tls import ssl_context, tls_failure
-from orquestrador.errors import BrokerUnavailable
+from orquestrador.errors import BrokerError, BrokerUnavailable
 from orquestrador.settings import int_option, pop_url_options, redact_url, server_urls
 
 log = logging.getLogger("orquestrador.brokers.nats")
+
+STREAM_NAMES = "$JS.API.STREAM.NAMES"  # JetStream's listing of stream names (paged by offset)
 
 
 class NatsBroker(Broker):
@@ -328,9 +332,30 @@ class NatsBroker(Broker):
 
     async def queues(self) -> list[str]:
         with mapped("cannot list streams"):
-            infos = await self.js.streams_info()
-        names = (queue_name(i.config.name) for i in infos if i.config.name)
+            streams = await self._stream_names()
+        names = (queue_name(stream) for stream in streams)
         return sorted(n for n in names if n)
+
+    async def _stream_names(self) -> list[str]:
+        """Every stream's name, page after page: the server answers a listing with one page (up
+        to 1,024 names; 256 for ``streams_info()``, all nats.py asks for), and a server shared
+        with other applications easily holds more."""
+        names: list[str] = []
+        while True:
+            request = json.dumps({"offset": len(names)}).encode()
+            reply = await self.client.request(STREAM_NAMES, request, timeout=self.request_timeout)
+            try:
+                page = json.loads(reply.data)
+            except ValueError as exc:
+                raise BrokerError(f"NATS answered the stream listing with no JSON: {exc}") from exc
+            if not isinstance(page, dict):
+                raise BrokerError("NATS answered the stream listing with no JSON object")
+            if "error" in page:
+                raise APIError.from_error(page["error"])
+            got = [name for name in page.get("streams") or () if isinstance(name, str)]
+            names.extend(got)
+            if not got or len(names) >= int(page.get("total") or 0):
+                return names
 
     def shared_state(self) -> SharedState:
         if self._state is None:
