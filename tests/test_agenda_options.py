@@ -137,6 +137,9 @@ def test_orq_agenda_add_makes_a_schedule_the_api_lists(name: str, request: pytes
         assert row["payload"] == {"url": "https://example.org"}
         assert row["proxima"].hour == 9
         assert (row["prioridade"], row["ttl"]) == (4, 900.0)
+        listed = CliRunner().invoke(app, ["agenda", "list", "-b", url], env={"COLUMNS": "200"})
+        line = next(line for line in listed.output.splitlines() if agenda_id in line)
+        assert [cell.strip() for cell in line.split("│")[5:7]] == ["4", "900 s"], listed.output
     finally:
         orq.close()
         asyncio.run(remove(url, agenda_id))

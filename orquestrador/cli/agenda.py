@@ -98,12 +98,14 @@ def list_(broker: BrokerOpt = None, as_json: JsonOpt = False) -> None:
         print_json(rows)
         return
     table = console.table(title="schedules")
-    for column in ("id", "alvo", "tipo_evento", "when", "state", "last", "next"):
+    for column in ("id", "alvo", "tipo_evento", "when", "priority", "ttl", "state", "last", "next"):
         table.add_column(column)
     for row in rows:
         state = "paused" if row["pausada"] else "active"
+        ttl = "-" if row["ttl"] is None else f"{row['ttl']:g} s"
         table.add_row(str(row["id"]), str(row["alvo"]), str(row["tipo_evento"]), str(row["quando"]),
-                      state, _when(row["ultima"]), _when(row["proxima"]))  # fmt: skip
+                      str(row["prioridade"]), ttl, state,
+                      _when(row["ultima"]), _when(row["proxima"]))  # fmt: skip
     console.out().print(table)
 
 
