@@ -39,6 +39,7 @@ from orquestrador.brokers.queues import (  # re-exported: the names adapters and
     DLQ_ATTEMPTS,
     DLQ_ERROR_TYPE,
     DLQ_HEADERS,
+    DLQ_LANE,
     DLQ_QUEUE,
     DLQ_REASON,
     DLQ_SUFFIX,
@@ -238,8 +239,11 @@ class Broker(abc.ABC):
         """Move the dead letters ``queue`` has now back onto it, each once; returns how many.
 
         Each is published first, then acked in the DLQ (a crash in between duplicates, never
-        loses). ``progress`` is told how many moved after each batch.
+        loses); one taken from a priority lane goes back to its lane. ``progress`` is told how
+        many moved after each batch.
         """
+        from orquestrador.brokers.support.lanes import replay_target  # it builds on this module
+
         source, target = dlq_of(queue), origin_of(queue)
         count, last = await self.dead_letter_snapshot(target)
         budget = count if limit is None else min(count, limit)
@@ -257,8 +261,10 @@ class Broker(abc.ABC):
                     if moved >= budget or _newer(delivery, last):
                         later.append(delivery)
                         continue
-                    headers = strip_dead_letter_headers(delivery.headers)
-                    await self.publish(target, delivery.body, headers=headers)
+                    to = target if self.native_priority else replay_target(target, delivery.headers)
+                    if to != target:
+                        await self.declare(to)
+                    await self.publish(to, delivery.body, headers=strip_dead_letter_headers(delivery.headers))
                     await delivery.ack()
                     moved += 1
                 for delivery in later:  # back for the next replay, at once
@@ -410,6 +416,7 @@ __all__ = [
     "DLQ_ATTEMPTS",
     "DLQ_ERROR_TYPE",
     "DLQ_HEADERS",
+    "DLQ_LANE",
     "DLQ_QUEUE",
     "DLQ_REASON",
     "DLQ_SUFFIX",

@@ -19,7 +19,8 @@ DLQ_ERROR_TYPE = "orq-dlq-error-type"
 DLQ_ATTEMPTS = "orq-dlq-attempts"
 DLQ_QUEUE = "orq-dlq-queue"
 DLQ_AT = "orq-dlq-at"
-DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT)
+DLQ_LANE = "orq-dlq-lane"  # the priority lane it was taken from (support.lanes), where replay puts it back
+DLQ_HEADERS = (DLQ_REASON, DLQ_ERROR_TYPE, DLQ_ATTEMPTS, DLQ_QUEUE, DLQ_AT, DLQ_LANE)
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(\.dlq)?$")
 

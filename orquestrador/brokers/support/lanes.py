@@ -12,7 +12,7 @@ The cost stays off the hot path: a worker looks at empty lanes at most every
 waits on ``<fila>`` as it always did, so a lone job there starts as fast as without lanes, and
 an urgent job reaches an idle worker within ``lane_poll``. A lane's deliveries settle in the
 lane (a retry keeps its priority); their dead letters go to ``<fila>.dlq`` beside every other
-dead letter of the queue.
+dead letter of the queue, naming their lane (``DLQ_LANE``), and a replay puts them back there.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 
 from orquestrador.brokers.base import Broker, Consumer, Delivery
-from orquestrador.brokers.queues import JOB_QUEUE_PREFIXES
+from orquestrador.brokers.queues import DLQ_LANE, JOB_QUEUE_PREFIXES
 
 LANES = ((5, "__p9"), (1, "__p4"))  # (lowest prioridade, suffix), the most urgent first
 HOT_WAIT = 0.05  # seconds to wait on a lane that gave jobs at the last look
@@ -126,8 +126,20 @@ class LaneDelivery(Delivery):
     async def heartbeat(self) -> None:
         await self.inner.heartbeat()
 
+    def dead_letter_headers(self, reason: str, error_type: str) -> dict[str, str]:
+        return {**super().dead_letter_headers(reason, error_type), DLQ_LANE: self.inner.queue}
+
     async def _publish_dead_letter(self, dlq: str, headers: dict[str, str]) -> None:
         await self._broker.publish(dlq, self.body, headers=headers)
 
 
-__all__ = ["HOT_WAIT", "LANES", "LaneConsumer", "LaneDelivery", "consume", "lane_of", "lanes_of"]
+def replay_target(queue: str, headers: dict[str, str]) -> str:
+    """Where a dead letter of ``queue`` is replayed to: the lane it names, if that is one of
+    ``queue``'s (the header is read from the broker: anything else goes to ``queue``)."""
+    lane = headers.get(DLQ_LANE)
+    return lane if lane in lanes_of(queue) else queue
+
+
+__all__ = [
+    "HOT_WAIT", "LANES", "LaneConsumer", "LaneDelivery", "consume", "lane_of", "lanes_of", "replay_target",
+]  # fmt: skip
