@@ -21,6 +21,7 @@ from orquestrador.brokers.base import (
     strip_dead_letter_headers,
     validate_queue_name,
 )
+from orquestrador.brokers.support.lanes import replay_target
 from orquestrador.errors import ConfigError, OrquestradorError
 
 BY_ID_SEARCH = 1000  # dead letters a search by message_id looks at, at most
@@ -148,7 +149,8 @@ async def replay_by_id(broker: Broker, queue: str, message_id: str) -> int:
                     # No message_id: publish-side dedup (RabbitMQ's per connection) would drop a
                     # replay of a job this process sent in the last two minutes.
                     headers = strip_dead_letter_headers(delivery.headers)
-                    await broker.publish(target, delivery.body, headers=headers)
+                    to = await replay_target(broker, target, delivery.headers)  # a lane's, to its lane
+                    await broker.publish(to, delivery.body, headers=headers)
                     await delivery.ack()
                     found = 1
                 else:

@@ -261,9 +261,7 @@ class Broker(abc.ABC):
                     if moved >= budget or _newer(delivery, last):
                         later.append(delivery)
                         continue
-                    to = target if self.native_priority else replay_target(target, delivery.headers)
-                    if to != target:
-                        await self.declare(to)
+                    to = await replay_target(self, target, delivery.headers)
                     await self.publish(to, delivery.body, headers=strip_dead_letter_headers(delivery.headers))
                     await delivery.ack()
                     moved += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import StorageType
 
 from orquestrador.brokers import connect
 from tests.servers import NatsServer
@@ -24,11 +24,9 @@ async def test_queues_lists_every_queue_of_a_crowded_server(tmp_path: Path) -> N
         nc = await nats.connect(server.url)
         try:
             js = nc.jetstream()
-            foreign = [js.add_stream(StreamConfig(name=f"OTHER_{i}", subjects=[f"other.{i}"])) for i in range(30)]
-            ours = [
-                js.add_stream(StreamConfig(name=f"ORQ_{q}", subjects=[f"lista.{q}"], storage=StorageType.MEMORY))
-                for q in queues
-            ]
+            foreign = [js.add_stream(name=f"OTHER_{i}", subjects=[f"other.{i}"]) for i in range(30)]
+            memory = StorageType.MEMORY
+            ours = [js.add_stream(name=f"ORQ_{q}", subjects=[f"lista.{q}"], storage=memory) for q in queues]
             for chunk in range(0, len(ours) + len(foreign), 100):
                 await asyncio.gather(*(ours + foreign)[chunk : chunk + 100])
         finally:

@@ -119,9 +119,11 @@ async def test_replay_by_id_moves_exactly_that_dead_letter(broker: Broker, queue
     await eventually(lambda: _dead_count(broker, queue, 4))
 
 
-async def test_a_replayed_urgent_job_goes_back_to_its_priority_lane(broker: Broker) -> None:
-    """An urgent job that dead-lettered is still urgent when replayed: brokers without native
-    priority put it back in the lane it was taken from, not behind the queue's backlog."""
+@pytest.mark.parametrize("how", ["all", "by_id"])
+async def test_a_replayed_urgent_job_goes_back_to_its_priority_lane(broker: Broker, how: str) -> None:
+    """An urgent job that dead-lettered is still urgent when replayed (all, or by its id):
+    brokers without native priority put it back in the lane it was taken from, not behind the
+    queue's backlog."""
     if broker.native_priority:
         pytest.skip("native priority: the broker's own replay keeps the job, its priority included")
     queue = f"escavador_lane_{uuid.uuid4().hex[:10]}"
@@ -129,27 +131,31 @@ async def test_a_replayed_urgent_job_goes_back_to_its_priority_lane(broker: Brok
     assert lane != queue
     await broker.declare(queue)
     try:
-        await broker.publish(lane, b"urgent")
+        urgent = json.dumps({"message_id": uuid.uuid4().hex}).encode()
+        await broker.publish(lane, urgent)
         consumer = await lanes.consume(broker, queue, visibility_timeout=60.0, prefetch=8)
         try:
             taken: list[Delivery] = []
             while not taken:
                 taken = await consumer.fetch(1, timeout=5)
-            assert taken[0].body == b"urgent"
+            assert taken[0].body == urgent
             await taken[0].dead_letter("boom", error_type="ValueError")
         finally:
             await consumer.close()
         await eventually(lambda: _dead_count(broker, queue, 1), timeout=20)
 
         await broker.publish(queue, b"backlog")
-        assert await broker.replay(queue) == 1
+        if how == "all":
+            assert await broker.replay(queue) == 1
+        else:
+            assert await replay_by_id(broker, queue, json.loads(urgent)["message_id"]) == 1
 
         async def in_lane() -> bool:
             return (await broker.stats(lane)).depth == 1
 
         await eventually(in_lane, timeout=20)
         assert (await broker.stats(queue)).depth == 1  # the backlog only
-        assert await _drain(broker, lane, 1) == [b"urgent"]
+        assert await _drain(broker, lane, 1) == [urgent]
     finally:
         for name in (queue, *lanes.lanes_of(queue)):
             await broker.delete(name)

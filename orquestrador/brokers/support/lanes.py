@@ -133,11 +133,14 @@ class LaneDelivery(Delivery):
         await self._broker.publish(dlq, self.body, headers=headers)
 
 
-def replay_target(queue: str, headers: dict[str, str]) -> str:
-    """Where a dead letter of ``queue`` is replayed to: the lane it names, if that is one of
-    ``queue``'s (the header is read from the broker: anything else goes to ``queue``)."""
+async def replay_target(broker: Broker, queue: str, headers: dict[str, str]) -> str:
+    """Where a dead letter of ``queue`` is replayed to: the lane it names (declared), if that is
+    one of ``queue``'s (the header is read from the broker: anything else goes to ``queue``)."""
     lane = headers.get(DLQ_LANE)
-    return lane if lane in lanes_of(queue) else queue
+    if broker.native_priority or lane not in lanes_of(queue):
+        return queue
+    await broker.declare(lane)
+    return lane
 
 
 __all__ = [
