@@ -204,6 +204,41 @@ async def test_a_job_handed_out_on_a_reservation_counts_its_attempt_after_a_cras
         await broker.close()
 
 
+async def test_a_job_that_kills_every_worker_counts_no_attempts_on_its_neighbours(kafka_url: str):
+    """A reservation makes every record it covers count an attempt after a crash, as they may
+    have been handed out. That counts once per record: a job that kills each worker taking it
+    must not push the job queued behind it past max_tentativas (it did, in the chaos suite)."""
+    broker = await connect(create_broker(f"{kafka_url}?partitions=1").url)
+    queue = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        await broker.publish(queue, b"warm-up")
+        first = await broker.consume(queue, visibility_timeout=60, prefetch=1)  # a worker of concurrency 1
+        [warm] = await eventually(lambda: first.fetch(1, timeout=1), timeout=20)
+        await warm.ack()
+        assert await first.fetch(1, timeout=0.5) == []  # the reservation is committed meanwhile
+        await broker.publish(queue, b"killer")
+        await broker.publish(queue, b"bystander")
+
+        consumer, killer, bystander = first, [], None
+        while len(killer) < 4 and len(killer) + (bystander is not None) < 8:
+            [taken] = await eventually(lambda: consumer.fetch(1, timeout=1), timeout=30)  # noqa: B023
+            if taken.body == b"bystander":
+                bystander = taken.attempt
+                await taken.ack()
+                continue
+            killer.append(taken.attempt)
+            kc = consumer._kc  # type: ignore[attr-defined]
+            consumer._kc, consumer._closed = None, True  # type: ignore[attr-defined]
+            await kc.stop()  # it dies right after the hand-out, before any commit of its own
+            consumer = await broker.consume(queue, visibility_timeout=60, prefetch=1)
+        await consumer.close()
+        assert killer == [1, 2, 3, 4], "each crash counts the killer's attempt once"
+        assert bystander is not None and bystander <= 2, (killer, bystander)
+    finally:
+        await broker.delete(queue)
+        await broker.close()
+
+
 async def test_lifecycle_events_are_records_keyed_by_correlation_id(kafka_url: str):
     broker = await connect(kafka_url)
     correlation_id = f"cadeia-{uuid.uuid4().hex[:8]}"

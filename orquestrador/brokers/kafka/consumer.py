@@ -30,7 +30,7 @@ from orquestrador.brokers.kafka.assignor import BusyAwareAssignor
 from orquestrador.brokers.kafka.delivery import KafkaDelivery, Raw, public_headers
 from orquestrador.brokers.kafka.errors import DRIVER_ERRORS, CommitRefused, mapped
 from orquestrador.brokers.kafka.ledger import Committed, Ledger
-from orquestrador.brokers.kafka.names import DUE, MESSAGE_ID, group_of, retry_topic, topics_of
+from orquestrador.brokers.kafka.names import DUE, MESSAGE_ID, UNCERTAIN, group_of, retry_topic, topics_of
 from orquestrador.brokers.support import attempts as restamping
 from orquestrador.brokers.support.delays import bucket_of
 from orquestrador.brokers.support.lease import LeasedDelivery
@@ -246,6 +246,8 @@ class KafkaConsumer(Consumer):
                 if kind == "skip":
                     continue
                 raw = Raw(self, tp, record, ledger, redelivered=kind == "again")
+                if kind == "maybe" and not raw.uncertain:  # counted once, flagged on its copy
+                    raw.redelivered = raw.uncertain = True
                 if tp.topic != self.queue:
                     self._wait_retry(raw)
                 elif raw.redelivered and self._restamps:
@@ -263,9 +265,11 @@ class KafkaConsumer(Consumer):
             return
         for raw in fresh:
             raw.ledger.hand_out(raw.offset)
-        if not self._covered(fresh) and self._committer is not None and not self._committer.done():
+        exact = any(raw.uncertain for raw in fresh)  # see names.UNCERTAIN: committed first
+        pending = self._committer is not None and not self._committer.done()
+        if not exact and not self._covered(fresh) and pending and self._committer is not None:
             await asyncio.wait({self._committer})  # the reservation may be in flight
-        if self._covered(fresh):
+        if not exact and self._covered(fresh):
             self._ready.extend(fresh)
             self.commit_soon()
             return
@@ -324,6 +328,8 @@ class KafkaConsumer(Consumer):
         out = [(k, str(v).encode()) for k, v in table.items()]
         if (mid := raw.table.get(MESSAGE_ID)) is not None:
             out.append((MESSAGE_ID, bytes(mid)))
+        if raw.uncertain:
+            out.append((UNCERTAIN, b"1"))
         target = queue
         if (bucket := bucket_of(queue)) is not None:
             target = retry_topic(bucket[0])

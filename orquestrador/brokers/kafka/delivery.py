@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 from orquestrador.brokers.base import dlq_of
 from orquestrador.brokers.intake import FieldReader
 from orquestrador.brokers.kafka.ledger import Ledger
-from orquestrador.brokers.kafka.names import MESSAGE_ID
+from orquestrador.brokers.kafka.names import MESSAGE_ID, UNCERTAIN
 from orquestrador.brokers.support import attempts as restamping
 from orquestrador.brokers.support.lease import LeasedDelivery
 
@@ -71,6 +71,8 @@ class Raw:
         self.offset: int = record.offset
         self.table = record_headers(record)
         self.redelivered = redelivered
+        # Its attempt was counted once on an earlier owner's reservation (names.UNCERTAIN).
+        self.uncertain = UNCERTAIN in self.table
 
     @property
     def body(self) -> bytes:

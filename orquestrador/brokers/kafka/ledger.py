@@ -13,7 +13,9 @@ position (:meth:`Ledger.reserve`), so a record that arrives is handed out at onc
 in between; the next owner counts an attempt for every record up to the reservation, so a crash
 counts at most a prefetch or two of records no handler saw (as RabbitMQ counts a dead
 consumer's prefetch). The records really handed out are committed too, after the hand-out, and
-inspection counts those as in flight.
+inspection counts those as in flight. Such an uncertain attempt counts once per record: its copy
+is flagged, counts none again, and is handed out only after an exact commit, so a job that
+kills its worker every time cannot push its neighbours past ``max_tentativas``.
 
 Metadata: ``orq1 <owner> <seq> <mark - offset> <finished ranges relative to offset> <handed out
 at or above offset>``, where the mark is the reservation or the highest offset handed out,
@@ -95,7 +97,8 @@ class Ledger:
         self._prior_finished = self.prior.finished
 
     def classify(self, offset: int) -> str:
-        """``skip`` (seen, finished), ``again`` (an earlier owner handed it out) or ``new``."""
+        """``skip`` (seen, finished), ``again`` (an earlier owner handed it out), ``maybe`` (an
+        earlier owner's reservation covered it: it may have been handed out) or ``new``."""
         if offset in self.unfinished or offset in self.finished:
             return "skip"
         point = self.point()
@@ -107,7 +110,9 @@ class Ledger:
             return "skip"
         self.see(offset)
         prior = self.prior.offset
-        return "again" if prior is not None and prior <= offset <= self._prior_mark else "new"
+        if prior is None or not prior <= offset <= self._prior_mark:
+            return "new"
+        return "again" if offset <= self.prior.held else "maybe"
 
     def see(self, offset: int) -> None:
         self.unfinished.add(offset)

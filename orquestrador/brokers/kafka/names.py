@@ -11,6 +11,10 @@ RETRY_SUFFIX = ".retry"  # <queue>.retry: copies waiting out a delayed retry (se
 GROUP_PREFIX = "orq."  # the consumer group of <queue> is orq.<queue>
 EVENTS_TOPIC = "orq.eventos"  # lifecycle events, keyed by correlation_id
 MESSAGE_ID = "x-orq-message-id"  # the publisher's message id (Kafka records have none of their own)
+# On a copy whose attempt was counted because an earlier owner's reservation covered it, not
+# because it was surely handed out (see .ledger): it counts no such attempt again, and is handed
+# out only after an exact commit.
+UNCERTAIN = "x-orq-uncertain"
 DUE = "x-orq-due"  # epoch milliseconds when a copy in <queue>.retry goes back to <queue>
 SUBJECT = "x-orq-subject"  # an event's subject (orq.eventos...)
 TOPICS_TOPIC = "orq.topicos"  # every toolkit topic's messages, keyed by the toolkit topic (see .topics)
