@@ -40,6 +40,10 @@ async def _dead_count(broker: Broker, queue: str, expected: int) -> bool:
     return (await broker.stats(queue)).dead_letters == expected
 
 
+async def _depth(broker: Broker, queue: str, expected: int) -> bool:
+    return (await broker.stats(queue)).depth == expected
+
+
 async def _drain(broker: Broker, queue: str, expected: int) -> list[bytes]:
     """Take and ack ``expected`` messages from ``queue``; then check nothing else is there."""
     consumer = await broker.consume(queue, visibility_timeout=60.0, prefetch=64)
@@ -123,12 +127,11 @@ async def test_replay_by_id_moves_exactly_that_dead_letter(broker: Broker, queue
 async def test_a_replayed_urgent_job_goes_back_to_its_priority_lane(broker: Broker, how: str) -> None:
     """An urgent job that dead-lettered is still urgent when replayed (all, or by its id):
     brokers without native priority put it back in the lane it was taken from, not behind the
-    queue's backlog."""
-    if broker.native_priority:
-        pytest.skip("native priority: the broker's own replay keeps the job, its priority included")
+    queue's backlog; a broker with native priority (BullMQ) puts the job itself back, its
+    priority with it."""
     queue = f"escavador_lane_{uuid.uuid4().hex[:10]}"
     lane = await broker.job_queue(queue, JobOptions(prioridade=7))
-    assert lane != queue
+    assert (lane == queue) == broker.native_priority
     await broker.declare(queue)
     try:
         urgent = json.dumps({"message_id": uuid.uuid4().hex}).encode()
@@ -150,10 +153,13 @@ async def test_a_replayed_urgent_job_goes_back_to_its_priority_lane(broker: Brok
         else:
             assert await replay_by_id(broker, queue, json.loads(urgent)["message_id"]) == 1
 
-        async def in_lane() -> bool:
-            return (await broker.stats(lane)).depth == 1
+        if broker.native_priority:  # one queue: the job is back in it, beside the backlog
+            await eventually(lambda: _depth(broker, queue, 2), timeout=20)
+            assert (await broker.stats(queue)).dead_letters == 0
+            assert sorted(await _drain(broker, queue, 2)) == sorted([urgent, b"backlog"])
+            return
 
-        await eventually(in_lane, timeout=20)
+        await eventually(lambda: _depth(broker, lane, 1), timeout=20)
         assert (await broker.stats(queue)).depth == 1  # the backlog only
         assert await _drain(broker, lane, 1) == [urgent]
     finally:
